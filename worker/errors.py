@@ -1,0 +1,93 @@
+"""Every error the product raises, grouped by what the caller does next.
+
+    LivestreamsError
+    ├── SettingsError        a setting is missing or malformed: fix the environment, restart
+    ├── BookingError         bad input from a caller: nothing was stored or changed (exit 2)
+    │   ├── BookingConflict  the input disagrees with what is stored (same external_ref, other fields)
+    │   └── BookingNotFound  no booking with that id or reference
+    ├── SecretKeyError       the stream-key cipher is missing or cannot decrypt: fix the key
+    └── UpstreamError        the RealtimeKit API did not start a livestream
+        ├── RetryableError   nothing was created: try again later (connect error, 408, 425, 429)
+        ├── AmbiguousError   something may have been created: reconcile before trying again
+        └── FinalError       the API refused for good (400, 401, 403, 404, 422, other 4xx)
+
+The message of each error is safe to log and to show: no API token or stream key ever goes
+into one (the client builds messages from upstream error text, never from request headers).
+"""
+
+from __future__ import annotations
+
+
+class LivestreamsError(Exception):
+    """Base class of every error raised by livestream-scheduler."""
+
+
+class SettingsError(LivestreamsError):
+    """A setting from the environment is missing or malformed."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+class BookingError(LivestreamsError):
+    """A booking request was refused; nothing was stored or changed."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class BookingConflict(BookingError):
+    """The request disagrees with a booking already stored."""
+
+
+class BookingNotFound(BookingError):
+    """No booking matches the id or external reference given."""
+
+
+class SecretKeyError(LivestreamsError):
+    """The stream-key cipher is not configured, or no configured key decrypts a value."""
+
+
+class UpstreamError(LivestreamsError):
+    """The RealtimeKit API call did not return a started livestream.
+
+    ``status`` is the HTTP status (None when no response came), ``code`` and ``upstream_message``
+    come from the error envelope, ``ray_id`` from the ``cf-ray`` header, ``duration`` is seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        upstream_message: str | None = None,
+        ray_id: str | None = None,
+        duration: float | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.upstream_message = upstream_message
+        self.ray_id = ray_id
+        self.duration = duration
+        super().__init__(message)
+
+
+class RetryableError(UpstreamError):
+    """Nothing was created upstream; the same call may be sent again after ``retry_after``."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class AmbiguousError(UpstreamError):
+    """The request may have reached the API: ask for the active livestream before resending."""
+
+
+class FinalError(UpstreamError):
+    """The API refused the request for good; sending it again cannot help."""

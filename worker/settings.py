@@ -1,0 +1,237 @@
+"""Settings, read once from the environment into a frozen value.
+
+This is the only module that reads ``os.environ``. A bad value raises ``SettingsError`` naming
+the variable, so a process refuses to start instead of failing halfway through a task.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker.errors import SettingsError
+
+DEFAULT_DATABASE_URL = "sqlite:///livestreams.db"
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+DEFAULT_DISPATCH_INTERVAL = 1.0  # seconds between dispatch ticks
+DEFAULT_LOOKAHEAD = 5.0  # claim rows this far ahead; the task waits for its ETA in the worker
+DEFAULT_START_WINDOW = 900.0  # after scheduled_at + this, no start is tried (deadline)
+DEFAULT_LEASE = 60.0  # a claimed row is taken back this long after its due instant
+DEFAULT_CLAIM_BATCH = 500  # rows claimed per statement
+DEFAULT_BACKOFF_BASE = 1.0
+DEFAULT_BACKOFF_CAP = 60.0
+DEFAULT_BACKOFF_FLOOR = 0.5  # a retry is never due at once
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_WRITE_TIMEOUT = 5.0
+DEFAULT_POOL_TIMEOUT = 5.0
+# Cloudflare allows 1,200 requests per 5 minutes per token across its whole API.
+DEFAULT_RATE_LIMIT = "1200/300"
+DEFAULT_STALE_AFTER = 30.0  # `livestreams status` fails when the last tick is older
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` upstream calls per ``window`` seconds for one API token."""
+
+    requests: int
+    window: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = DEFAULT_BROKER_URL
+    api_token: Secret | None = None
+    account_id: str | None = None
+    app_id: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    secret_keys: tuple[Secret, ...] = field(default=())
+    dispatch_interval: float = DEFAULT_DISPATCH_INTERVAL
+    lookahead: float = DEFAULT_LOOKAHEAD
+    start_window: float = DEFAULT_START_WINDOW
+    lease: float = DEFAULT_LEASE
+    claim_batch: int = DEFAULT_CLAIM_BATCH
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_cap: float = DEFAULT_BACKOFF_CAP
+    backoff_floor: float = DEFAULT_BACKOFF_FLOOR
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT
+    rate_limit: RateLimit = RateLimit(1200, 300.0)
+    stale_after: float = DEFAULT_STALE_AFTER
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        settings = cls(
+            database_url=_str(env, "LIVESTREAMS_DATABASE_URL", DEFAULT_DATABASE_URL),
+            broker_url=_str(env, "LIVESTREAMS_BROKER_URL", DEFAULT_BROKER_URL),
+            api_token=_token(env),
+            account_id=_ident(env, "CLOUDFLARE_ACCOUNT_ID"),
+            app_id=_ident(env, "REALTIMEKIT_APP_ID"),
+            base_url=_url(env, "CLOUDFLARE_BASE_URL", DEFAULT_BASE_URL),
+            secret_keys=_keys(env),
+            dispatch_interval=_seconds(
+                env, "LIVESTREAMS_DISPATCH_INTERVAL", DEFAULT_DISPATCH_INTERVAL
+            ),
+            lookahead=_seconds(env, "LIVESTREAMS_LOOKAHEAD", DEFAULT_LOOKAHEAD, zero_ok=True),
+            start_window=_seconds(env, "LIVESTREAMS_START_WINDOW", DEFAULT_START_WINDOW),
+            lease=_seconds(env, "LIVESTREAMS_LEASE", DEFAULT_LEASE),
+            claim_batch=_int(env, "LIVESTREAMS_CLAIM_BATCH", DEFAULT_CLAIM_BATCH),
+            backoff_base=_seconds(env, "LIVESTREAMS_BACKOFF_BASE", DEFAULT_BACKOFF_BASE),
+            backoff_cap=_seconds(env, "LIVESTREAMS_BACKOFF_CAP", DEFAULT_BACKOFF_CAP),
+            backoff_floor=_seconds(env, "LIVESTREAMS_BACKOFF_FLOOR", DEFAULT_BACKOFF_FLOOR),
+            connect_timeout=_seconds(
+                env, "LIVESTREAMS_HTTP_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT
+            ),
+            read_timeout=_seconds(env, "LIVESTREAMS_HTTP_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
+            write_timeout=_seconds(env, "LIVESTREAMS_HTTP_WRITE_TIMEOUT", DEFAULT_WRITE_TIMEOUT),
+            pool_timeout=_seconds(env, "LIVESTREAMS_HTTP_POOL_TIMEOUT", DEFAULT_POOL_TIMEOUT),
+            rate_limit=_rate(env, "LIVESTREAMS_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+            stale_after=_seconds(env, "LIVESTREAMS_STALE_AFTER", DEFAULT_STALE_AFTER),
+        )
+        settings.check()
+        return settings
+
+    @property
+    def call_budget(self) -> float:
+        """The longest one upstream call may take: connect, send, and wait for the answer."""
+        return self.pool_timeout + self.connect_timeout + self.write_timeout + self.read_timeout
+
+    def check(self) -> None:
+        """Refuse combinations that would break the exactly-once guarantee."""
+        # The lease is what stops the reaper from re-claiming a row whose POST is still in
+        # flight; if it could run out mid-call, a second POST could create a second livestream.
+        if self.lease <= self.call_budget + 5:
+            raise SettingsError(
+                "LIVESTREAMS_LEASE",
+                f"must exceed the HTTP timeouts added up plus 5 s ({self.call_budget + 5:g} s)",
+            )
+        if self.lookahead >= self.lease:
+            raise SettingsError("LIVESTREAMS_LOOKAHEAD", "must be shorter than LIVESTREAMS_LEASE")
+        if self.backoff_cap < self.backoff_floor:
+            raise SettingsError(
+                "LIVESTREAMS_BACKOFF_CAP", "must not be below LIVESTREAMS_BACKOFF_FLOOR"
+            )
+
+    def require_token(self) -> Secret:
+        if self.api_token is None:
+            raise SettingsError(
+                "CLOUDFLARE_API_TOKEN", "is not set (nor CLOUDFLARE_API_TOKEN_FILE)"
+            )
+        return self.api_token
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _str(env, name, default).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise SettingsError(name, f"must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _ident(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if len(value) > 32:
+        raise SettingsError(name, f"must be at most 32 characters, got {len(value)}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a number of seconds, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise SettingsError(name, f"must be a finite number of seconds >= 0, got {raw!r}")
+    if value == 0 and not zero_ok:
+        raise SettingsError(name, "must be greater than 0")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise SettingsError(name, f"must be at least 1, got {value}")
+    return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> RateLimit:
+    raw = _str(env, name, default)
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", raw)
+    if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+        raise SettingsError(name, f"must look like REQUESTS/SECONDS (e.g. 1200/300), got {raw!r}")
+    return RateLimit(int(match.group(1)), float(match.group(2)))
+
+
+def _token(env: Mapping[str, str]) -> Secret | None:
+    value = env.get("CLOUDFLARE_API_TOKEN", "").strip()
+    path = env.get("CLOUDFLARE_API_TOKEN_FILE", "").strip()
+    if value and path:
+        raise SettingsError(
+            "CLOUDFLARE_API_TOKEN_FILE", "set only one of CLOUDFLARE_API_TOKEN and this"
+        )
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(
+                "CLOUDFLARE_API_TOKEN_FILE", f"cannot read {path}: {exc.strerror}"
+            ) from None
+        if not value:
+            raise SettingsError("CLOUDFLARE_API_TOKEN_FILE", f"{path} is empty")
+    if value and any(ch.isspace() for ch in value):
+        # Checked here because a token with a newline would corrupt the Authorization header.
+        raise SettingsError("CLOUDFLARE_API_TOKEN", "must not contain white space")
+    return Secret(value) if value else None
+
+
+def _keys(env: Mapping[str, str]) -> tuple[Secret, ...]:
+    raw = env.get("LIVESTREAMS_SECRET_KEY", "").strip()
+    if not raw:
+        return ()
+    return tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
