@@ -3,7 +3,7 @@
     LivestreamsError
     ├── SettingsError        a setting is missing or malformed: fix the environment, restart
     ├── BookingError         bad input from a caller: nothing was stored or changed (exit 2)
-    │   ├── BookingConflict  the input disagrees with what is stored (same external_ref, other fields)
+    │   ├── BookingConflict  the input disagrees with what is stored (same ref, other fields)
     │   └── BookingNotFound  no booking with that id or reference
     ├── SecretKeyError       the stream-key cipher is missing or cannot decrypt: fix the key
     └── UpstreamError        the RealtimeKit API did not start a livestream

@@ -1,0 +1,47 @@
+"""Celery settings: declarative, with every value taken from worker.settings.
+
+Loaded by worker/celery.py with ``app.config_from_object("celeryconfig")``.
+"""
+
+from worker.settings import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+# JSON only: a task carries (stream_id, claim_token), never an object or a secret.
+task_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# The database holds every result; a result backend would only store copies.
+task_ignore_result = True
+task_store_errors_even_if_ignored = False
+
+# Acknowledge after the task ran, so a message lost with its worker is delivered again. That
+# replay is harmless: the claim token makes a second run of the same claim a no-op, and the
+# database lease, not the broker, decides when a vanished start is taken back.
+task_acks_late = True
+task_reject_on_worker_lost = False
+
+# Start tasks are short and wait on the network; a few in hand per process keeps the pool busy
+# without hoarding work a crashed process would then sit on. ETA tasks do not count here.
+worker_prefetch_multiplier = 4
+
+# Redis re-delivers an unacknowledged message after this many seconds. It must exceed the
+# longest ETA we give (the lookahead) plus a task's run time, or a message waiting for its ETA
+# would be handed to a second worker; 5 minutes leaves a wide margin over the defaults.
+broker_transport_options = {"visibility_timeout": 300}
+
+# A start task makes at most two calls, each renewing its lease; this only stops a wedged task.
+task_time_limit = int(2 * _settings.lease)
+
+beat_schedule = {
+    "dispatch-due": {
+        "task": "livestreams.dispatch_due",
+        "schedule": _settings.dispatch_interval,
+        # A tick that waited in the queue longer than this is stale; the next one replaces it.
+        "options": {"expires": max(5.0, 5 * _settings.dispatch_interval)},
+    },
+}

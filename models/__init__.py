@@ -1,0 +1,28 @@
+"""Mapping and engine/session factories; callers own their sessions."""
+
+from models.base import Base, UTCDateTime
+from models.streams import (
+    CLAIMABLE_STATES,
+    TERMINAL_STATES,
+    AttemptAction,
+    AttemptOutcome,
+    DispatcherHeartbeat,
+    ScheduledStream,
+    StartAttempt,
+    StreamState,
+    UpstreamPause,
+)
+
+__all__ = [
+    "CLAIMABLE_STATES",
+    "TERMINAL_STATES",
+    "AttemptAction",
+    "AttemptOutcome",
+    "Base",
+    "DispatcherHeartbeat",
+    "ScheduledStream",
+    "StartAttempt",
+    "StreamState",
+    "UTCDateTime",
+    "UpstreamPause",
+]

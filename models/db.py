@@ -1,0 +1,88 @@
+"""Engines and sessions: one engine per process and database URL, made again after a fork."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_lock = threading.Lock()
+_engines: dict[str, tuple[int, Engine, sessionmaker[Session]]] = {}
+
+
+def make_engine(url: str, **kw: Any) -> Engine:
+    """An engine set up for this product: WAL and a busy timeout on SQLite, pre-ping on servers."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kw)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite so that BEGIN IMMEDIATE below is honoured.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Every transaction takes the write lock up front: a deferred transaction that reads
+        # and then writes can fail with "database is locked" at once, without waiting, when
+        # another process (beat, a worker) wrote in between. Ours are all short.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def get_sessionmaker(url: str) -> sessionmaker[Session]:
+    """The process's sessionmaker for ``url``; a forked child gets its own pool."""
+    pid = os.getpid()
+    with _lock:
+        cached = _engines.get(url)
+        if cached is not None and cached[0] == pid:
+            return cached[2]
+        if cached is not None:
+            # Inherited from the parent: drop its pooled connections without closing the
+            # sockets the parent still uses (SQLAlchemy "Using Connection Pools with fork").
+            cached[1].dispose(close=False)
+        engine = make_engine(url)
+        factory = make_sessionmaker(engine)
+        _engines[url] = (pid, engine, factory)
+        return factory
+
+
+def dispose_all() -> None:
+    """Close every pooled connection of this process (tests and shutdown)."""
+    with _lock:
+        for pid, engine, _ in _engines.values():
+            engine.dispose(close=pid == os.getpid())
+        _engines.clear()
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock, so that many hosts agree on what is due.
+
+    SQLite runs inside this process, so its clock is this host's.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+    return datetime.now(UTC)

@@ -1,0 +1,361 @@
+"""The Python API for bookings: schedule, reschedule, cancel, retry, find and list.
+
+Every function takes a Session that the caller owns and commits. Input is validated before
+anything is written; a refusal raises ``BookingError`` naming the field, and leaves the
+database as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import ScheduledStream, StartAttempt, StreamState
+from models.db import db_now
+from worker import claims
+from worker.errors import BookingConflict, BookingError, BookingNotFound
+from worker.settings import Settings
+from worker.timeparse import parse_instant
+
+# The contract's pattern is ^[a-zA-Z0-9-_]*$; spelled out here so nobody reads "9-_" as a range.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]*")
+NAME_MAX = 200
+# Account and app ids go into the URL path: no slashes, dots or anything to escape.
+IDENT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+REF_MAX = 200
+MAX_VIDEO_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    """A validated booking, not yet stored."""
+
+    meeting_id: uuid.UUID
+    account_id: str
+    app_id: str
+    scheduled_at: datetime
+    timezone: str
+    start_window: float
+    name: str | None = None
+    video_width: int | None = None
+    video_height: int | None = None
+    external_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    stream: ScheduledStream
+    created: bool  # False when an identical booking with the same external_ref existed
+
+
+def validate(
+    settings: Settings,
+    *,
+    meeting_id: str | uuid.UUID,
+    at: str | datetime,
+    tz: str | None = None,
+    account_id: str | None = None,
+    app_id: str | None = None,
+    name: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    external_ref: str | None = None,
+    start_window: float | None = None,
+) -> BookingRequest:
+    """Check every field; the first problem raises BookingError naming it."""
+    scheduled_at, zone_name = parse_instant(at, tz)
+    window = settings.start_window if start_window is None else start_window
+    if not isinstance(window, int | float) or isinstance(window, bool) or not 0 < window <= 86400:
+        raise BookingError("start_window", "must be between 0 and 86400 seconds")
+    return BookingRequest(
+        meeting_id=_uuid("meeting_id", meeting_id),
+        account_id=_ident("account_id", account_id or settings.account_id, "CLOUDFLARE_ACCOUNT_ID"),
+        app_id=_ident("app_id", app_id or settings.app_id, "REALTIMEKIT_APP_ID"),
+        scheduled_at=scheduled_at,
+        timezone=zone_name,
+        start_window=float(window),
+        name=_name(name),
+        video_width=_side("width", width),
+        video_height=_side("height", height),
+        external_ref=_ref(external_ref),
+    )
+
+
+def schedule(session: Session, settings: Settings, **fields: object) -> Scheduled:
+    """Book a livestream; with an ``external_ref`` seen before, return that booking instead.
+
+    The same ref with the same fields returns the stored booking (a caller's retry); the same
+    ref with other fields raises BookingConflict.
+    """
+    request = validate(settings, **fields)  # type: ignore[arg-type]
+    if request.external_ref is not None:
+        existing = _by_ref(session, request.external_ref)
+        if existing is not None:
+            return Scheduled(_same_or_conflict(existing, request), created=False)
+    now = db_now(session)
+    if request.scheduled_at <= now:
+        raise BookingError("at", f"{request.scheduled_at.isoformat()} is in the past")
+    stream = ScheduledStream(
+        id=uuid.uuid4(),
+        external_ref=request.external_ref,
+        account_id=request.account_id,
+        app_id=request.app_id,
+        meeting_id=request.meeting_id,
+        name=request.name,
+        video_width=request.video_width,
+        video_height=request.video_height,
+        scheduled_at=request.scheduled_at,
+        timezone=request.timezone,
+        start_deadline=request.scheduled_at + timedelta(seconds=request.start_window),
+        due_at=request.scheduled_at,
+        created_at=now,
+        updated_at=now,
+        state=StreamState.SCHEDULED.value,
+        attempts=0,
+    )
+    try:
+        with session.begin_nested():
+            session.add(stream)
+    except IntegrityError:
+        # Another caller booked the same ref between our lookup and our insert.
+        existing = _by_ref(session, request.external_ref) if request.external_ref else None
+        if existing is None:
+            raise
+        return Scheduled(_same_or_conflict(existing, request), created=False)
+    return Scheduled(stream, created=True)
+
+
+def find(
+    session: Session, ident: str | uuid.UUID | None = None, *, ref: str | None = None
+) -> ScheduledStream:
+    """The booking with this id, or with this external reference."""
+    if (ident is None) == (ref is None):
+        raise BookingError("id", "give either a booking id or --ref, not both or neither")
+    if ref is not None:
+        stream = _by_ref(session, ref)
+        if stream is None:
+            raise BookingNotFound("ref", f"no booking with external_ref {ref!r}")
+        return stream
+    stream_id = _uuid("id", ident)
+    found = session.get(ScheduledStream, stream_id, populate_existing=True)
+    if found is None:
+        raise BookingNotFound("id", f"no booking with id {stream_id}")
+    return found
+
+
+def list_streams(
+    session: Session,
+    *,
+    states: Sequence[str] = (),
+    meeting_id: str | uuid.UUID | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    limit: int = 100,
+) -> list[ScheduledStream]:
+    """Bookings ordered by start time, filtered by state, meeting and start-time range."""
+    query = select(ScheduledStream)
+    if states:
+        known = {s.value for s in StreamState}
+        for state in states:
+            if state not in known:
+                raise BookingError(
+                    "state", f"unknown state {state!r}; one of {', '.join(sorted(known))}"
+                )
+        query = query.where(ScheduledStream.state.in_(list(states)))
+    if meeting_id is not None:
+        query = query.where(ScheduledStream.meeting_id == _uuid("meeting_id", meeting_id))
+    if start is not None:
+        query = query.where(ScheduledStream.scheduled_at >= parse_instant(start, None, "from")[0])
+    if end is not None:
+        query = query.where(ScheduledStream.scheduled_at < parse_instant(end, None, "to")[0])
+    if not 1 <= limit <= 10_000:
+        raise BookingError("limit", "must be between 1 and 10000")
+    query = query.order_by(ScheduledStream.scheduled_at, ScheduledStream.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def attempts(session: Session, stream: ScheduledStream) -> list[StartAttempt]:
+    """Every upstream call made for a booking, oldest first."""
+    query = (
+        select(StartAttempt)
+        .where(StartAttempt.stream_id == stream.id)
+        .order_by(StartAttempt.number)
+    )
+    return list(session.scalars(query))
+
+
+def cancel(session: Session, stream: ScheduledStream) -> ScheduledStream:
+    """Cancel a booking that has not been claimed yet."""
+    now = db_now(session)
+    ok = claims.transition(
+        session,
+        stream.id,
+        (StreamState.SCHEDULED, StreamState.RETRYING),
+        now,
+        state=StreamState.CANCELLED.value,
+        last_error="cancelled by ops",
+    )
+    return _applied(session, stream, ok, "cancel", "scheduled or retrying")
+
+
+def reschedule(
+    session: Session,
+    settings: Settings,
+    stream: ScheduledStream,
+    *,
+    at: str | datetime,
+    tz: str | None = None,
+    start_window: float | None = None,
+) -> ScheduledStream:
+    """Move a booking that has not started to another instant (and zone, if given)."""
+    # A wall time without --tz is read in the booking's own zone.
+    scheduled_at, zone_name = parse_instant(at, tz or stream.timezone)
+    window = _window(settings, start_window, stream)
+    now = db_now(session)
+    if scheduled_at <= now:
+        raise BookingError("at", f"{scheduled_at.isoformat()} is in the past")
+    ok = claims.transition(
+        session,
+        stream.id,
+        (StreamState.SCHEDULED, StreamState.RETRYING),
+        now,
+        state=StreamState.SCHEDULED.value,
+        scheduled_at=scheduled_at,
+        due_at=scheduled_at,
+        start_deadline=scheduled_at + timedelta(seconds=window),
+        timezone=zone_name,
+    )
+    return _applied(session, stream, ok, "reschedule", "scheduled or retrying")
+
+
+def retry(
+    session: Session,
+    settings: Settings,
+    stream: ScheduledStream,
+    *,
+    at: str | datetime | None = None,
+    start_window: float | None = None,
+) -> ScheduledStream:
+    """Give a failed or missed booking another go, now or at ``at``; its history is kept."""
+    now = db_now(session)
+    due = now if at is None else parse_instant(at, stream.timezone)[0]
+    if due < now - timedelta(seconds=1):
+        raise BookingError("at", f"{due.isoformat()} is in the past")
+    window = _window(settings, start_window, stream)
+    ok = claims.transition(
+        session,
+        stream.id,
+        (StreamState.FAILED, StreamState.MISSED),
+        now,
+        state=StreamState.SCHEDULED.value,
+        due_at=due,
+        start_deadline=due + timedelta(seconds=window),
+        last_error=None,
+    )
+    return _applied(session, stream, ok, "retry", "failed or missed")
+
+
+def _applied(
+    session: Session, stream: ScheduledStream, ok: bool, verb: str, allowed: str
+) -> ScheduledStream:
+    session.refresh(stream)
+    if not ok:
+        raise BookingConflict(
+            "state", f"cannot {verb} a booking that is {stream.state}; only {allowed}"
+        )
+    return stream
+
+
+def _window(settings: Settings, start_window: float | None, stream: ScheduledStream) -> float:
+    if start_window is None:
+        return (
+            stream.start_deadline - stream.scheduled_at
+        ).total_seconds() or settings.start_window
+    if not 0 < start_window <= 86400:
+        raise BookingError("start_window", "must be between 0 and 86400 seconds")
+    return start_window
+
+
+def _by_ref(session: Session, ref: str) -> ScheduledStream | None:
+    query = select(ScheduledStream).where(ScheduledStream.external_ref == ref)
+    return session.scalars(query).one_or_none()
+
+
+def _same_or_conflict(existing: ScheduledStream, request: BookingRequest) -> ScheduledStream:
+    wanted = {
+        "meeting_id": request.meeting_id,
+        "account_id": request.account_id,
+        "app_id": request.app_id,
+        "scheduled_at": request.scheduled_at,
+        "timezone": request.timezone,
+        "name": request.name,
+        "video_width": request.video_width,
+        "video_height": request.video_height,
+        "start_deadline": request.scheduled_at + timedelta(seconds=request.start_window),
+    }
+    differ = [k for k, v in wanted.items() if getattr(existing, k) != v]
+    if differ:
+        raise BookingConflict(
+            "external_ref",
+            f"{request.external_ref!r} is already booked as {existing.id} with other "
+            f"{', '.join(differ)}",
+        )
+    return existing
+
+
+def _uuid(field: str, value: str | uuid.UUID | None) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise BookingError(field, f"must be a UUID, got {value!r}") from None
+
+
+def _ident(field: str, value: str | None, env_name: str) -> str:
+    if value is None or value == "":
+        raise BookingError(field, f"is required: pass it or set {env_name}")
+    if not IDENT_PATTERN.fullmatch(value):
+        raise BookingError(
+            field, f"must be 1-32 characters of letters, digits, '-' or '_', got {value!r}"
+        )
+    return value
+
+
+def _name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > NAME_MAX or not NAME_PATTERN.fullmatch(value):
+        raise BookingError(
+            "name",
+            f"must be at most {NAME_MAX} letters, digits, '-' or '_' "
+            f"(pattern ^[a-zA-Z0-9-_]*$), got {value[:60]!r}",
+        )
+    return value
+
+
+def _side(field: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VIDEO_SIDE:
+        raise BookingError(
+            field, f"must be a whole number of pixels from 1 to {MAX_VIDEO_SIDE}, got {value!r}"
+        )
+    return value
+
+
+def _ref(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value or len(value) > REF_MAX or not value.isprintable() or value != value.strip():
+        raise BookingError(
+            "external_ref", f"must be 1-{REF_MAX} printable characters without surrounding spaces"
+        )
+    return value

@@ -1,0 +1,186 @@
+"""The conditional UPDATEs that make each booking start once. All state and lease writes live here.
+
+Every statement is a single conditional UPDATE: whoever's condition still holds when the
+database applies it wins, and everyone else changes nothing. Two dispatchers, a replayed
+broker message or a worker that comes back from the dead therefore cost a wasted query,
+never a second start.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, select, update
+from sqlalchemy.orm import Session
+
+from models import CLAIMABLE_STATES, ScheduledStream, StreamState
+
+S = ScheduledStream
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A row this process now owns until ``lease_expires_at``, and must start at ``due_at``."""
+
+    stream_id: uuid.UUID
+    token: uuid.UUID
+    due_at: datetime
+
+
+def _skip_locked(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def claim_due(
+    session: Session, now: datetime, *, lookahead: float, lease: float, batch: int
+) -> list[Claim]:
+    """Claim up to ``batch`` rows due by ``now + lookahead``, oldest first.
+
+    ``now`` must be the database's clock (models.db.db_now) so that beats on different hosts
+    agree. Rows are claimed ahead of their instant so the start task can wait in the worker
+    for its ETA and leave on time although the tick is coarse. The lease runs from the end of
+    the lookahead, so it cannot run out before the task's ETA even for a row claimed early.
+    """
+    token = uuid.uuid4()  # one token per claim statement: a row is claimed once per statement
+    horizon = now + timedelta(seconds=lookahead)
+    pick = (
+        select(S.id)
+        .where(S.state.in_([s.value for s in CLAIMABLE_STATES]), S.due_at <= horizon)
+        .order_by(S.due_at)
+        .limit(batch)
+    )
+    if _skip_locked(session):
+        # Concurrent dispatchers take disjoint rows instead of queueing behind each other.
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(S)
+        .where(S.id.in_(pick.scalar_subquery()))
+        .values(
+            state=StreamState.STARTING.value,
+            claim_token=token,
+            lease_expires_at=horizon + timedelta(seconds=lease),
+            updated_at=now,
+        )
+        .returning(S.id, S.due_at)
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(stmt).all()
+    return sorted((Claim(r[0], token, r[1]) for r in rows), key=lambda c: c.due_at)
+
+
+def reap_expired(session: Session, now: datetime, *, lease: float, batch: int) -> list[Claim]:
+    """Take back rows whose start task vanished (killed worker, lost message, flushed broker).
+
+    The row stays ``starting`` under a fresh token, so the old task, if it ever runs or comes
+    back, matches nothing. The new task reconciles any unfinished attempt before it posts.
+    """
+    token = uuid.uuid4()
+    pick = (
+        select(S.id)
+        .where(S.state == StreamState.STARTING.value, S.lease_expires_at < now)
+        .order_by(S.lease_expires_at)
+        .limit(batch)
+    )
+    if _skip_locked(session):
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(S)
+        .where(S.id.in_(pick.scalar_subquery()))
+        .values(
+            claim_token=token,
+            lease_expires_at=now + timedelta(seconds=lease),
+            due_at=now,
+            updated_at=now,
+        )
+        .returning(S.id, S.due_at)
+        .execution_options(synchronize_session=False)
+    )
+    return [Claim(r[0], token, r[1]) for r in session.execute(stmt).all()]
+
+
+def expire_untried(session: Session, now: datetime) -> int:
+    """Mark ``missed`` the rows whose deadline passed before any call was made for them.
+
+    Rows that were tried are left to the start task: an earlier call may have created a
+    livestream, so they must be reconciled before anyone may call them failed.
+    """
+    stmt = (
+        update(S)
+        .where(
+            S.state.in_([s.value for s in CLAIMABLE_STATES]),
+            S.due_at <= now,  # implied by the deadline test; lets the (state, due_at) index work
+            S.start_deadline < now,
+            S.attempts == 0,
+        )
+        .values(
+            state=StreamState.MISSED.value,
+            claim_token=None,
+            lease_expires_at=None,
+            last_error=case(
+                (S.state == StreamState.SCHEDULED.value, "start deadline passed before dispatch"),
+                else_="start deadline passed before the retry was due",
+            ),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+def confirm_claim(
+    session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, *, lease: float
+) -> int | None:
+    """Renew the lease for one call and count it; the new attempt number, or None if not ours.
+
+    Called in the transaction that writes the attempt row ahead of the call, so the attempt
+    exists before the request leaves and the lease covers the whole call.
+    """
+    stmt = (
+        update(S)
+        .where(S.id == stream_id, S.state == StreamState.STARTING.value, S.claim_token == token)
+        .values(
+            attempts=S.attempts + 1,
+            lease_expires_at=now + timedelta(seconds=lease),
+            updated_at=now,
+        )
+        .returning(S.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def finish(
+    session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, **values: Any
+) -> bool:
+    """Write a start task's result, only while it still holds the claim. True if written."""
+    stmt = (
+        update(S)
+        .where(S.id == stream_id, S.state == StreamState.STARTING.value, S.claim_token == token)
+        .values(claim_token=None, lease_expires_at=None, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def transition(
+    session: Session,
+    stream_id: uuid.UUID,
+    from_states: tuple[StreamState, ...],
+    now: datetime,
+    **values: Any,
+) -> bool:
+    """An ops transition (cancel, retry, reschedule), only from ``from_states``. True if applied.
+
+    Conditional, so a cancel that races the dispatcher either lands before the claim (no call
+    is made) or finds the row ``starting`` and changes nothing.
+    """
+    stmt = (
+        update(S)
+        .where(and_(S.id == stream_id, S.state.in_([s.value for s in from_states])))
+        .values(updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,299 @@
+"""The `livestreams` command: a thin click layer over worker.booking and friends.
+
+Exit codes: 0 success, 2 bad input (arguments, a refused booking, a bad setting),
+1 any other failure (database unreachable, a key that cannot decrypt, ...).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from models.db import get_sessionmaker
+from worker import booking
+from worker.crypto import StreamKeyCipher, cipher_for, new_key
+from worker.errors import BookingError, LivestreamsError, SecretKeyError, SettingsError
+from worker.present import (
+    attempt_dict,
+    explain,
+    render_attempt,
+    render_row,
+    render_stream,
+    stream_dict,
+)
+from worker.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+class Failure(click.ClickException):
+    """An error printed as one line, with the exit code that says what kind it is."""
+
+    def __init__(self, message: str, exit_code: int, as_json: bool = False) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
+        self.as_json = as_json
+
+    def show(self, file: Any = None) -> None:
+        if self.as_json:
+            click.echo(json.dumps({"error": self.message, "exit_code": self.exit_code}))
+        click.echo(f"livestreams: error: {self.message}", err=True)
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _db_message(exc: SQLAlchemyError, url: str) -> str:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return f"the database {_safe_url(url)} has no schema yet: run `livestreams db upgrade`"
+    return f"database {_safe_url(url)}: {text}"
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn the product's errors into one line on stderr and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        as_json = bool(kwargs.get("as_json"))
+        try:
+            return func(*args, **kwargs)
+        except (BookingError, SettingsError) as exc:
+            raise Failure(str(exc), EXIT_BAD_INPUT, as_json) from None
+        except LivestreamsError as exc:
+            raise Failure(str(exc), EXIT_FAILURE, as_json) from None
+        except SQLAlchemyError as exc:
+            url = Settings.from_env().database_url
+            raise Failure(_db_message(exc, url), EXIT_FAILURE, as_json) from None
+
+    return wrapper
+
+
+def json_option(func: Callable[P, R]) -> Callable[P, R]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+
+
+@contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    with get_sessionmaker(settings.database_url).begin() as session:
+        yield session
+
+
+def emit(as_json: bool, data: Any, text: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+def _reading_cipher(settings: Settings, reveal: bool) -> StreamKeyCipher | None:
+    try:
+        return cipher_for(settings)
+    except SecretKeyError:
+        if reveal:
+            raise
+        return None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="livestream-scheduler")
+def cli() -> None:
+    """Start booked Cloudflare RealtimeKit livestreams once, on time, and show what happened.
+
+    Settings come from the environment: LIVESTREAMS_DATABASE_URL (default
+    sqlite:///livestreams.db), LIVESTREAMS_BROKER_URL, CLOUDFLARE_API_TOKEN,
+    CLOUDFLARE_ACCOUNT_ID, REALTIMEKIT_APP_ID, LIVESTREAMS_SECRET_KEY and the tunables listed in
+    README.md.
+
+    Exit codes: 0 success, 2 bad input or a bad setting, 1 any other failure.
+    """
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@json_option
+@handle_errors
+def db_upgrade(as_json: bool) -> None:
+    """Create or upgrade the schema to the newest migration (alembic upgrade head)."""
+    from worker.migrate import upgrade
+
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    url = _safe_url(settings.database_url)
+    emit(as_json, {"database": url, "revision": "head"}, f"database {url} is at head")
+
+
+@cli.command()
+@click.option("--meeting-id", required=True, help="The RealtimeKit meeting (a UUID).")
+@click.option(
+    "--at",
+    required=True,
+    help="Start instant: ISO 8601 with an offset (2027-03-28T18:00:00+02:00), "
+    "or a wall time read in --tz.",
+)
+@click.option("--tz", help="IANA zone for a wall time, and for display (default UTC).")
+@click.option("--account-id", help="Cloudflare account id [env: CLOUDFLARE_ACCOUNT_ID].")
+@click.option("--app-id", help="RealtimeKit app id [env: REALTIMEKIT_APP_ID].")
+@click.option("--name", help="Livestream name: letters, digits, '-' and '_'.")
+@click.option("--width", type=int, help="Video width in pixels (1-8192).")
+@click.option("--height", type=int, help="Video height in pixels (1-8192).")
+@click.option("--ref", "external_ref", help="Your own id: booking it again is a no-op.")
+@click.option(
+    "--start-window",
+    type=float,
+    help="Seconds after the instant during which a start may still be tried "
+    "[env: LIVESTREAMS_START_WINDOW, default 900].",
+)
+@json_option
+@handle_errors
+def schedule(as_json: bool, **fields: Any) -> None:
+    """Book a livestream to start at an instant."""
+    settings = Settings.from_env()
+    with session_scope(settings) as session:
+        result = booking.schedule(session, settings, **fields)
+        data = stream_dict(result.stream)
+    verb = "booked" if result.created else "already booked"
+    emit(
+        as_json, {**data, "created": result.created}, f"{verb} {data['id']}\n{render_stream(data)}"
+    )
+
+
+@cli.command("list")
+@click.option("--state", "states", multiple=True, help="Only these states (repeatable).")
+@click.option("--meeting-id", help="Only this meeting.")
+@click.option("--from", "start", help="Only starts at or after this ISO 8601 instant.")
+@click.option("--to", "end", help="Only starts before this ISO 8601 instant.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@json_option
+@handle_errors
+def list_command(as_json: bool, **filters: Any) -> None:
+    """Bookings ordered by start time."""
+    settings = Settings.from_env()
+    cipher = _reading_cipher(settings, reveal=False)
+    with session_scope(settings) as session:
+        rows = [stream_dict(s, cipher) for s in booking.list_streams(session, **filters)]
+    emit(as_json, rows, "\n".join(render_row(r) for r in rows) or "no bookings")
+
+
+def _target(func: Callable[P, R]) -> Callable[P, R]:
+    func = click.option("--ref", help="Find the booking by your external reference.")(func)
+    return click.argument("stream_id", required=False)(func)
+
+
+@cli.command()
+@_target
+@click.option("--reveal-key", is_flag=True, help="Print the stream key in the clear.")
+@json_option
+@handle_errors
+def show(stream_id: str | None, ref: str | None, reveal_key: bool, as_json: bool) -> None:
+    """What happened to one booking, and why, with every attempt."""
+    settings = Settings.from_env()
+    cipher = _reading_cipher(settings, reveal_key)
+    with session_scope(settings) as session:
+        stream = booking.find(session, stream_id, ref=ref)
+        tried = booking.attempts(session, stream)
+        data = stream_dict(stream, cipher, reveal=reveal_key)
+        why = explain(stream, tried)
+        rows = [attempt_dict(a) for a in tried]
+    text = render_stream(data, why)
+    if rows:
+        text += "\n\nattempts:\n" + "\n".join("  " + render_attempt(r) for r in rows)
+    emit(as_json, {**data, "why": why, "attempt_log": rows}, text)
+
+
+@cli.command()
+@_target
+@json_option
+@handle_errors
+def attempts(stream_id: str | None, ref: str | None, as_json: bool) -> None:
+    """Every call made to the API for one booking, oldest first."""
+    settings = Settings.from_env()
+    with session_scope(settings) as session:
+        stream = booking.find(session, stream_id, ref=ref)
+        rows = [attempt_dict(a) for a in booking.attempts(session, stream)]
+    emit(as_json, rows, "\n".join(render_attempt(r) for r in rows) or "no attempts yet")
+
+
+@cli.command()
+@_target
+@json_option
+@handle_errors
+def cancel(stream_id: str | None, ref: str | None, as_json: bool) -> None:
+    """Cancel a booking that is scheduled or waiting to retry."""
+    settings = Settings.from_env()
+    with session_scope(settings) as session:
+        stream = booking.cancel(session, booking.find(session, stream_id, ref=ref))
+        data = stream_dict(stream)
+    emit(as_json, data, f"cancelled {data['id']}")
+
+
+@cli.command()
+@_target
+@click.option("--at", help="When to try again (default: now).")
+@click.option("--start-window", type=float, help="Seconds the new attempt may take to start.")
+@json_option
+@handle_errors
+def retry(
+    stream_id: str | None,
+    ref: str | None,
+    at: str | None,
+    start_window: float | None,
+    as_json: bool,
+) -> None:
+    """Try a failed or missed booking again; its history is kept."""
+    settings = Settings.from_env()
+    with session_scope(settings) as session:
+        stream = booking.find(session, stream_id, ref=ref)
+        stream = booking.retry(session, settings, stream, at=at, start_window=start_window)
+        data = stream_dict(stream)
+    emit(as_json, data, f"{data['id']} is due again at {data['due_at']}")
+
+
+@cli.command()
+@_target
+@click.option("--at", required=True, help="The new start instant (as for schedule).")
+@click.option("--tz", help="IANA zone for a wall time (default: the booking's zone).")
+@json_option
+@handle_errors
+def reschedule(
+    stream_id: str | None, ref: str | None, at: str, tz: str | None, as_json: bool
+) -> None:
+    """Move a booking that has not started to another instant."""
+    settings = Settings.from_env()
+    with session_scope(settings) as session:
+        stream = booking.find(session, stream_id, ref=ref)
+        stream = booking.reschedule(session, settings, stream, at=at, tz=tz)
+        data = stream_dict(stream)
+    emit(as_json, data, f"{data['id']} now starts at {data['scheduled_at_local']}")
+
+
+@cli.command()
+@json_option
+def keygen(as_json: bool) -> None:
+    """Print a new key for LIVESTREAMS_SECRET_KEY (put the newest first when rotating)."""
+    key = new_key()
+    emit(as_json, {"key": key}, key)
+
+
+def main() -> None:
+    cli(prog_name="livestreams")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())  # type: ignore[func-returns-value]
