@@ -1,0 +1,150 @@
+"""Shared fixtures: an isolated environment, real databases (SQLite and PostgreSQL), sessions.
+
+PostgreSQL tests run in a database made for this test run and dropped after it. Where the
+server is missing they skip with the reason, except in CI (CI=true), where they fail: there
+a missing service must never pass for a green run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from models import Base
+from models.db import dispose_all, get_sessionmaker
+from worker import booking
+from worker.crypto import new_key
+from worker.migrate import upgrade
+from worker.settings import Settings
+
+# pytest_plugins = ["tests.fake_api"]  # MERGE-TODO
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Variables the product reads: a developer's shell must not leak into a test.
+_PRODUCT_ENV = ("LIVESTREAMS_", "CLOUDFLARE_", "REALTIMEKIT_")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI requires it)")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith(_PRODUCT_ENV):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of this test run, migrated to head, dropped at the end."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    name = f"livestreams_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    yield url
+    dispose_all()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate(url: str) -> None:
+    factory = get_sessionmaker(url)
+    with factory.begin() as session:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        session.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test that takes this runs on the SQLite default and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'livestreams.db'}"
+        upgrade(url)
+        yield url
+        return
+    url = request.getfixturevalue("pg_database")
+    _truncate(url)
+    yield url
+    _truncate(url)
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> Iterator[str]:
+    """PostgreSQL only, emptied before and after the test."""
+    _truncate(pg_database)
+    yield pg_database
+    _truncate(pg_database)
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return new_key()
+
+
+@pytest.fixture
+def env(db_url: str, secret_key: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The product's environment for one test, also exported for the CLI under test."""
+    values = {
+        "LIVESTREAMS_DATABASE_URL": db_url,
+        "LIVESTREAMS_SECRET_KEY": secret_key,
+        "CLOUDFLARE_ACCOUNT_ID": "acct-test",
+        "REALTIMEKIT_APP_ID": "app-test",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def session(settings: Settings) -> Iterator[Session]:
+    with get_sessionmaker(settings.database_url)() as s:
+        yield s
+
+
+@pytest.fixture
+def book(settings: Settings) -> Callable[..., Any]:
+    """Book a stream (committed); keyword arguments override the defaults."""
+
+    def _book(**fields: Any) -> Any:
+        fields.setdefault("meeting_id", str(uuid.uuid4()))
+        fields.setdefault("at", datetime.now(UTC) + timedelta(hours=1))
+        with get_sessionmaker(settings.database_url).begin() as s:
+            return booking.schedule(s, settings, **fields).stream
+
+    return _book

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from worker.errors import SettingsError
+from worker.settings import RateLimit, Secret, Settings
+
+
+def test_defaults_are_the_embedded_ones() -> None:
+    s = Settings.from_env({})
+    assert s.database_url == "sqlite:///livestreams.db"
+    assert s.broker_url == "redis://localhost:6379/0"
+    assert s.base_url == "https://api.cloudflare.com/client/v4"
+    assert s.api_token is None
+    assert s.rate_limit == RateLimit(1200, 300.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"LIVESTREAMS_DISPATCH_INTERVAL": "soon"}, "LIVESTREAMS_DISPATCH_INTERVAL"),
+        ({"LIVESTREAMS_DISPATCH_INTERVAL": "0"}, "LIVESTREAMS_DISPATCH_INTERVAL"),
+        ({"LIVESTREAMS_LEASE": "-1"}, "LIVESTREAMS_LEASE"),
+        ({"LIVESTREAMS_LEASE": "nan"}, "LIVESTREAMS_LEASE"),
+        ({"LIVESTREAMS_LEASE": "10"}, "LIVESTREAMS_LEASE"),  # shorter than one HTTP call
+        ({"LIVESTREAMS_LOOKAHEAD": "70"}, "LIVESTREAMS_LOOKAHEAD"),
+        ({"LIVESTREAMS_CLAIM_BATCH": "0"}, "LIVESTREAMS_CLAIM_BATCH"),
+        ({"LIVESTREAMS_CLAIM_BATCH": "ten"}, "LIVESTREAMS_CLAIM_BATCH"),
+        ({"LIVESTREAMS_RATE_LIMIT": "1200"}, "LIVESTREAMS_RATE_LIMIT"),
+        ({"CLOUDFLARE_BASE_URL": "ftp://x"}, "CLOUDFLARE_BASE_URL"),
+        ({"CLOUDFLARE_ACCOUNT_ID": "a" * 33}, "CLOUDFLARE_ACCOUNT_ID"),
+        ({"CLOUDFLARE_API_TOKEN": "two words"}, "CLOUDFLARE_API_TOKEN"),
+        (
+            {"CLOUDFLARE_API_TOKEN": "t", "CLOUDFLARE_API_TOKEN_FILE": "/x"},
+            "CLOUDFLARE_API_TOKEN_FILE",
+        ),
+        ({"CLOUDFLARE_API_TOKEN_FILE": "/nonexistent/token"}, "CLOUDFLARE_API_TOKEN_FILE"),
+    ],
+)
+def test_a_bad_setting_names_its_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env)
+    assert err.value.variable == variable
+    assert str(err.value).startswith(variable + ":")
+    assert "\n" not in str(err.value)
+
+
+def test_token_from_file_and_never_in_repr(tmp_path) -> None:
+    path = tmp_path / "token"
+    path.write_text("s3cr3t-token-value\n")
+    s = Settings.from_env({"CLOUDFLARE_API_TOKEN_FILE": str(path)})
+    assert s.require_token().get() == "s3cr3t-token-value"
+    assert "s3cr3t" not in repr(s)
+    assert "s3cr3t" not in str(s.api_token)
+    assert "s3cr3t" not in f"{s.api_token}"
+
+
+def test_secret_keys_are_comma_separated_for_rotation() -> None:
+    s = Settings.from_env({"LIVESTREAMS_SECRET_KEY": "new, old"})
+    assert s.secret_keys == (Secret("new"), Secret("old"))
+
+
+def test_require_token_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="CLOUDFLARE_API_TOKEN"):
+        Settings.from_env({}).require_token()
