@@ -285,6 +285,25 @@ def reschedule(
 
 @cli.command()
 @json_option
+@handle_errors
+def status(as_json: bool) -> None:
+    """Counts per state, overdue and stuck rows, the last dispatch tick.
+
+    Exits 1 when the dispatcher is stale or rows are overdue or stuck, so it can serve as a
+    health check [stale after LIVESTREAMS_STALE_AFTER seconds, default 30].
+    """
+    from worker.health import check, render
+
+    settings = Settings.from_env()
+    with session_scope(settings) as session:
+        health = check(session, settings)
+    emit(as_json, health.as_dict(), render(health))
+    if not health.healthy:
+        sys.exit(EXIT_FAILURE)
+
+
+@cli.command()
+@json_option
 def keygen(as_json: bool) -> None:
     """Print a new key for LIVESTREAMS_SECRET_KEY (put the newest first when rotating)."""
     key = new_key()

@@ -1,0 +1,143 @@
+"""The claim statements on real databases: disjoint claims under a race, leases, expiry."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from models import ScheduledStream, StreamState
+from models.db import db_now, get_sessionmaker
+from worker import booking, claims
+from worker.settings import Settings
+
+S = ScheduledStream
+
+
+def _due_now(url: str, ids: list[uuid.UUID], seconds: float = -1) -> None:
+    """Move bookings' instants to now + ``seconds`` (the API refuses past bookings)."""
+    with get_sessionmaker(url).begin() as s:
+        now = db_now(s)
+        s.execute(
+            update(S)
+            .where(S.id.in_(ids))
+            .values(
+                scheduled_at=now + timedelta(seconds=seconds),
+                due_at=now + timedelta(seconds=seconds),
+                start_deadline=now + timedelta(seconds=seconds + 600),
+            )
+        )
+
+
+def test_claim_takes_due_rows_within_the_lookahead_only(settings, book) -> None:
+    soon, later = book(), book()
+    _due_now(settings.database_url, [soon.id], seconds=3)
+    _due_now(settings.database_url, [later.id], seconds=30)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        now = db_now(s)
+        got = claims.claim_due(s, now, lookahead=5, lease=60, batch=10)
+    assert [c.stream_id for c in got] == [soon.id]
+    with get_sessionmaker(settings.database_url)() as s:
+        row = s.get(S, soon.id)
+        assert row.state == StreamState.STARTING
+        assert row.claim_token == got[0].token
+        # The lease outlives the task's ETA, however early the row was claimed.
+        assert row.lease_expires_at >= row.due_at + timedelta(seconds=60)
+        assert s.get(S, later.id).state == StreamState.SCHEDULED
+
+
+def test_a_second_claim_finds_nothing(settings, book) -> None:
+    stream = book()
+    _due_now(settings.database_url, [stream.id])
+    with get_sessionmaker(settings.database_url).begin() as s:
+        first = claims.claim_due(s, db_now(s), lookahead=5, lease=60, batch=10)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        second = claims.claim_due(s, db_now(s), lookahead=5, lease=60, batch=10)
+    assert len(first) == 1 and second == []
+
+
+def test_racing_claimers_on_postgres_take_disjoint_rows(pg_url) -> None:
+
+    settings = Settings.from_env(
+        {
+            "LIVESTREAMS_DATABASE_URL": pg_url,
+            "CLOUDFLARE_ACCOUNT_ID": "a",
+            "REALTIMEKIT_APP_ID": "b",
+        }
+    )
+
+    with get_sessionmaker(pg_url).begin() as s:
+        ids = [
+            booking.schedule(
+                s, settings, meeting_id=str(uuid.uuid4()), at=datetime.now(UTC) + timedelta(hours=1)
+            ).stream.id
+            for _ in range(300)
+        ]
+    _due_now(pg_url, ids)
+    results: list[list[claims.Claim]] = []
+    barrier = threading.Barrier(6)
+
+    def claimer() -> None:
+        barrier.wait()
+        for _ in range(10):
+            with get_sessionmaker(pg_url).begin() as s:
+                results.append(claims.claim_due(s, db_now(s), lookahead=5, lease=60, batch=20))
+
+    threads = [threading.Thread(target=claimer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [c.stream_id for batch in results for c in batch]
+    assert len(claimed) == len(set(claimed)) == 300
+
+
+def test_reaper_takes_back_expired_leases_under_a_new_token(settings, book) -> None:
+    stream = book()
+    _due_now(settings.database_url, [stream.id])
+    with get_sessionmaker(settings.database_url).begin() as s:
+        (claim,) = claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=10)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        assert claims.reap_expired(s, db_now(s), lease=60, batch=10) == []  # lease still runs
+        later = db_now(s) + timedelta(seconds=120)
+        (reaped,) = claims.reap_expired(s, later, lease=60, batch=10)
+    assert reaped.stream_id == stream.id and reaped.token != claim.token
+    with get_sessionmaker(settings.database_url).begin() as s:
+        # The old task's claim no longer matches anything.
+        assert claims.confirm_claim(s, stream.id, claim.token, db_now(s), lease=60) is None
+        assert claims.confirm_claim(s, stream.id, reaped.token, db_now(s), lease=60) == 1
+
+
+def test_untried_rows_past_their_deadline_are_missed(settings, book) -> None:
+    stream, tried = book(), book()
+    with get_sessionmaker(settings.database_url).begin() as s:
+        s.execute(update(S).where(S.id == tried.id).values(attempts=1, state="retrying"))
+    with get_sessionmaker(settings.database_url).begin() as s:
+        row = s.get(S, stream.id)
+        after = row.start_deadline + timedelta(hours=2)
+        assert claims.expire_untried(s, after) == 1
+    with get_sessionmaker(settings.database_url)() as s:
+        assert s.get(S, stream.id).state == StreamState.MISSED
+        assert "deadline" in s.get(S, stream.id).last_error
+        # A row that was tried is left for the start task to reconcile, never guessed at.
+        assert s.get(S, tried.id).state == StreamState.RETRYING
+
+
+def test_cancel_loses_cleanly_to_a_claim(settings, book) -> None:
+    stream = book()
+    _due_now(settings.database_url, [stream.id])
+    with get_sessionmaker(settings.database_url).begin() as s:
+        claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=10)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        ok = claims.transition(
+            s,
+            stream.id,
+            (StreamState.SCHEDULED, StreamState.RETRYING),
+            db_now(s),
+            state="cancelled",
+        )
+    assert not ok
+    with get_sessionmaker(settings.database_url)() as s:
+        assert s.scalar(select(S.state).where(S.id == stream.id)) == StreamState.STARTING

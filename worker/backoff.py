@@ -1,0 +1,38 @@
+"""When to try again: a pure decision, tested with a table of inputs."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base: float  # seconds before the first retry, before jitter
+    cap: float  # the longest wait between two attempts
+    floor: float  # never retry sooner than this, whatever the jitter drew
+
+
+def next_due(
+    policy: Backoff,
+    failures: int,
+    now: datetime,
+    deadline: datetime,
+    *,
+    retry_after: float | None = None,
+    rand: random.Random | None = None,
+) -> datetime | None:
+    """The instant of the next attempt after ``failures`` failed ones, or None if past deadline.
+
+    Exponential with "equal jitter" (half fixed, half random), so a burst of failures does not
+    come back as a burst, yet no retry is ever due at once. ``retry_after`` from the API is a
+    minimum. None means the next attempt could not begin before ``deadline``.
+    """
+    draw = (rand or random).random()
+    exp = min(policy.cap, policy.base * 2 ** max(failures - 1, 0))
+    delay = max(policy.floor, exp / 2 + draw * exp / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    due = now + timedelta(seconds=delay)
+    return None if due > deadline else due

@@ -1,0 +1,106 @@
+"""`livestreams status`: counts per state, what is overdue or stuck, and the dispatcher's pulse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models import CLAIMABLE_STATES, ScheduledStream, StreamState
+from models.db import db_now
+from worker.dispatch import last_tick
+from worker.settings import Settings
+
+S = ScheduledStream
+
+
+@dataclass(frozen=True)
+class Health:
+    now: datetime
+    counts: dict[str, int]
+    last_tick_at: datetime | None
+    oldest_overdue: ScheduledStream | None
+    stuck: int  # rows `starting` whose lease ran out longer ago than the stale limit
+    problems: list[str]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        overdue = self.oldest_overdue
+        return {
+            "healthy": self.healthy,
+            "problems": self.problems,
+            "now": self.now.isoformat(),
+            "counts": self.counts,
+            "last_tick_at": self.last_tick_at.isoformat() if self.last_tick_at else None,
+            "last_tick_age_seconds": (
+                None
+                if self.last_tick_at is None
+                else round((self.now - self.last_tick_at).total_seconds(), 3)
+            ),
+            "oldest_overdue": None
+            if overdue is None
+            else {
+                "id": str(overdue.id),
+                "state": overdue.state,
+                "due_at": overdue.due_at.isoformat(),
+                "overdue_seconds": round((self.now - overdue.due_at).total_seconds(), 3),
+            },
+            "stuck_starting": self.stuck,
+        }
+
+
+def check(session: Session, settings: Settings) -> Health:
+    """Read the health of the pipeline; every query here is an index range or a tiny table."""
+    now = db_now(session)
+    stale = timedelta(seconds=settings.stale_after)
+    counts = {s.value: 0 for s in StreamState}
+    for state, count in session.execute(select(S.state, func.count()).group_by(S.state)):
+        counts[state] = count
+    tick = last_tick(session)
+    overdue = session.scalars(
+        select(S)
+        .where(S.state.in_([s.value for s in CLAIMABLE_STATES]), S.due_at < now - stale)
+        .order_by(S.due_at)
+        .limit(1)
+    ).first()
+    stuck = (
+        session.scalar(
+            select(func.count()).where(
+                S.state == StreamState.STARTING.value, S.lease_expires_at < now - stale
+            )
+        )
+        or 0
+    )
+    problems = []
+    if tick is None:
+        problems.append("the dispatcher has never ticked: is `celery -A worker beat` running?")
+    elif now - tick > stale:
+        age = (now - tick).total_seconds()
+        problems.append(f"the last dispatch tick was {age:.0f} s ago (limit {stale.seconds} s)")
+    if overdue is not None:
+        late = (now - overdue.due_at).total_seconds()
+        problems.append(f"booking {overdue.id} is {late:.0f} s overdue and not claimed")
+    if stuck:
+        problems.append(f"{stuck} booking(s) stuck in starting past their lease")
+    return Health(now, counts, tick, overdue, stuck, problems)
+
+
+def render(health: Health) -> str:
+    data = health.as_dict()
+    lines = ["healthy" if health.healthy else "UNHEALTHY"]
+    lines += [f"  problem: {p}" for p in health.problems]
+    lines.append("  " + "  ".join(f"{k}={v}" for k, v in health.counts.items()))
+    age = data["last_tick_age_seconds"]
+    lines.append(f"  last dispatch tick: {'never' if age is None else f'{age:.1f} s ago'}")
+    if data["oldest_overdue"]:
+        o = data["oldest_overdue"]
+        lines.append(
+            f"  oldest overdue: {o['id']} ({o['state']}, {o['overdue_seconds']:.0f} s late)"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Staying inside Cloudflare's per-token rate limit, across every worker and beat.
+
+Two mechanisms, both in the database so that they hold for any number of hosts and survive a
+flushed broker:
+- pacing: the dispatcher claims no more rows than the token's remaining budget in the sliding
+  window (calls already sent, plus claimed rows that will call), so the limit is not reached;
+- pause: if a 429 comes anyway (another client of the same token), every start that uses the
+  token waits until its ``retry-after``, not just the task that got it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from worker.settings import RateLimit, Secret
+
+# Leave headroom under the published limit: the upstream counts arrivals by its own clock and
+# window boundaries, which ours only approximate.
+SAFETY = 0.9
+
+
+def token_hash(token: Secret | None) -> str:
+    """A stable, non-reversible name for an API token."""
+    raw = token.get() if token is not None else ""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+def pause(session: Session, key: str, until: datetime) -> None:
+    """Pause every start for this token until ``until`` (never shortening a longer pause)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(UpstreamPause).values(token_hash=key, paused_until=until)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[UpstreamPause.token_hash],
+        set_={"paused_until": stmt.excluded.paused_until},
+        where=UpstreamPause.paused_until < stmt.excluded.paused_until,
+    )
+    session.execute(stmt)
+
+
+def paused_until(session: Session, key: str, now: datetime) -> datetime | None:
+    until = session.scalar(
+        select(UpstreamPause.paused_until).where(UpstreamPause.token_hash == key)
+    )
+    return until if until is not None and until > now else None
+
+
+def budget(session: Session, limit: RateLimit, now: datetime) -> int:
+    """How many more rows may be claimed now without risking the rate limit."""
+    since = now - timedelta(seconds=limit.window)
+    sent = session.scalar(select(func.count()).where(StartAttempt.sent_at > since)) or 0
+    # Claimed rows that have not sent yet will each make at least one call.
+    pending = (
+        session.scalar(
+            select(func.count()).where(
+                ScheduledStream.state == StreamState.STARTING.value,
+                ~select(StartAttempt.id)
+                .where(
+                    StartAttempt.stream_id == ScheduledStream.id,
+                    StartAttempt.claim_token == ScheduledStream.claim_token,
+                )
+                .exists(),
+            )
+        )
+        or 0
+    )
+    return max(0, int(limit.requests * SAFETY) - sent - pending)
