@@ -26,7 +26,7 @@ from worker.crypto import new_key
 from worker.migrate import upgrade
 from worker.settings import Settings
 
-# pytest_plugins = ["tests.fake_api"]  # MERGE-TODO
+pytest_plugins = ["tests.fake_api"]
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")

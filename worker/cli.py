@@ -302,6 +302,31 @@ def status(as_json: bool) -> None:
         sys.exit(EXIT_FAILURE)
 
 
+@cli.command("fake-api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address.")
+@click.option("--port", default=8787, show_default=True, type=int)
+@click.option(
+    "--token",
+    default="fake-token",
+    show_default=True,
+    help="The bearer token the fake accepts (point CLOUDFLARE_API_TOKEN at it).",
+)
+@click.option("--live-after", type=float, help="Seconds until a new livestream turns LIVE.")
+@handle_errors
+def fake_api(host: str, port: int, token: str, live_after: float | None) -> None:
+    """Serve the fake RealtimeKit API on loopback; prints its base URL, stops on Ctrl-C.
+
+    Point CLOUDFLARE_BASE_URL at the printed URL. Faults are scripted over HTTP:
+    POST /__fake__/faults, GET /__fake__/stats, POST /__fake__/reset.
+    """
+    from worker.fake_realtimekit import run_fake_api
+
+    try:
+        run_fake_api(host, port, token, live_after)
+    except ValueError as exc:  # a non-loopback host
+        raise click.BadParameter(str(exc), param_hint="--host") from None
+
+
 @cli.command()
 @json_option
 def keygen(as_json: bool) -> None:

@@ -1,0 +1,293 @@
+"""Pure decisions about upstream calls: what an answer (or the lack of one) means.
+
+Nothing here does I/O. ``classify`` turns a status, a body and headers into an ``Outcome``;
+``classify_exception`` does the same for a call that got no usable response. The client in
+``worker.realtimekit`` turns the outcome into a result or an exception; the task code decides
+when to try again from the same values.
+
+Outcome kinds (see DESIGN.md "Retries"):
+    started    a livestream came back (201 + success + data.id, or the livestream of a read)
+    retryable  nothing was created: send the same call again after ``retry_after``
+    ambiguous  the request may have created a livestream: reconcile before sending again
+    final      the API refused for good; sending it again cannot help
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import httpx
+
+from worker.settings import Secret
+
+Kind = Literal["started", "retryable", "ambiguous", "final"]
+
+# Retry-After past a day is nonsense; capping keeps later arithmetic finite (a 400-digit
+# value would otherwise become inf). The deadline check in the caller cuts it shorter anyway.
+MAX_RETRY_AFTER = 86_400.0
+MAX_MESSAGE = 150  # upstream text kept in a message, so the whole message stays < 200 chars
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What ops need to find one upstream call again: HTTP status, ``cf-ray``, seconds taken."""
+
+    status: int | None
+    ray_id: str | None
+    duration: float
+
+
+@dataclass(frozen=True)
+class Livestream:
+    """A livestream as the API described it. Every field but ``id`` may be missing upstream.
+
+    ``stream_key`` is a ``Secret`` so a logged or printed result never shows it; ``call`` is
+    filled in by the client and left out of equality.
+    """
+
+    id: str
+    status: str | None = None
+    ingest_server: str | None = None
+    playback_url: str | None = None
+    stream_key: Secret | None = None
+    meeting_id: str | None = None
+    created_at: datetime | None = None
+    call: CallInfo | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The decision about one upstream answer; ``message`` is short and safe to log."""
+
+    kind: Kind
+    status: int | None
+    message: str
+    retry_after: float | None = None
+    code: str | None = None
+    upstream_message: str | None = None
+    livestream: Livestream | None = None
+    # A 2xx whose body said success: true (a stop answers with no livestream in it) ...
+    acknowledged: bool = False
+    # ... and whose data was null, {} or [] (how a read may say "no livestream").
+    empty: bool = False
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``retry-after`` header: delay-seconds or an HTTP-date (RFC 9110).
+
+    Returns None when the header is missing or unreadable, 0 for a date in the past.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    # RFC 9110 allows only whole seconds; a decimal is accepted because it is unambiguous.
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 5322 "-0000": treat as UTC, as HTTP-dates always are
+        when = when.replace(tzinfo=UTC)
+    return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER)
+
+
+def classify(
+    status: int | None,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    now: datetime | None = None,
+    idempotent: bool = False,
+) -> Outcome:
+    """Classify one upstream answer to a start (or, with ``idempotent=True``, a read or stop).
+
+    ``idempotent`` turns every ambiguous outcome into a retryable one: resending a read cannot
+    create a livestream, so there is nothing to reconcile.
+    """
+    outcome = _classify(status, body, headers, now or datetime.now(UTC))
+    if idempotent and outcome.kind == "ambiguous":
+        return replace(outcome, kind="retryable")
+    return outcome
+
+
+def classify_exception(exc: Exception, *, idempotent: bool = False) -> Outcome:
+    """Classify a call that raised before a status line arrived.
+
+    Only failures that happen before any byte of the request left are retryable: connecting
+    (refused, DNS, TLS handshake, connect timeout) and waiting for a pooled connection.
+    Everything after that may have reached the API, so it is ambiguous.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return Outcome("retryable", None, f"{name}: nothing was sent")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.InvalidURL):
+        # Our request or base URL is malformed; every resend fails the same way.
+        return Outcome("final", None, f"{name}: request could not be built")
+    kind: Kind = "retryable" if idempotent else "ambiguous"
+    if isinstance(exc, httpx.TimeoutException):
+        return Outcome(kind, None, f"{name}: no answer in time")
+    return Outcome(kind, None, f"{name}: connection failed after sending")
+
+
+def parse_livestream(data: object) -> Livestream | None:
+    """The livestream in a response's ``data``, leniently; None when it has no id.
+
+    ``data`` is the livestream itself (start, active-livestream), holds it under
+    ``livestream`` (GET /livestreams/{id}), or is a list of them (seen on list endpoints).
+    """
+    if isinstance(data, list):
+        data = next((item for item in data if isinstance(item, dict)), None)
+    if isinstance(data, dict) and isinstance(data.get("livestream"), dict):
+        data = data["livestream"]
+    if not isinstance(data, dict):
+        return None
+    ident = _text(data.get("id"))
+    if not ident:
+        return None
+    key = _text(data.get("stream_key"))
+    return Livestream(
+        id=ident,
+        status=_text(data.get("status")),
+        ingest_server=_text(data.get("ingest_server")),
+        playback_url=_text(data.get("playback_url")),
+        stream_key=Secret(key) if key else None,
+        meeting_id=_text(data.get("meeting_id")),
+        created_at=_timestamp(data.get("created_at")),
+    )
+
+
+def load_json(body: bytes) -> Any:
+    """The JSON document in ``body``, or None when it is not JSON (HTML, empty, cut short)."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    # RecursionError: "[[[[..." nested 60k deep fits in a 64 KiB body and breaks json.
+    except (ValueError, RecursionError):
+        return None
+
+
+def _classify(
+    status: int | None, body: bytes, headers: Mapping[str, str], now: datetime
+) -> Outcome:
+    if status is None:
+        return Outcome("ambiguous", None, "no response")
+    doc = load_json(body)
+    if 200 <= status < 300:
+        return _success(status, doc)
+    code, upstream = _error_details(doc, body)
+    # Stream keys in an error body would otherwise end up in the message.
+    upstream = _redact(upstream, _stream_keys(doc))
+    message = f"HTTP {status}" + (f": {upstream}" if upstream else "")
+    retry_after = parse_retry_after(_header(headers, "retry-after"), now)
+    if status in RETRYABLE_STATUSES:
+        kind: Kind = "retryable"
+    elif status == 409 or status >= 500 or status < 400:
+        # 409: the meeting may already stream from our own earlier, unanswered start.
+        # 5xx: the API may have created the livestream before failing. 1xx/3xx: unexpected
+        # answers from something that did receive the request.
+        kind = "ambiguous"
+    else:
+        kind = "final"
+    return Outcome(kind, status, message, retry_after, code, upstream)
+
+
+def _success(status: int, doc: Any) -> Outcome:
+    # Every field is optional in the schema, so a 2xx proves nothing by itself (contract
+    # README): without success and data.id it is a failure whose effect we do not know.
+    if not isinstance(doc, dict) or doc.get("success") is not True:
+        return Outcome("ambiguous", status, f"HTTP {status} without success: true")
+    data = doc.get("data")
+    livestream = parse_livestream(data)
+    if livestream is None:
+        empty = data is None or data == {} or data == []
+        message = f"HTTP {status} without data.id"
+        return Outcome("ambiguous", status, message, acknowledged=True, empty=empty)
+    return Outcome("started", status, f"HTTP {status}", livestream=livestream, acknowledged=True)
+
+
+def _error_details(doc: Any, body: bytes) -> tuple[str | None, str | None]:
+    """(code, message) from the v4 envelope, else RealtimeKit's, else the raw non-JSON body."""
+    if isinstance(doc, dict):
+        errors = doc.get("errors")
+        if isinstance(errors, list):
+            found = [e for e in errors if isinstance(e, dict) and _text(e.get("message"))]
+            if found:
+                text = "; ".join(str(_text(e.get("message"))) for e in found)
+                return _text(found[0].get("code")), _short(text)
+        error = doc.get("error")
+        if isinstance(error, dict) and _text(error.get("message")):
+            return _text(error.get("code")), _short(str(_text(error.get("message"))))
+        if isinstance(error, str) and error.strip():
+            return None, _short(error)
+        # A JSON body with no error text is never echoed: it may carry a stream key.
+        return None, None
+    if doc is not None:
+        return None, None
+    text = body.decode("utf-8", errors="replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title:  # an HTML error page: its title says it all, the markup is noise
+        text = title.group(1)
+    return None, _short(text) or None
+
+
+def _stream_keys(doc: Any) -> list[str]:
+    if not isinstance(doc, dict):
+        return []
+    data = doc.get("data")
+    if isinstance(data, dict) and isinstance(data.get("livestream"), dict):
+        data = data["livestream"]
+    if isinstance(data, dict) and isinstance(data.get("stream_key"), str):
+        return [data["stream_key"]]
+    return []
+
+
+def _redact(text: str | None, secrets: list[str]) -> str | None:
+    if text is None:
+        return None
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _text(value: object) -> str | None:
+    # Cloudflare sends numbers as strings and the reverse; ids and codes are kept as text.
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str | int):
+        return str(value)
+    return None
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:  # plain dicts are case-sensitive; httpx.Headers is not
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
