@@ -32,7 +32,9 @@ worker_prefetch_multiplier = 4
 # Redis re-delivers an unacknowledged message after this many seconds. It must exceed the
 # longest ETA we give (the lookahead) plus a task's run time, or a message waiting for its ETA
 # would be handed to a second worker; 5 minutes leaves a wide margin over the defaults.
-broker_transport_options = {"visibility_timeout": 300}
+# (Redis only: the SQLAlchemy transport of the embedded demo passes options to create_engine.)
+_redis = broker_url.startswith(("redis://", "rediss://", "redis+socket://"))
+broker_transport_options = {"visibility_timeout": 300} if _redis else {}
 
 # A start task makes at most two calls, each renewing its lease; this only stops a wedged task.
 task_time_limit = int(2 * _settings.lease)

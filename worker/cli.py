@@ -302,6 +302,34 @@ def status(as_json: bool) -> None:
         sys.exit(EXIT_FAILURE)
 
 
+@cli.command()
+@click.option(
+    "--dir",
+    "workdir",
+    default=".demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the demo keeps its database, broker and logs (emptied first).",
+)
+@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for the end.")
+def demo(workdir: str, timeout: float) -> None:
+    """Run the whole pipeline locally: fake API, SQLite, real beat and worker processes.
+
+    Books five streams a few seconds ahead (clean, 503 first, 429 first, refused), prints each
+    stored result as it lands and exits 0 once all have ended, 1 otherwise.
+    """
+    from pathlib import Path
+
+    from worker.demo import run_demo
+
+    try:
+        code = run_demo(Path(workdir).resolve(), timeout, click.echo)
+    except KeyboardInterrupt:
+        click.echo("interrupted; every demo process was stopped", err=True)
+        code = 130
+    sys.exit(code)
+
+
 @cli.command("fake-api")
 @click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address.")
 @click.option("--port", default=8787, show_default=True, type=int)

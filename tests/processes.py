@@ -1,0 +1,103 @@
+"""Real `celery worker` and `celery beat` processes for the acceptance and chaos tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Celery:
+    """Starts and stops Celery processes with one environment; every one is killed at the end."""
+
+    def __init__(self, env: dict[str, str], logdir: Path) -> None:
+        self.env = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("LIVESTREAMS_", "CLOUDFLARE_", "REALTIMEKIT_"))
+            },
+            **env,
+        }
+        self.logdir = logdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log(self, name: str) -> Path:
+        return self.logdir / f"{name}.log"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        with self.log(name).open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "worker", *args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: a kill takes its pool children too
+            )
+        self.procs[name] = proc
+        return proc
+
+    def worker(
+        self, name: str, *, pool: str = "prefork", concurrency: int = 2, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        proc = self._spawn(
+            name,
+            [
+                "worker", "--loglevel", "INFO", "--pool", pool, "--concurrency", str(concurrency),
+                "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+                "--without-heartbeat",
+            ],
+        )  # fmt: skip
+        if wait:
+            wait_until(lambda: b" ready." in self.log(name).read_bytes(), 60, f"{name} ready")
+        return proc
+
+    def beat(self, name: str) -> subprocess.Popen[bytes]:
+        schedule = self.logdir / f"{name}-schedule"
+        return self._spawn(name, ["beat", "--loglevel", "INFO", "-s", str(schedule)])
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+            for p in self.logdir.glob("*.log")
+        )

@@ -1,0 +1,200 @@
+"""`livestreams demo`: the whole product on one machine with nothing configured.
+
+A SQLite database and a SQLite broker (kombu's SQLAlchemy transport) in ./.demo, the fake
+RealtimeKit server on a free loopback port, real `celery beat` and `celery worker` processes,
+and a handful of bookings a few seconds ahead: one clean, one that meets a 5xx first, one
+that meets a 429, one the API refuses for good. It prints each result as it lands and exits
+0 once every booking has ended (1 if they have not after a bounded wait).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from models import TERMINAL_STATES, ScheduledStream
+from models.db import dispose_all, get_sessionmaker
+from worker import booking
+from worker.crypto import StreamKeyCipher, cipher_for
+from worker.fake_realtimekit import FakeRealtimeKit
+from worker.migrate import upgrade
+from worker.present import explain, stream_dict
+from worker.settings import Settings
+
+DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - the fake server's token, loopback only
+ACCOUNT = "demo-account"
+APP = "demo-app"
+SHOWN_FIELDS = (
+    "livestream_id",
+    "livestream_status",
+    "ingest_server",
+    "playback_url",
+    "stream_key",
+    "lateness_seconds",
+    "last_error",
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    delay: float  # seconds from now
+    script: Callable[[FakeRealtimeKit, str], None]
+
+
+def _clean(fake: FakeRealtimeKit, meeting: str) -> None:
+    return None
+
+
+def _five_hundred_first(fake: FakeRealtimeKit, meeting: str) -> None:
+    fake.script("start", 503, meeting_id=meeting)
+
+
+def _rate_limited(fake: FakeRealtimeKit, meeting: str) -> None:
+    fake.script("start", {"status": 429, "retry_after": "2"}, meeting_id=meeting)
+
+
+def _refused(fake: FakeRealtimeKit, meeting: str) -> None:
+    fake.script("start", 403, meeting_id=meeting)
+
+
+CASES = [
+    Case("clean start", 3, _clean),
+    Case("503 first, then started", 4, _five_hundred_first),
+    Case("429 with retry-after 2 s, then started", 5, _rate_limited),
+    Case("refused with 403", 6, _refused),
+    Case("clean start", 8, _clean),
+]
+
+
+def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    db_url = f"sqlite:///{workdir / 'livestreams.db'}"
+    with FakeRealtimeKit(token=DEMO_TOKEN, live_after=2.0) as fake:
+        env = {
+            **os.environ,
+            "LIVESTREAMS_DATABASE_URL": db_url,
+            "LIVESTREAMS_BROKER_URL": os.environ.get(
+                "LIVESTREAMS_BROKER_URL", f"sqla+sqlite:///{workdir / 'broker.db'}"
+            ),
+            "CLOUDFLARE_API_TOKEN": DEMO_TOKEN,
+            "CLOUDFLARE_BASE_URL": fake.base_url,
+            "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+            "REALTIMEKIT_APP_ID": APP,
+            "LIVESTREAMS_BACKOFF_BASE": "1",
+        }
+        env.pop("CLOUDFLARE_API_TOKEN_FILE", None)
+        settings = Settings.from_env(env)
+        upgrade(db_url)
+        cipher = cipher_for(settings, create=True)
+        echo(f"fake RealtimeKit API at {fake.base_url}; database {db_url}")
+        labels = _book(settings, fake, echo)
+        procs = _spawn(workdir, env)
+        try:
+            return _watch(settings, labels, cipher, timeout, echo, procs)
+        finally:
+            _stop(procs)
+            dispose_all()
+            echo(
+                f"the fake API received {fake.starts_received} start call(s) and created "
+                f"{sum(len(v) for v in fake.created.values())} livestream(s)"
+            )
+
+
+def _book(
+    settings: Settings, fake: FakeRealtimeKit, echo: Callable[[str], None]
+) -> dict[uuid.UUID, str]:
+    labels: dict[uuid.UUID, str] = {}
+    now = datetime.now(UTC)
+    with get_sessionmaker(settings.database_url).begin() as session:
+        for i, case in enumerate(CASES, 1):
+            meeting = str(uuid.uuid4())
+            case.script(fake, meeting)
+            stream = booking.schedule(
+                session, settings,
+                meeting_id=meeting, at=now + timedelta(seconds=case.delay),
+                tz="Europe/Berlin", name=f"demo-{i}", width=1280, height=720,
+            ).stream  # fmt: skip
+            labels[stream.id] = case.label
+            echo(f"booked {stream.id} at +{case.delay:.0f} s: {case.label}")
+    return labels
+
+
+def _spawn(workdir: Path, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """A beat and a worker, each in its own process group so a stop takes its children too."""
+    celery = [sys.executable, "-m", "celery", "-A", "worker"]
+    commands = [
+        [*celery, "beat", "--loglevel", "INFO", "-s", str(workdir / "beat-schedule")],
+        [*celery, "worker", "--loglevel", "INFO", "--pool", "threads", "--concurrency", "4",
+         "--hostname", f"demo-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+    ]  # fmt: skip
+    procs = []
+    with (workdir / "celery.log").open("ab") as log:
+        for command in commands:
+            procs.append(
+                subprocess.Popen(
+                    command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _watch(
+    settings: Settings,
+    labels: dict[uuid.UUID, str],
+    cipher: StreamKeyCipher,
+    timeout: float,
+    echo: Callable[[str], None],
+    procs: list[subprocess.Popen[bytes]],
+) -> int:
+    shown: set[uuid.UUID] = set()
+    deadline = time.monotonic() + timeout
+    factory = get_sessionmaker(settings.database_url)
+    while time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in procs):
+            echo("a celery process exited early; see .demo/celery.log")
+            return 1
+        with factory() as session:
+            query = select(ScheduledStream).where(ScheduledStream.id.in_(list(labels)))
+            for row in session.scalars(query):
+                if row.id in shown or row.state not in TERMINAL_STATES:
+                    continue
+                shown.add(row.id)
+                data = stream_dict(row, cipher)
+                why = explain(row, booking.attempts(session, row))
+                echo(f"\n[{labels[row.id]}] {data['id']}: {data['state']}\n    why: {why}")
+                for key in SHOWN_FIELDS:
+                    if data[key] is not None:
+                        echo(f"    {key:<18}{data[key]}")
+        if len(shown) == len(labels):
+            echo("\nevery booking has ended")
+            return 0
+        time.sleep(0.2)
+    echo(f"\ntimed out after {timeout:.0f} s with {len(labels) - len(shown)} booking(s) not ended")
+    return 1

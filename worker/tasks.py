@@ -1,0 +1,65 @@
+"""Celery tasks, as thin glue: read settings once, call dispatch or starter, log the outcome.
+
+A task message carries only ids, ``(stream_id, claim_token)``: never a secret, never a row.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import uuid
+
+from models.db import get_sessionmaker
+from worker.celery import app
+from worker.claims import Claim
+from worker.dispatch import tick
+from worker.realtimekit import get_client
+from worker.settings import Settings
+from worker.starter import Starter
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+_starters: dict[int, Starter] = {}
+
+
+def _starter() -> Starter:
+    pid = os.getpid()
+    starter = _starters.get(pid)
+    if starter is None:
+        settings = _settings()
+        starter = Starter(get_sessionmaker(settings.database_url), settings, get_client(settings))
+        _starters.clear()
+        _starters[pid] = starter
+    return starter
+
+
+def reset_process_state() -> None:
+    _starters.clear()
+
+
+def _enqueue(claim: Claim) -> None:
+    start_stream.apply_async(
+        args=(str(claim.stream_id), str(claim.token)),
+        eta=claim.due_at,
+    )
+
+
+@app.task(name="livestreams.dispatch_due", ignore_result=True)
+def dispatch_due() -> dict[str, int]:
+    """Expire, reap and claim due bookings, then enqueue a start for each claim."""
+    settings = _settings()
+    report = tick(get_sessionmaker(settings.database_url), settings, _enqueue)
+    return {"claimed": report.claimed, "reaped": report.reaped, "expired": report.expired}
+
+
+@app.task(name="livestreams.start_stream", ignore_result=True)
+def start_stream(stream_id: str, claim_token: str) -> str:
+    """Start one claimed booking; a no-op unless the claim is still this one."""
+    return _starter().run(uuid.UUID(stream_id), uuid.UUID(claim_token))
