@@ -132,24 +132,31 @@ def expire_untried(session: Session, now: datetime) -> int:
 
 def confirm_claim(
     session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, *, lease: float
-) -> int | None:
-    """Renew the lease for one call and count it; the new attempt number, or None if not ours.
+) -> tuple[int, uuid.UUID] | None:
+    """Take the claim for one call: the new attempt number and the token that now holds it.
 
-    Called in the transaction that writes the attempt row ahead of the call, so the attempt
-    exists before the request leaves and the lease covers the whole call.
+    The token is replaced, so a claim is good for one run only: the same start message
+    delivered twice, even to two workers at once, confirms once, and the other run finds a
+    token that no longer matches. Called in the transaction that writes the attempt row ahead
+    of the call, so the attempt exists before the request leaves and the lease covers it.
     """
+    renewed = uuid.uuid4()
     stmt = (
         update(S)
-        .where(S.id == stream_id, S.state == StreamState.STARTING.value, S.claim_token == token)
+        .where(
+            S.id == stream_id, S.state == StreamState.STARTING.value, S.claim_token == token
+        )
         .values(
             attempts=S.attempts + 1,
+            claim_token=renewed,
             lease_expires_at=now + timedelta(seconds=lease),
             updated_at=now,
         )
         .returning(S.attempts)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).scalar_one_or_none()
+    number = session.execute(stmt).scalar_one_or_none()
+    return None if number is None else (number, renewed)
 
 
 def finish(

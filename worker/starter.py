@@ -44,9 +44,9 @@ ADOPT_SKEW = timedelta(minutes=5)
 RESULT_WRITE_TRIES = 5
 
 
-@dataclass(frozen=True)
+@dataclass
 class Job:
-    """What one run needs from the row, read under the claim."""
+    """What one run needs from the row, read under the claim. ``token`` follows each renewal."""
 
     stream_id: uuid.UUID
     token: uuid.UUID
@@ -232,11 +232,12 @@ class Starter:
     def _write_ahead(self, job: Job, action: AttemptAction) -> int | None:
         with self.factory.begin() as session:
             now = db_now(session)
-            number = claims.confirm_claim(
+            confirmed = claims.confirm_claim(
                 session, job.stream_id, job.token, now, lease=self.settings.lease
             )
-            if number is None:
+            if confirmed is None:
                 return None
+            number, job.token = confirmed
             session.add(
                 StartAttempt(
                     stream_id=job.stream_id,

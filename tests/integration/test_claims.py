@@ -107,7 +107,10 @@ def test_reaper_takes_back_expired_leases_under_a_new_token(settings, book) -> N
     with get_sessionmaker(settings.database_url).begin() as s:
         # The old task's claim no longer matches anything.
         assert claims.confirm_claim(s, stream.id, claim.token, db_now(s), lease=60) is None
-        assert claims.confirm_claim(s, stream.id, reaped.token, db_now(s), lease=60) == 1
+        number, renewed = claims.confirm_claim(s, stream.id, reaped.token, db_now(s), lease=60)
+        assert number == 1 and renewed not in (claim.token, reaped.token)
+        # A claim is good for one run: the same message again confirms nothing.
+        assert claims.confirm_claim(s, stream.id, reaped.token, db_now(s), lease=60) is None
 
 
 def test_untried_rows_past_their_deadline_are_missed(settings, book) -> None:

@@ -1,0 +1,279 @@
+"""The whole pipeline with real `celery beat` and `celery worker` processes and the fake API.
+
+Runs twice: on the embedded default (SQLite database, SQLite broker) and on PostgreSQL with
+Redis. Every test books its own meetings and asserts on what the fake API received, so the
+tests share one set of processes per backend.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery as CeleryApp
+from sqlalchemy import select, update
+
+from models import ScheduledStream, StartAttempt, StreamState
+from models.db import db_now, dispose_all, get_sessionmaker
+from tests.conftest import REDIS_URL, fresh_pg_database, require_service
+from tests.processes import Celery, wait_until
+from worker import booking
+from worker.crypto import cipher_for, new_key
+from worker.fake_realtimekit import FakeRealtimeKit
+from worker.migrate import upgrade
+from worker.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "pipeline-test-token"
+ENV = {
+    "LIVESTREAMS_DISPATCH_INTERVAL": "0.5",
+    "LIVESTREAMS_LOOKAHEAD": "2",
+    "LIVESTREAMS_HTTP_CONNECT_TIMEOUT": "1",
+    "LIVESTREAMS_HTTP_READ_TIMEOUT": "2",
+    "LIVESTREAMS_HTTP_WRITE_TIMEOUT": "1",
+    "LIVESTREAMS_HTTP_POOL_TIMEOUT": "1",
+    "LIVESTREAMS_LEASE": "12",
+    "LIVESTREAMS_BACKOFF_BASE": "0.3",
+    "LIVESTREAMS_BACKOFF_CAP": "2",
+    "LIVESTREAMS_BACKOFF_FLOOR": "0.2",
+    "CLOUDFLARE_API_TOKEN": TOKEN,
+    "CLOUDFLARE_ACCOUNT_ID": "acct-pipeline",
+    "REALTIMEKIT_APP_ID": "app-pipeline",
+}
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    env: dict[str, str]
+    fake: FakeRealtimeKit
+    celery: Celery
+
+    def book(self, seconds: float = 2.0, **fields: Any) -> ScheduledStream:
+        fields.setdefault("meeting_id", str(uuid.uuid4()))
+        at = datetime.now(UTC) + timedelta(seconds=seconds)
+        with get_sessionmaker(self.settings.database_url).begin() as s:
+            return booking.schedule(s, self.settings, at=at, **fields).stream
+
+    def row(self, stream_id: uuid.UUID) -> ScheduledStream:
+        with get_sessionmaker(self.settings.database_url)() as s:
+            row = s.get(ScheduledStream, stream_id)
+            assert row is not None
+            return row
+
+    def attempts(self, stream_id: uuid.UUID) -> list[StartAttempt]:
+        with get_sessionmaker(self.settings.database_url)() as s:
+            query = select(StartAttempt).where(StartAttempt.stream_id == stream_id)
+            return list(s.scalars(query.order_by(StartAttempt.number)))
+
+    def wait_state(
+        self, stream_id: uuid.UUID, *states: str, timeout: float = 40
+    ) -> ScheduledStream:
+        try:
+            return wait_until(
+                lambda: (r := self.row(stream_id)).state in states and r,
+                timeout,
+                f"{stream_id} to reach {states}",
+            )
+        except AssertionError:
+            print(self.celery.logs())
+            raise
+
+    def requests_for(self, meeting: uuid.UUID | str, endpoint: str = "start") -> list[Any]:
+        return [
+            r for r in self.fake.requests if r.meeting_id == str(meeting) and r.endpoint == endpoint
+        ]
+
+    def created_for(self, meeting: uuid.UUID | str) -> list[Any]:
+        return self.fake.created.get(str(meeting), [])
+
+
+def _backend(kind: str, tmp: Path) -> Iterator[tuple[str, str]]:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / 'livestreams.db'}"
+        upgrade(url)
+        yield url, f"sqla+sqlite:///{tmp / 'broker.db'}"
+        return
+    require_service("Redis", "127.0.0.1", 6379)
+    import redis
+
+    broker = f"{REDIS_URL}/5"
+    client = redis.Redis.from_url(broker)
+    client.flushdb()
+    with fresh_pg_database("livestreams_pipeline") as url:
+        yield url, broker
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def pipeline(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    tmp = tmp_path_factory.mktemp(f"pipeline-{request.param}")
+    backend = _backend(request.param, tmp)
+    db_url, broker_url = next(backend)
+    with FakeRealtimeKit(token=TOKEN, hang_seconds=5.0) as fake:
+        env = {
+            **ENV,
+            "LIVESTREAMS_DATABASE_URL": db_url,
+            "LIVESTREAMS_BROKER_URL": broker_url,
+            "LIVESTREAMS_SECRET_KEY": new_key(),
+            "CLOUDFLARE_BASE_URL": fake.base_url,
+        }
+        celery = Celery(env, tmp)
+        try:
+            celery.worker("worker-1")
+            celery.beat("beat-1")
+            yield Pipeline(Settings.from_env(env), env, fake, celery)
+        finally:
+            celery.stop()
+            dispose_all()
+    next(backend, None)
+
+
+def test_on_time_start_stores_every_field(pipeline: Pipeline) -> None:
+    stream = pipeline.book(2.0, name="on-time_1", width=1280, height=720)
+    row = pipeline.wait_state(stream.id, StreamState.STARTED)
+
+    (created,) = pipeline.created_for(stream.meeting_id)
+    (sent,) = pipeline.requests_for(stream.meeting_id)
+    assert json.loads(sent.body) == {
+        "name": "on-time_1",
+        "video_config": {"width": 1280, "height": 720},
+    }
+    # Never early: the request left at or after the booked instant.
+    assert sent.arrived >= stream.scheduled_at.timestamp() - 0.01
+    assert row.livestream_id == created.id
+    assert (
+        cipher_for(pipeline.settings).decrypt(row.stream_key_ciphertext).get() == created.stream_key
+    )
+    assert created.stream_key not in row.stream_key_ciphertext
+    assert row.livestream_status == "INVOKED"
+    assert row.ingest_server and row.playback_url and created.id in row.playback_url
+    assert row.started_at >= row.scheduled_at
+    assert row.claim_token is None and row.lease_expires_at is None
+    (attempt,) = pipeline.attempts(stream.id)
+    assert (attempt.action, attempt.outcome, attempt.http_status) == ("start", "started", 201)
+    assert attempt.livestream_id == created.id and attempt.ray_id
+
+
+def test_a_5xx_is_reconciled_then_retried(pipeline: Pipeline) -> None:
+    meeting = str(uuid.uuid4())
+    pipeline.fake.script("start", 503, meeting_id=meeting)
+    stream = pipeline.book(1.0, meeting_id=meeting)
+    row = pipeline.wait_state(stream.id, StreamState.STARTED)
+    outcomes = [(a.action, a.outcome) for a in pipeline.attempts(stream.id)]
+    assert outcomes == [("start", "ambiguous"), ("reconcile", "absent"), ("start", "started")]
+    assert len(pipeline.created_for(meeting)) == 1
+    assert row.livestream_id == pipeline.created_for(meeting)[0].id
+
+
+def test_a_429_waits_for_retry_after(pipeline: Pipeline) -> None:
+    meeting = str(uuid.uuid4())
+    pipeline.fake.script("start", {"status": 429, "retry_after": "2"}, meeting_id=meeting)
+    stream = pipeline.book(1.0, meeting_id=meeting)
+    pipeline.wait_state(stream.id, StreamState.STARTED)
+    first, second = pipeline.requests_for(meeting)
+    assert second.arrived - first.arrived >= 2.0
+    assert [a.outcome for a in pipeline.attempts(stream.id)] == ["retryable", "started"]
+    assert pipeline.attempts(stream.id)[0].http_status == 429
+
+
+def test_a_final_refusal_stores_the_upstream_message(pipeline: Pipeline) -> None:
+    meeting = str(uuid.uuid4())
+    stream = pipeline.book(1.0, meeting_id=meeting)
+    pipeline.fake.script("start", 403, meeting_id=meeting)
+    row = pipeline.wait_state(stream.id, StreamState.FAILED)
+    (attempt,) = pipeline.attempts(stream.id)
+    assert (attempt.outcome, attempt.http_status) == ("fatal", 403)
+    assert "403" in row.last_error and attempt.error_message in row.last_error
+    time.sleep(1.5)
+    assert len(pipeline.requests_for(meeting)) == 1  # never retried
+
+
+def test_cancel_before_due_means_no_call(pipeline: Pipeline) -> None:
+    stream = pipeline.book(4.0)
+    with get_sessionmaker(pipeline.settings.database_url).begin() as s:
+        booking.cancel(s, booking.find(s, stream.id))
+    time.sleep(5.5)
+    assert pipeline.row(stream.id).state == StreamState.CANCELLED
+    assert [r for r in pipeline.fake.requests if r.meeting_id == str(stream.meeting_id)] == []
+
+
+def test_deadline_passed_while_down_is_missed_without_a_call(pipeline: Pipeline) -> None:
+    stream = pipeline.book(3600)
+    with get_sessionmaker(pipeline.settings.database_url).begin() as s:
+        past = db_now(s) - timedelta(hours=1)
+        s.execute(
+            update(ScheduledStream)
+            .where(ScheduledStream.id == stream.id)
+            .values(scheduled_at=past, due_at=past, start_deadline=past + timedelta(minutes=15))
+        )
+    row = pipeline.wait_state(stream.id, StreamState.MISSED)
+    assert "deadline" in row.last_error
+    assert pipeline.requests_for(stream.meeting_id) == []
+
+
+def test_two_beats_ticking_at_once_start_each_booking_once(pipeline: Pipeline) -> None:
+    pipeline.celery.beat("beat-2")
+    try:
+        streams = [pipeline.book(2.5) for _ in range(20)]
+        for stream in streams:
+            pipeline.wait_state(stream.id, StreamState.STARTED)
+    finally:
+        pipeline.celery.kill("beat-2")
+    for stream in streams:
+        assert len(pipeline.requests_for(stream.meeting_id)) == 1
+        assert len(pipeline.created_for(stream.meeting_id)) == 1
+
+
+def test_the_same_start_message_twice_starts_once(pipeline: Pipeline) -> None:
+    stream = pipeline.book(3600)
+    token = uuid.uuid4()
+    with get_sessionmaker(pipeline.settings.database_url).begin() as s:
+        now = db_now(s)
+        # What a dispatcher's claim leaves behind, done by hand so no dispatcher races us.
+        s.execute(
+            update(ScheduledStream)
+            .where(ScheduledStream.id == stream.id)
+            .values(
+                state="starting",
+                claim_token=token,
+                due_at=now,
+                lease_expires_at=now + timedelta(minutes=5),
+            )
+        )
+    sender = CeleryApp(broker=pipeline.env["LIVESTREAMS_BROKER_URL"])
+    for _ in range(3):
+        sender.send_task("livestreams.start_stream", args=(str(stream.id), str(token)))
+    pipeline.wait_state(stream.id, StreamState.STARTED)
+    time.sleep(2)
+    assert len(pipeline.requests_for(stream.meeting_id)) == 1
+    assert len(pipeline.created_for(stream.meeting_id)) == 1
+    assert [a.outcome for a in pipeline.attempts(stream.id)] == ["started"]
+
+
+def test_a_worker_killed_mid_call_is_recovered_by_adoption(pipeline: Pipeline) -> None:
+    meeting = str(uuid.uuid4())
+    pipeline.fake.script("start", "hang", meeting_id=meeting)  # created, then no answer
+    stream = pipeline.book(1.5, meeting_id=meeting)
+    wait_until(lambda: pipeline.created_for(meeting), 20, "the start call to arrive")
+    pipeline.celery.kill("worker-1")  # SIGKILL, with its pool, while the call hangs
+    (attempt,) = pipeline.attempts(stream.id)
+    assert attempt.outcome is None  # written ahead; its outcome died with the worker
+    pipeline.celery.worker("worker-1")
+    row = pipeline.wait_state(stream.id, StreamState.STARTED, timeout=60)
+    (created,) = pipeline.created_for(meeting)
+    assert row.livestream_id == created.id
+    outcomes = [(a.action, a.outcome) for a in pipeline.attempts(stream.id)]
+    assert outcomes == [("start", None), ("reconcile", "adopted")]
+    assert len(pipeline.requests_for(meeting)) == 1
