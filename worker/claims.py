@@ -143,9 +143,7 @@ def confirm_claim(
     renewed = uuid.uuid4()
     stmt = (
         update(S)
-        .where(
-            S.id == stream_id, S.state == StreamState.STARTING.value, S.claim_token == token
-        )
+        .where(S.id == stream_id, S.state == StreamState.STARTING.value, S.claim_token == token)
         .values(
             attempts=S.attempts + 1,
             claim_token=renewed,

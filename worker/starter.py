@@ -16,7 +16,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -42,6 +42,7 @@ ADOPT_SKEW = timedelta(minutes=5)
 # Writing a result after a 201 is retried this many times before the lease and the
 # reconcile step are left to recover it.
 RESULT_WRITE_TRIES = 5
+ORPHANED = "no outcome was recorded: the run making this call stopped before it could write one"
 
 
 @dataclass
@@ -238,6 +239,22 @@ class Starter:
             if confirmed is None:
                 return None
             number, job.token = confirmed
+            if action is AttemptAction.RECONCILE:
+                # Calls left without an outcome belong to runs whose claim is gone (killed
+                # worker, expired lease): say so, rather than leave them looking in flight.
+                session.execute(
+                    update(StartAttempt)
+                    .where(
+                        StartAttempt.stream_id == job.stream_id,
+                        StartAttempt.number < number,
+                        StartAttempt.outcome.is_(None),
+                    )
+                    .values(
+                        outcome=AttemptOutcome.AMBIGUOUS.value,
+                        finished_at=now,
+                        error_message=ORPHANED,
+                    )
+                )
             session.add(
                 StartAttempt(
                     stream_id=job.stream_id,
@@ -252,8 +269,22 @@ class Starter:
     def _store(
         self, job: Job, number: int, found: Livestream, outcome: AttemptOutcome, duration: float
     ) -> str:
+        if found.stream_key is None:
+            found = self._with_key(job, found)
         cipher = cipher_for(self.settings, create=True)
+        keyed = found.stream_key is not None
         ciphertext = cipher.encrypt(found.stream_key) if found.stream_key is not None else None
+        # Without a stream key nobody can send video, so the booking is not `started`; but a
+        # livestream exists for it, so it is never started again either: ops are told why.
+        state, error = (
+            (StreamState.STARTED, None)
+            if keyed
+            else (
+                StreamState.FAILED,
+                f"livestream {found.id} exists but the API returned no stream key for it; "
+                "not started again (fetch its key upstream or stop it)",
+            )
+        )
 
         def write(session: Session, now: datetime) -> bool:
             self._finish_attempt(
@@ -263,10 +294,10 @@ class Starter:
             )  # fmt: skip
             return claims.finish(
                 session, job.stream_id, job.token, now,
-                state=StreamState.STARTED.value, livestream_id=found.id,
+                state=state.value, livestream_id=found.id,
                 ingest_server=found.ingest_server, playback_url=found.playback_url,
                 stream_key_ciphertext=ciphertext, livestream_status=found.status,
-                started_at=now, last_error=None,
+                started_at=now if keyed else None, last_error=error,
             )  # fmt: skip
 
         if self._write_hard(write):
@@ -281,6 +312,29 @@ class Starter:
             extra={"action": "claim_lost", "stream_id": str(job.stream_id)},
         )  # fmt: skip
         return "claim-lost"
+
+    def _with_key(self, job: Job, found: Livestream) -> Livestream:
+        """The livestream with its stream key, asked for by id when the first answer lacked it.
+
+        An adopted livestream comes from the active-livestream answer, whose published example
+        has no key. A failure here leaves the key missing; it is never a reason to start again.
+        """
+        try:
+            full = self.client.get_livestream(job.account_id, job.app_id, found.id)
+        except UpstreamError as exc:
+            log.warning(
+                "could not fetch the stream key of livestream %s: %s", found.id, exc,
+                extra={"action": "stream_key_fetch_failed", "stream_id": str(job.stream_id)},
+            )  # fmt: skip
+            return found
+        if full.stream_key is None:
+            return found
+        return replace(
+            found,
+            stream_key=full.stream_key,
+            ingest_server=found.ingest_server or full.ingest_server,
+            playback_url=found.playback_url or full.playback_url,
+        )
 
     def _retry(
         self,

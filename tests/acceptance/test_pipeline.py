@@ -11,133 +11,28 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from celery import Celery as CeleryApp
-from sqlalchemy import select, update
+from sqlalchemy import update
 
-from models import ScheduledStream, StartAttempt, StreamState
-from models.db import db_now, dispose_all, get_sessionmaker
-from tests.conftest import REDIS_URL, fresh_pg_database, require_service
-from tests.processes import Celery, wait_until
+from models import ScheduledStream, StreamState
+from models.db import db_now, get_sessionmaker
+from tests.pipeline import Pipeline, pipeline_for
+from tests.processes import wait_until
 from worker import booking
-from worker.crypto import cipher_for, new_key
-from worker.fake_realtimekit import FakeRealtimeKit
-from worker.migrate import upgrade
-from worker.settings import Settings
+from worker.crypto import cipher_for
 
 pytestmark = pytest.mark.slow
-
-TOKEN = "pipeline-test-token"
-ENV = {
-    "LIVESTREAMS_DISPATCH_INTERVAL": "0.5",
-    "LIVESTREAMS_LOOKAHEAD": "2",
-    "LIVESTREAMS_HTTP_CONNECT_TIMEOUT": "1",
-    "LIVESTREAMS_HTTP_READ_TIMEOUT": "2",
-    "LIVESTREAMS_HTTP_WRITE_TIMEOUT": "1",
-    "LIVESTREAMS_HTTP_POOL_TIMEOUT": "1",
-    "LIVESTREAMS_LEASE": "12",
-    "LIVESTREAMS_BACKOFF_BASE": "0.3",
-    "LIVESTREAMS_BACKOFF_CAP": "2",
-    "LIVESTREAMS_BACKOFF_FLOOR": "0.2",
-    "CLOUDFLARE_API_TOKEN": TOKEN,
-    "CLOUDFLARE_ACCOUNT_ID": "acct-pipeline",
-    "REALTIMEKIT_APP_ID": "app-pipeline",
-}
-
-
-@dataclass
-class Pipeline:
-    settings: Settings
-    env: dict[str, str]
-    fake: FakeRealtimeKit
-    celery: Celery
-
-    def book(self, seconds: float = 2.0, **fields: Any) -> ScheduledStream:
-        fields.setdefault("meeting_id", str(uuid.uuid4()))
-        at = datetime.now(UTC) + timedelta(seconds=seconds)
-        with get_sessionmaker(self.settings.database_url).begin() as s:
-            return booking.schedule(s, self.settings, at=at, **fields).stream
-
-    def row(self, stream_id: uuid.UUID) -> ScheduledStream:
-        with get_sessionmaker(self.settings.database_url)() as s:
-            row = s.get(ScheduledStream, stream_id)
-            assert row is not None
-            return row
-
-    def attempts(self, stream_id: uuid.UUID) -> list[StartAttempt]:
-        with get_sessionmaker(self.settings.database_url)() as s:
-            query = select(StartAttempt).where(StartAttempt.stream_id == stream_id)
-            return list(s.scalars(query.order_by(StartAttempt.number)))
-
-    def wait_state(
-        self, stream_id: uuid.UUID, *states: str, timeout: float = 40
-    ) -> ScheduledStream:
-        try:
-            return wait_until(
-                lambda: (r := self.row(stream_id)).state in states and r,
-                timeout,
-                f"{stream_id} to reach {states}",
-            )
-        except AssertionError:
-            print(self.celery.logs())
-            raise
-
-    def requests_for(self, meeting: uuid.UUID | str, endpoint: str = "start") -> list[Any]:
-        return [
-            r for r in self.fake.requests if r.meeting_id == str(meeting) and r.endpoint == endpoint
-        ]
-
-    def created_for(self, meeting: uuid.UUID | str) -> list[Any]:
-        return self.fake.created.get(str(meeting), [])
-
-
-def _backend(kind: str, tmp: Path) -> Iterator[tuple[str, str]]:
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp / 'livestreams.db'}"
-        upgrade(url)
-        yield url, f"sqla+sqlite:///{tmp / 'broker.db'}"
-        return
-    require_service("Redis", "127.0.0.1", 6379)
-    import redis
-
-    broker = f"{REDIS_URL}/5"
-    client = redis.Redis.from_url(broker)
-    client.flushdb()
-    with fresh_pg_database("livestreams_pipeline") as url:
-        yield url, broker
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def pipeline(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp(f"pipeline-{request.param}")
-    backend = _backend(request.param, tmp)
-    db_url, broker_url = next(backend)
-    with FakeRealtimeKit(token=TOKEN, hang_seconds=5.0) as fake:
-        env = {
-            **ENV,
-            "LIVESTREAMS_DATABASE_URL": db_url,
-            "LIVESTREAMS_BROKER_URL": broker_url,
-            "LIVESTREAMS_SECRET_KEY": new_key(),
-            "CLOUDFLARE_BASE_URL": fake.base_url,
-        }
-        celery = Celery(env, tmp)
-        try:
-            celery.worker("worker-1")
-            celery.beat("beat-1")
-            yield Pipeline(Settings.from_env(env), env, fake, celery)
-        finally:
-            celery.stop()
-            dispose_all()
-    next(backend, None)
+    with pipeline_for(request.param, tmp_path_factory.mktemp(f"pipeline-{request.param}")) as p:
+        yield p
 
 
 def test_on_time_start_stores_every_field(pipeline: Pipeline) -> None:
@@ -274,6 +169,8 @@ def test_a_worker_killed_mid_call_is_recovered_by_adoption(pipeline: Pipeline) -
     row = pipeline.wait_state(stream.id, StreamState.STARTED, timeout=60)
     (created,) = pipeline.created_for(meeting)
     assert row.livestream_id == created.id
-    outcomes = [(a.action, a.outcome) for a in pipeline.attempts(stream.id)]
-    assert outcomes == [("start", None), ("reconcile", "adopted")]
+    first, second = pipeline.attempts(stream.id)
+    assert (first.action, first.outcome) == ("start", "ambiguous")
+    assert "stopped before it could write" in first.error_message
+    assert (second.action, second.outcome) == ("reconcile", "adopted")
     assert len(pipeline.requests_for(meeting)) == 1

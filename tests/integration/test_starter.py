@@ -1,0 +1,174 @@
+"""The start task's decisions, run in-process against the fake API over real sockets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from models.db import db_now, get_sessionmaker
+from worker import claims
+from worker.crypto import cipher_for
+from worker.realtimekit import RealtimeKitClient
+from worker.settings import Secret
+from worker.starter import Starter
+
+S = ScheduledStream
+
+
+@pytest.fixture
+def starter(settings, fake_api, rtk_client) -> Starter:
+    return Starter(get_sessionmaker(settings.database_url), settings, rtk_client())
+
+
+def claim(settings, stream_id: uuid.UUID) -> uuid.UUID:
+    """Make the booking due now and claim it, as a dispatcher tick would."""
+    with get_sessionmaker(settings.database_url).begin() as s:
+        now = db_now(s)
+        s.execute(
+            update(S)
+            .where(S.id == stream_id)
+            .values(scheduled_at=now, due_at=now, start_deadline=now + timedelta(minutes=15))
+        )
+    with get_sessionmaker(settings.database_url).begin() as s:
+        (got,) = claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=1)
+    return got.token
+
+
+def row(settings, stream_id) -> ScheduledStream:
+    with get_sessionmaker(settings.database_url)() as s:
+        return s.get(S, stream_id)
+
+
+def outcomes(settings, stream_id) -> list[tuple[str, str | None]]:
+    with get_sessionmaker(settings.database_url)() as s:
+        query = select(StartAttempt).where(StartAttempt.stream_id == stream_id)
+        return [(a.action, a.outcome) for a in s.scalars(query.order_by(StartAttempt.number))]
+
+
+def test_started_row_holds_the_created_livestream(settings, starter, book, fake_api) -> None:
+    stream = book(name="room-1", width=640, height=360)
+    assert starter.run(stream.id, claim(settings, stream.id)) == "started"
+    (created,) = fake_api.created[str(stream.meeting_id)]
+    got = row(settings, stream.id)
+    assert got.state == StreamState.STARTED and got.livestream_id == created.id
+    assert cipher_for(settings).decrypt(got.stream_key_ciphertext).get() == created.stream_key
+
+
+def test_a_stale_or_replayed_claim_does_nothing(settings, starter, book, fake_api) -> None:
+    stream = book()
+    token = claim(settings, stream.id)
+    assert starter.run(stream.id, uuid.uuid4()) == "stale"
+    assert starter.run(stream.id, token) == "started"
+    assert starter.run(stream.id, token) == "stale"
+    assert fake_api.starts_received == 1
+
+
+def test_a_429_pauses_every_start_for_the_token(settings, starter, book, fake_api) -> None:
+    first, second = book(), book()
+    fake_api.script("start", {"status": 429, "retry_after": "30"}, meeting_id=str(first.meeting_id))
+    assert starter.run(first.id, claim(settings, first.id)) == "retrying"
+    assert starter.run(second.id, claim(settings, second.id)) == "paused"
+    assert [r.meeting_id for r in fake_api.requests] == [str(first.meeting_id)]
+    with get_sessionmaker(settings.database_url)() as s:
+        (pause,) = s.scalars(select(UpstreamPause)).all()
+        for stream in (first, second):
+            due = s.get(S, stream.id).due_at
+            assert due >= pause.paused_until - timedelta(seconds=1)
+            assert s.get(S, stream.id).state == StreamState.RETRYING
+
+
+def test_an_answer_without_stream_key_is_completed_by_id(settings, book) -> None:
+    stream = book()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, json={"success": True, "data": {"id": "ls-1"}})
+        assert request.url.path.endswith("/livestreams/ls-1")
+        return httpx.Response(
+            200, json={"success": True, "data": {"id": "ls-1", "stream_key": "sk-from-get-0123"}}
+        )
+
+    client = RealtimeKitClient(
+        base_url="http://127.0.0.1:9/client/v4",
+        token=Secret("t"),
+        transport=httpx.MockTransport(handler),
+    )
+    Starter(get_sessionmaker(settings.database_url), settings, client).run(
+        stream.id, claim(settings, stream.id)
+    )
+    got = row(settings, stream.id)
+    assert got.state == StreamState.STARTED
+    assert cipher_for(settings).decrypt(got.stream_key_ciphertext).get() == "sk-from-get-0123"
+
+
+def test_no_stream_key_anywhere_is_failed_with_the_livestream_kept(settings, book) -> None:
+    stream = book()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, json={"success": True, "data": {"id": "ls-2"}})
+        return httpx.Response(200, json={"success": True, "data": {"id": "ls-2"}})
+
+    client = RealtimeKitClient(
+        base_url="http://127.0.0.1:9/client/v4",
+        token=Secret("t"),
+        transport=httpx.MockTransport(handler),
+    )
+    Starter(get_sessionmaker(settings.database_url), settings, client).run(
+        stream.id, claim(settings, stream.id)
+    )
+    got = row(settings, stream.id)
+    assert got.state == StreamState.FAILED and got.livestream_id == "ls-2"
+    assert "no stream key" in got.last_error and got.started_at is None
+    assert outcomes(settings, stream.id) == [("start", "started")]
+
+
+def test_unclear_past_the_deadline_is_reconciled_before_failing(
+    settings, starter, book, fake_api
+) -> None:
+    stream = book()
+    fake_api.script("start", "drop_before", meeting_id=str(stream.meeting_id))  # nothing created
+    assert starter.run(stream.id, claim(settings, stream.id)) == "retrying"
+    assert outcomes(settings, stream.id) == [("start", "ambiguous")]
+    with get_sessionmaker(settings.database_url).begin() as s:
+        past = db_now(s) - timedelta(seconds=1)
+        s.execute(update(S).where(S.id == stream.id).values(start_deadline=past, due_at=past))
+    with get_sessionmaker(settings.database_url).begin() as s:
+        (again,) = claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=1)
+    assert starter.run(stream.id, again.token) == "failed"
+    got = row(settings, stream.id)
+    assert "created no livestream" in got.last_error
+    assert outcomes(settings, stream.id) == [("start", "ambiguous"), ("reconcile", "absent")]
+    assert fake_api.starts_received == 1
+
+
+def test_another_callers_older_livestream_is_not_adopted(settings, starter, book, fake_api) -> None:
+    stream = book()
+    meeting = str(stream.meeting_id)
+    with RealtimeKitClient(base_url=fake_api.base_url, token=Secret("fake-token")) as other:
+        other.start_livestream(
+            settings.account_id, settings.app_id, meeting, name=None, width=None, height=None
+        )
+    fake_api.script("start", 503, meeting_id=meeting)
+    token = claim(settings, stream.id)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        # Our first unclear call, made long after the other caller's livestream began.
+        s.add(
+            StartAttempt(
+                stream_id=stream.id,
+                number=0,
+                action="start",
+                claim_token=token,
+                sent_at=db_now(s) + timedelta(hours=1),
+                outcome="ambiguous",
+            )
+        )
+    assert starter.run(stream.id, token) == "failed"
+    got = row(settings, stream.id)
+    assert "not adopting another caller's livestream" in got.last_error
+    assert len(fake_api.created[meeting]) == 1
