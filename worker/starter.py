@@ -288,7 +288,7 @@ class Starter:
 
         def write(session: Session, now: datetime) -> bool:
             self._finish_attempt(
-                session, job, number, outcome, duration=duration, livestream_id=found.id,
+                session, now, job, number, outcome, duration=duration, livestream_id=found.id,
                 status=found.call.status if found.call else None,
                 ray_id=found.call.ray_id if found.call else None,
             )  # fmt: skip
@@ -346,7 +346,7 @@ class Starter:
         duration: float,
     ) -> str:
         def write(session: Session, now: datetime) -> bool:
-            self._finish_attempt(session, job, number, outcome, error=exc, duration=duration)
+            self._finish_attempt(session, now, job, number, outcome, error=exc, duration=duration)
             return claims.finish(
                 session, job.stream_id, job.token, now,
                 state=StreamState.RETRYING.value, due_at=due, last_error=_error_text(exc),
@@ -371,7 +371,9 @@ class Starter:
     ) -> str:
         def write(session: Session, now: datetime) -> bool:
             if outcome is not None:
-                self._finish_attempt(session, job, number, outcome, error=error, duration=duration)
+                self._finish_attempt(
+                    session, now, job, number, outcome, error=error, duration=duration
+                )
             return claims.finish(
                 session, job.stream_id, job.token, now,
                 state=StreamState.FAILED.value, last_error=reason,
@@ -386,7 +388,7 @@ class Starter:
 
     def _record(self, job: Job, number: int, outcome: AttemptOutcome, **kw: Any) -> None:
         def write(session: Session, now: datetime) -> bool:
-            self._finish_attempt(session, job, number, outcome, **kw)
+            self._finish_attempt(session, now, job, number, outcome, **kw)
             return True
 
         self._write_hard(write)
@@ -394,6 +396,7 @@ class Starter:
     def _finish_attempt(
         self,
         session: Session,
+        now: datetime,
         job: Job,
         number: int,
         outcome: AttemptOutcome,
@@ -408,7 +411,7 @@ class Starter:
             update(StartAttempt)
             .where(StartAttempt.stream_id == job.stream_id, StartAttempt.number == number)
             .values(
-                finished_at=db_now(session),
+                finished_at=now,
                 outcome=outcome.value,
                 http_status=error.status if error is not None else status,
                 error_code=error.code if error is not None else None,

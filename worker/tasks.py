@@ -10,6 +10,8 @@ import logging
 import os
 import uuid
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from models.db import get_sessionmaker
 from worker.celery import app
 from worker.claims import Claim
@@ -53,9 +55,21 @@ def _enqueue(claim: Claim) -> None:
 
 @app.task(name="livestreams.dispatch_due", ignore_result=True)
 def dispatch_due() -> dict[str, int]:
-    """Expire, reap and claim due bookings, then enqueue a start for each claim."""
+    """Expire, reap and claim due bookings, then enqueue a start for each claim.
+
+    A database that is down costs this tick only: it is logged in one line and the next tick,
+    a dispatch interval later, tries again. Nothing was claimed, so nothing is lost.
+    """
     settings = _settings()
-    report = tick(get_sessionmaker(settings.database_url), settings, _enqueue)
+    try:
+        report = tick(get_sessionmaker(settings.database_url), settings, _enqueue)
+    except SQLAlchemyError as exc:
+        log.warning(
+            "dispatch tick skipped, database error: %s",
+            str(getattr(exc, "orig", None) or exc).splitlines()[0],
+            extra={"action": "dispatch_db_error"},
+        )
+        return {"claimed": 0, "reaped": 0, "expired": 0}
     return {"claimed": report.claimed, "reaped": report.reaped, "expired": report.expired}
 
 
