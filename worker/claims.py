@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, case, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models import CLAIMABLE_STATES, ScheduledStream, StreamState
 
@@ -34,6 +34,33 @@ def _skip_locked(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def _take(
+    session: Session,
+    where: list[ColumnElement[bool]],
+    order_by: InstrumentedAttribute[Any],
+    batch: int,
+    **values: Any,
+) -> list[Claim]:
+    """Set ``values`` and a fresh claim token on up to ``batch`` rows matching ``where``.
+
+    One token per statement is enough: a row is taken at most once per statement.
+    """
+    token = uuid.uuid4()
+    pick = select(S.id).where(*where).order_by(order_by).limit(batch)
+    if _skip_locked(session):
+        # Concurrent dispatchers take disjoint rows instead of queueing behind each other.
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(S)
+        .where(S.id.in_(pick.scalar_subquery()))
+        .values(claim_token=token, **values)
+        .returning(S.id, S.due_at)
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(stmt).all()
+    return sorted((Claim(r[0], token, r[1]) for r in rows), key=lambda c: c.due_at)
+
+
 def claim_due(
     session: Session, now: datetime, *, lookahead: float, lease: float, batch: int
 ) -> list[Claim]:
@@ -44,31 +71,16 @@ def claim_due(
     for its ETA and leave on time although the tick is coarse. The lease runs from the end of
     the lookahead, so it cannot run out before the task's ETA even for a row claimed early.
     """
-    token = uuid.uuid4()  # one token per claim statement: a row is claimed once per statement
     horizon = now + timedelta(seconds=lookahead)
-    pick = (
-        select(S.id)
-        .where(S.state.in_([s.value for s in CLAIMABLE_STATES]), S.due_at <= horizon)
-        .order_by(S.due_at)
-        .limit(batch)
+    return _take(
+        session,
+        [S.state.in_([s.value for s in CLAIMABLE_STATES]), S.due_at <= horizon],
+        S.due_at,
+        batch,
+        state=StreamState.STARTING.value,
+        lease_expires_at=horizon + timedelta(seconds=lease),
+        updated_at=now,
     )
-    if _skip_locked(session):
-        # Concurrent dispatchers take disjoint rows instead of queueing behind each other.
-        pick = pick.with_for_update(skip_locked=True)
-    stmt = (
-        update(S)
-        .where(S.id.in_(pick.scalar_subquery()))
-        .values(
-            state=StreamState.STARTING.value,
-            claim_token=token,
-            lease_expires_at=horizon + timedelta(seconds=lease),
-            updated_at=now,
-        )
-        .returning(S.id, S.due_at)
-        .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(stmt).all()
-    return sorted((Claim(r[0], token, r[1]) for r in rows), key=lambda c: c.due_at)
 
 
 def reap_expired(session: Session, now: datetime, *, lease: float, batch: int) -> list[Claim]:
@@ -77,28 +89,15 @@ def reap_expired(session: Session, now: datetime, *, lease: float, batch: int) -
     The row stays ``starting`` under a fresh token, so the old task, if it ever runs or comes
     back, matches nothing. The new task reconciles any unfinished attempt before it posts.
     """
-    token = uuid.uuid4()
-    pick = (
-        select(S.id)
-        .where(S.state == StreamState.STARTING.value, S.lease_expires_at < now)
-        .order_by(S.lease_expires_at)
-        .limit(batch)
+    return _take(
+        session,
+        [S.state == StreamState.STARTING.value, S.lease_expires_at < now],
+        S.lease_expires_at,
+        batch,
+        lease_expires_at=now + timedelta(seconds=lease),
+        due_at=now,
+        updated_at=now,
     )
-    if _skip_locked(session):
-        pick = pick.with_for_update(skip_locked=True)
-    stmt = (
-        update(S)
-        .where(S.id.in_(pick.scalar_subquery()))
-        .values(
-            claim_token=token,
-            lease_expires_at=now + timedelta(seconds=lease),
-            due_at=now,
-            updated_at=now,
-        )
-        .returning(S.id, S.due_at)
-        .execution_options(synchronize_session=False)
-    )
-    return [Claim(r[0], token, r[1]) for r in session.execute(stmt).all()]
 
 
 def expire_untried(session: Session, now: datetime) -> int:
