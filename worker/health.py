@@ -79,7 +79,9 @@ def check(session: Session, settings: Settings) -> Health:
     )
     problems = []
     if tick is None:
-        problems.append("the dispatcher has never ticked: is `celery -A worker beat` running?")
+        problems.append(
+            "the dispatcher has never ticked: are `celery -A worker beat` and a worker running?"
+        )
     elif now - tick > stale:
         age = (now - tick).total_seconds()
         problems.append(f"the last dispatch tick was {age:.0f} s ago (limit {stale.seconds} s)")

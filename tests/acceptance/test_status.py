@@ -1,0 +1,59 @@
+"""`livestreams status` as a health check: its exit code and what it says."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from models import DispatcherHeartbeat, ScheduledStream
+from models.db import db_now, get_sessionmaker
+from worker.cli import cli
+from worker.dispatch import tick
+
+
+def status() -> tuple[int, dict]:
+    result = CliRunner().invoke(cli, ["status", "--json"], catch_exceptions=False)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_never_ticked_is_unhealthy(env) -> None:
+    code, data = status()
+    assert code == 1 and not data["healthy"]
+    assert "never ticked" in data["problems"][0]
+
+
+def test_a_fresh_tick_is_healthy_and_counts_states(env, settings, book) -> None:
+    book(), book()
+    tick(get_sessionmaker(settings.database_url), settings, lambda c: None)
+    code, data = status()
+    assert code == 0 and data["healthy"] and data["problems"] == []
+    assert data["counts"]["scheduled"] == 2 and data["counts"]["started"] == 0
+    assert data["last_tick_age_seconds"] < settings.stale_after
+
+
+def test_a_stale_tick_is_unhealthy(env, settings) -> None:
+    tick(get_sessionmaker(settings.database_url), settings, lambda c: None)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        s.execute(update(DispatcherHeartbeat).values(last_tick_at=db_now(s) - timedelta(minutes=5)))
+    code, data = status()
+    assert code == 1
+    assert "last dispatch tick was" in data["problems"][0]
+
+
+def test_an_overdue_unclaimed_row_is_unhealthy_and_named(env, settings, book) -> None:
+    stream = book()
+    tick(get_sessionmaker(settings.database_url), settings, lambda c: None)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        past = db_now(s) - timedelta(minutes=2)
+        s.execute(
+            update(ScheduledStream)
+            .where(ScheduledStream.id == stream.id)
+            .values(due_at=past, scheduled_at=past)
+        )
+    code, data = status()
+    assert code == 1
+    assert data["oldest_overdue"]["id"] == str(stream.id)
+    assert str(stream.id) in data["problems"][0]
