@@ -34,6 +34,11 @@ MAX_RETRY_AFTER = 86_400.0
 MAX_MESSAGE = 150  # upstream text kept in a message, so the whole message stays < 200 chars
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 REDACTED = "[redacted]"
+MAX_ID = 100  # livestream ids are UUIDs; anything longer or with control characters is no id
+MAX_FIELD = 2000  # URLs and other free text kept from a response
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A stream key inside text that did not parse as JSON (a body cut short) is still a key.
+_KEY_IN_TEXT = re.compile(r"""(["']?stream_key["']?\s*[:=]\s*["']?)[^"',}\s]+""", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -153,16 +158,16 @@ def parse_livestream(data: object) -> Livestream | None:
     if not isinstance(data, dict):
         return None
     ident = _text(data.get("id"))
-    if not ident:
-        return None
+    if not ident or len(ident) > MAX_ID or not ident.isprintable() or ident != ident.strip():
+        return None  # not an id we could store or show: as if there were none
     key = _text(data.get("stream_key"))
     return Livestream(
         id=ident,
-        status=_text(data.get("status")),
-        ingest_server=_text(data.get("ingest_server")),
-        playback_url=_text(data.get("playback_url")),
-        stream_key=Secret(key) if key else None,
-        meeting_id=_text(data.get("meeting_id")),
+        status=field_text(data.get("status"), 16),
+        ingest_server=field_text(data.get("ingest_server"), MAX_FIELD),
+        playback_url=field_text(data.get("playback_url"), MAX_FIELD),
+        stream_key=Secret(key) if key and "\x00" not in key else None,
+        meeting_id=field_text(data.get("meeting_id"), MAX_ID),
         created_at=_timestamp(data.get("created_at")),
     )
 
@@ -225,10 +230,10 @@ def _error_details(doc: Any, body: bytes) -> tuple[str | None, str | None]:
             found = [e for e in errors if isinstance(e, dict) and _text(e.get("message"))]
             if found:
                 text = "; ".join(str(_text(e.get("message"))) for e in found)
-                return _text(found[0].get("code")), _short(text)
+                return field_text(found[0].get("code"), 64), _short(text)
         error = doc.get("error")
         if isinstance(error, dict) and _text(error.get("message")):
-            return _text(error.get("code")), _short(str(_text(error.get("message"))))
+            return field_text(error.get("code"), 64), _short(str(_text(error.get("message"))))
         if isinstance(error, str) and error.strip():
             return None, _short(error)
         # A JSON body with no error text is never echoed: it may carry a stream key.
@@ -236,10 +241,14 @@ def _error_details(doc: Any, body: bytes) -> tuple[str | None, str | None]:
     if doc is not None:
         return None, None
     text = body.decode("utf-8", errors="replace")
+    if text.lstrip()[:1] in ("{", "["):
+        # JSON cut short or too big to read: it may hold a stream key anywhere, so say what
+        # it was rather than echo any of it.
+        return None, f"unreadable JSON body ({len(body)} bytes read)"
     title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     if title:  # an HTML error page: its title says it all, the markup is noise
         text = title.group(1)
-    return None, _short(text) or None
+    return None, _short(_KEY_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)) or None
 
 
 def _stream_keys(doc: Any) -> list[str]:
@@ -263,8 +272,21 @@ def _redact(text: str | None, secrets: list[str]) -> str | None:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(printable(text).split())
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` without control characters, cut to ``limit``: upstream text reaches ops'
+    terminals (an ESC sequence) and PostgreSQL (which refuses a NUL in text)."""
+    text = _CONTROL.sub("?", text)
+    return text if limit is None or len(text) <= limit else text[:limit]
+
+
+def field_text(value: object, limit: int) -> str | None:
+    """An optional response field as clean text of at most ``limit`` characters."""
+    text = _text(value)
+    return None if text is None else printable(text, limit) or None
 
 
 def _text(value: object) -> str | None:

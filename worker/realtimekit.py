@@ -29,7 +29,15 @@ from urllib.parse import quote
 import httpx
 
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.policy import REDACTED, CallInfo, Livestream, Outcome, classify, classify_exception
+from worker.policy import (
+    REDACTED,
+    CallInfo,
+    Livestream,
+    Outcome,
+    classify,
+    classify_exception,
+    field_text,
+)
 from worker.settings import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_POOL_TIMEOUT,
@@ -185,7 +193,7 @@ class RealtimeKitClient:
         try:
             with self._http.stream(method, path, json=body) as response:
                 status = response.status_code
-                ray_id = response.headers.get("cf-ray")
+                ray_id = field_text(response.headers.get("cf-ray"), 100)
                 headers = response.headers
                 _read_bounded(response, chunks)
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:

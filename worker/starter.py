@@ -327,8 +327,8 @@ class Starter:
                 extra={"action": "stream_key_fetch_failed", "stream_id": str(job.stream_id)},
             )  # fmt: skip
             return found
-        if full.stream_key is None:
-            return found
+        if full.stream_key is None or full.id != found.id:
+            return found  # a key for another livestream is worse than none
         return replace(
             found,
             stream_key=full.stream_key,

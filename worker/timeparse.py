@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.errors import BookingError
@@ -13,8 +13,16 @@ def zone(name: str, field: str = "tz") -> ZoneInfo:
         if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
             raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: with the tzdata package installed, a folder name ("America") or an
+        # over-long name reaches the file system before it is refused.
         raise BookingError(field, f"unknown IANA time zone {name!r} (e.g. Europe/Berlin)") from None
+
+
+# Instants outside these bounds are refused: far ones overflow datetime arithmetic (a deadline
+# added to 9999-12-31), and no livestream is booked for 1900.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _fmt(instant: datetime) -> str:
@@ -30,6 +38,23 @@ def parse_instant(value: str | datetime, tz: str | None, field: str = "at") -> t
     """
     zone_name = tz if tz is not None else "UTC"
     where = zone(zone_name)
+    try:
+        instant = _instant(value, tz, where, field)
+    except OverflowError:
+        instant = None
+    if instant is None or not EARLIEST <= instant < LATEST:
+        raise BookingError(
+            field, f"{_quote(value)} is out of range ({EARLIEST.year} to {LATEST.year - 1})"
+        )
+    return instant, zone_name
+
+
+def _quote(value: str | datetime) -> str:
+    # repr keeps a stray newline from splitting the one-line error in two
+    return repr(value.strip()) if isinstance(value, str) else value.isoformat()
+
+
+def _instant(value: str | datetime, tz: str | None, where: ZoneInfo, field: str) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     else:
@@ -40,15 +65,17 @@ def parse_instant(value: str | datetime, tz: str | None, field: str = "at") -> t
             parsed = datetime.fromisoformat(text)
         except ValueError:
             raise BookingError(
-                field, f"{value!r} is not an ISO 8601 time (e.g. 2027-03-28T18:00:00+01:00)"
+                field, f"{_quote(value)} is not an ISO 8601 time (e.g. 2027-03-28T18:00:00+01:00)"
             ) from None
     if parsed.tzinfo is not None and parsed.utcoffset() is not None:
-        return parsed.astimezone(UTC), zone_name
+        return parsed.astimezone(UTC)
     if tz is None:
         raise BookingError(
-            field, f"{value!s} has no UTC offset: add one (e.g. +01:00 or Z) or give --tz"
+            field, f"{_quote(value)} has no UTC offset: add one (e.g. +01:00 or Z) or give --tz"
         )
-    return _resolve_wall_time(parsed, where, field), zone_name
+    if not EARLIEST - timedelta(days=2) <= parsed.replace(tzinfo=UTC) < LATEST:
+        raise OverflowError(parsed)
+    return _resolve_wall_time(parsed, where, field)
 
 
 def _resolve_wall_time(wall: datetime, where: ZoneInfo, field: str) -> datetime:
