@@ -90,11 +90,16 @@ class Pipeline:
         return self.fake.created.get(str(meeting), [])
 
 
-def _backend(kind: str, tmp: Path) -> Iterator[tuple[str, str]]:
+def _backend(kind: str, tmp: Path, broker: str | None) -> Iterator[tuple[str, str]]:
+    """(database URL, broker URL); a given ``broker`` is the caller's, left untouched."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp / 'livestreams.db'}"
         upgrade(url)
-        yield url, f"sqla+sqlite:///{tmp / 'broker.db'}"
+        yield url, broker or f"sqla+sqlite:///{tmp / 'broker.db'}"
+        return
+    if broker is not None:
+        with fresh_pg_database("livestreams_pipeline") as url:
+            yield url, broker
         return
     require_service("Redis", "127.0.0.1", 6379)
     import redis
@@ -121,7 +126,7 @@ def pipeline_for(
 
     ``env`` overrides the product settings given to every process (broker URL included).
     """
-    backend = _backend(kind, tmp)
+    backend = _backend(kind, tmp, (env or {}).get("LIVESTREAMS_BROKER_URL"))
     db_url, broker_url = next(backend)
     try:
         with FakeRealtimeKit(token=TOKEN, hang_seconds=5.0) as fake:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
+
+import pytest
+import redis
+
+from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -101,3 +108,62 @@ class Celery:
             f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
             for p in self.logdir.glob("*.log")
         )
+
+
+class RedisServer:
+    """A Redis server of one test alone, on a port of its own: no other run's workers take its
+    messages, MONITOR sees only this run, and it can be killed and started again, empty."""
+
+    def __init__(self, tmp: Path) -> None:
+        if shutil.which("redis-server") is None:
+            (pytest.fail if IN_CI else pytest.skip)("redis-server is not installed")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.logfile = tmp / "redis.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        with self.logfile.open("ab") as log:
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--daemonize", "no"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        client = redis.Redis(port=self.port)
+        try:
+            wait_until(lambda: _pings(client), 10, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)  # no save, no goodbye: everything is lost
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@contextlib.contextmanager
+def own_redis(tmp: Path) -> Iterator[RedisServer]:
+    """A running :class:`RedisServer`, stopped on leaving the block."""
+    server = RedisServer(tmp)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

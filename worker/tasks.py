@@ -9,8 +9,10 @@ import functools
 import logging
 import os
 import uuid
+from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from celery import Task
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from models.db import get_sessionmaker
 from worker.celery import app
@@ -73,7 +75,28 @@ def dispatch_due() -> dict[str, int]:
     return {"claimed": report.claimed, "reaped": report.reaped, "expired": report.expired}
 
 
-@app.task(name="livestreams.start_stream", ignore_result=True)
-def start_stream(stream_id: str, claim_token: str) -> str:
-    """Start one claimed booking; a no-op unless the claim is still this one."""
-    return _starter().run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+# A database blink during a start is retried this often, this soon, before the lease and the
+# reaper are left to recover the booking (a lease's worth later).
+DB_RETRIES = 10
+DB_RETRY_COUNTDOWN = 1.0
+
+
+@app.task(name="livestreams.start_stream", ignore_result=True, bind=True)
+def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
+    """Start one claimed booking; a no-op unless the claim is still this one.
+
+    If the database fails, the same message is simply sent again a second later: before the
+    claim was confirmed nothing was called, and once it was confirmed its token changed, so
+    the repeat finds a token that no longer matches and does nothing (the lease and the
+    reaper then recover the booking, reconciling the call).
+    """
+    try:
+        return _starter().run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+    except OperationalError as exc:
+        log.warning(
+            "start of %s interrupted by a database error, trying again: %s",
+            stream_id,
+            str(exc.orig or exc).splitlines()[0],
+            extra={"action": "start_db_error", "stream_id": stream_id},
+        )
+        raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None

@@ -1,0 +1,171 @@
+"""Secrets never leak: the API token and the stream keys, after a pipeline run with faults.
+
+Real beat and worker processes on PostgreSQL and a Redis server of this test's own, watched
+with ``redis-cli MONITOR`` for the whole run. Bookings go through a clean start, a 5xx, a 429,
+an HTML 502, a start that hangs or drops after creating the livestream (adopted later), a
+refusal whose message repeats the token, and an error body that carries a stream key. Then
+none of these holds the token or any stream key the fake created in the clear:
+- every log line of every process;
+- every command and message body that crossed Redis (bodies are base64: decoded too);
+- every error text stored (``last_error``, each attempt's message) and the whole database,
+  whose stream key column holds ciphertext that decrypts to the key;
+- the default output of ``list``, ``show``, ``attempts`` and ``status`` (text and ``--json``).
+``show --reveal-key``, which prints the key on purpose, is the positive control.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from models import StreamState
+from tests.dbdump import dump
+from tests.pipeline import TOKEN, Pipeline, pipeline_for
+from tests.processes import own_redis, wait_until
+from worker.cli import cli
+from worker.crypto import cipher_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+TERMINAL = (StreamState.STARTED, StreamState.FAILED, StreamState.MISSED)
+BODY = re.compile(rb'body\\": \\"([A-Za-z0-9+/=]+)\\"')
+
+
+@contextmanager
+def monitor(port: int, out: Path) -> Iterator[Path]:
+    """Everything every client sends to the Redis server on ``port``, one command a line."""
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(["redis-cli", "-p", str(port), "MONITOR"], stdout=sink)
+    try:
+        wait_until(lambda: out.read_bytes().startswith(b"OK"), 10, "redis-cli MONITOR")
+        yield out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[tuple[Pipeline, Path]]:
+    with (
+        own_redis(tmp_path) as server,
+        monitor(server.port, tmp_path / "monitor.out") as watched,
+        pipeline_for(
+            "postgresql",
+            tmp_path,
+            env={"LIVESTREAMS_BROKER_URL": server.url},
+            workers=2,
+        ) as pipeline,
+    ):
+        yield pipeline, watched
+
+
+def broker_traffic(raw: bytes) -> bytes:
+    """The MONITOR log with every base64 message body decoded after it."""
+    decoded = []
+    for match in BODY.finditer(raw):
+        try:
+            decoded.append(base64.b64decode(match.group(1), validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return raw + b"\n" + b"\n".join(decoded)
+
+
+def cli_output(pipeline: Pipeline, *args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), env=pipeline.env, catch_exceptions=False)
+    return result.output + (result.stderr or "")
+
+
+def test_no_token_or_stream_key_in_logs_broker_errors_or_cli(run) -> None:
+    pipeline, watched = run
+    fake = pipeline.fake
+    leak_token = json.dumps(
+        {"success": False, "errors": [{"code": 10000, "message": f"bad token {TOKEN}"}]}
+    )
+    first = pipeline.book(1.5, name="clean")
+    pipeline.wait_state(first.id, StreamState.STARTED)
+    (created,) = pipeline.created_for(first.meeting_id)
+    # An error page cut short in the middle of a document that repeats a stream key.
+    cut = f'{{"success": false, "data": {{"stream_key": "{created.stream_key}", "id": "{created.id}'
+    keyed = json.dumps({"success": False, "result": {"stream_key": created.stream_key}})
+    faults: list[object] = [
+        503, 429, "html502", "hang", "drop", {"status": 403, "body": leak_token},
+        {"status": 502, "body": keyed}, {"status": 500, "body": cut},
+    ]  # fmt: skip
+    streams = [first]
+    for fault in faults:
+        meeting = str(uuid.uuid4())
+        fake.script("start", fault, meeting_id=meeting)
+        streams.append(pipeline.book(2.0, meeting_id=meeting))
+    rows = [pipeline.wait_state(s.id, *TERMINAL, timeout=60) for s in streams]
+    started = [r for r in rows if r.state == StreamState.STARTED]
+    assert len(started) >= 6, [(r.state, r.last_error) for r in rows]
+
+    keys = [c.stream_key for items in fake.created.values() for c in items]
+    assert len(keys) >= len(started)
+    # A part of a key leaks it too (a message cut at 150 characters still shows most of it):
+    # any 16 characters of one (64 hex digits from the fake) count, far more than a mask shows.
+    secrets = {"the API token": TOKEN}
+    for key in keys:
+        secrets |= {
+            f"part of stream key {key[:6]}...": key[i : i + 16] for i in range(len(key) - 15)
+        }
+
+    # The database: ciphertext only, and it decrypts to what the fake created.
+    cipher = cipher_for(pipeline.settings)
+    for row in started:
+        (made,) = pipeline.created_for(row.meeting_id)
+        assert row.stream_key_ciphertext is not None
+        assert cipher.decrypt(row.stream_key_ciphertext).get() == made.stream_key
+    haystacks: dict[str, str] = {"database": repr(dump(pipeline.settings.database_url))}
+
+    # Error texts stored for ops, and what every process logged.
+    for row in rows:
+        texts = [row.last_error or "", *(a.error_message or "" for a in pipeline.attempts(row.id))]
+        haystacks[f"errors of {row.id}"] = "\n".join(texts)
+    for log in sorted(pipeline.celery.logdir.glob("*.log")):
+        haystacks[f"log {log.name}"] = log.read_text(errors="replace")
+
+    # The default output of the read-only commands.
+    outputs = {"list": cli_output(pipeline, "list"), "status": cli_output(pipeline, "status")}
+    outputs["list --json"] = cli_output(pipeline, "list", "--json")
+    outputs["status --json"] = cli_output(pipeline, "status", "--json")
+    for row in rows:
+        for command in ("show", "attempts"):
+            outputs[f"{command} {row.id}"] = cli_output(pipeline, command, str(row.id))
+            outputs[f"{command} --json {row.id}"] = cli_output(
+                pipeline, command, str(row.id), "--json"
+            )
+    haystacks.update({f"livestreams {k}": v for k, v in outputs.items()})
+
+    # Everything that crossed Redis, stopped only now so that nothing is missed.
+    pipeline.celery.stop()
+    traffic = broker_traffic(watched.read_bytes()).decode("utf-8", errors="replace")
+    haystacks["redis traffic"] = traffic
+
+    # Positive controls: each source was really captured, and the key is findable on purpose.
+    assert str(first.id) in traffic, "MONITOR saw no start message"
+    assert any(str(first.id) in v for k, v in haystacks.items() if k.startswith("log worker"))
+    assert str(first.id) in outputs["list"]
+    revealed = cli_output(pipeline, "show", str(first.id), "--reveal-key")
+    assert created.stream_key in revealed
+
+    leaks = sorted(
+        {
+            f"{what} in {where}"
+            for where, text in haystacks.items()
+            for what, secret in secrets.items()
+            if secret in text
+        }
+    )
+    assert not leaks, "secrets in the clear:\n" + "\n".join(leaks)
