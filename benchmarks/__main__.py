@@ -1,0 +1,66 @@
+"""``python -m benchmarks [--quick] [--case NAME ...]``: run cases, print figures and a table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import deps
+
+
+def main(argv: list[str] | None = None) -> int:
+    deps.ensure()  # before the cases import what it installs
+    from benchmarks import alternative, burst, dispatch, lateness, memory
+    from benchmarks.noise import Noise
+    from benchmarks.report import Figure, figure, log, table
+    from benchmarks.services import Bench, bench
+
+    cases: dict[str, Callable[[Bench], list[Figure]]] = {
+        "lateness": lateness.run,
+        "burst": burst.run,
+        "dispatch": dispatch.run,
+        "memory": memory.run,
+        "alt-lateness": alternative.run_lateness,
+        "alt-dispatch": alternative.run_dispatch,
+    }
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--case", action="append", choices=list(cases), help="run only this case (repeatable)"
+    )
+    parser.add_argument("--logs", type=Path, help="keep the celery logs in this folder")
+    args = parser.parse_args(argv)
+    chosen = args.case or list(cases)
+    figures: list[Figure] = []
+    started = time.monotonic()
+    with bench(args.quick, args.logs) as run:
+        for name in chosen:
+            log(f"case {name}")
+            noise = Noise(run.database_name)
+            with noise.measuring():
+                found = cases[name](run)
+            run.results.setdefault(name, found)
+            figures.extend(found)
+            figures.append(
+                figure(
+                    name,
+                    "other_cpu_share",
+                    noise.share,
+                    "of machine",
+                    note="CPU other processes took during the case",
+                )
+            )
+            if noise.share > 0.1:
+                log(f"{name}: other processes took {noise.share:.0%} of the CPU; re-run when quiet")
+    print()
+    print(table(figures))
+    log(f"{len(chosen)} case(s) in {time.monotonic() - started:.0f} s on {os.cpu_count()} cores")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
