@@ -76,13 +76,16 @@ def dispose_all() -> None:
         _engines.clear()
 
 
+_CLOCK = text("SELECT clock_timestamp()")
+
+
 def db_now(session: Session) -> datetime:
     """The database's clock, so that many hosts agree on what is due.
 
     SQLite runs inside this process, so its clock is this host's.
     """
     if session.get_bind().dialect.name == "postgresql":
-        value = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+        value = session.connection().execute(_CLOCK).scalar_one()
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
     return datetime.now(UTC)

@@ -8,15 +8,35 @@ never a second start.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import CLAIMABLE_STATES, ScheduledStream, StreamState
+from models import (
+    CLAIMABLE_STATES,
+    AttemptAction,
+    AttemptOutcome,
+    ScheduledStream,
+    StartAttempt,
+    StreamState,
+    UpstreamPause,
+)
 
 S = ScheduledStream
 
@@ -152,21 +172,116 @@ def confirm_claim(
         .returning(S.attempts)
         .execution_options(synchronize_session=False)
     )
-    number = session.execute(stmt).scalar_one_or_none()
+    number = session.connection().execute(stmt).scalar_one_or_none()
     return None if number is None else (number, renewed)
+
+
+# The plain case of a start task, as one statement: the claim still holds, the start deadline
+# has not passed, no earlier start call of this booking may have created a livestream, and the
+# API token is not paused. Built once, so each run only binds values (SQLAlchemy compiles it
+# once per process, and computes no cache key per call).
+A = StartAttempt
+_UNCLEAR_CALL = exists().where(
+    A.stream_id == S.id,
+    A.action == AttemptAction.START.value,
+    or_(
+        A.outcome.is_(None),
+        A.outcome.in_([AttemptOutcome.AMBIGUOUS.value, AttemptOutcome.STARTED.value]),
+    ),
+)
+_PAUSED = exists().where(
+    UpstreamPause.token_hash == bindparam("token_key"),
+    UpstreamPause.paused_until > bindparam("now"),
+)
+_CONFIRM_PLAIN_START = (
+    update(S)
+    .where(
+        S.id == bindparam("stream_id"),
+        S.state == StreamState.STARTING.value,
+        S.claim_token == bindparam("token"),
+        S.start_deadline >= bindparam("now"),
+        ~_UNCLEAR_CALL,
+        ~_PAUSED,
+    )
+    .values(
+        attempts=S.attempts + 1,
+        claim_token=bindparam("renewed"),
+        lease_expires_at=bindparam("lease_until"),
+        updated_at=bindparam("now"),
+    )
+    .returning(
+        S.attempts,
+        S.account_id,
+        S.app_id,
+        S.meeting_id,
+        S.name,
+        S.video_width,
+        S.video_height,
+        S.start_deadline,
+    )
+)
+
+
+def confirm_plain_start(
+    session: Session,
+    stream_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    *,
+    lease: float,
+    token_key: str,
+) -> tuple[uuid.UUID, Row[Any]] | None:
+    """:func:`confirm_claim` for the plain case, returning the booking's fields with it.
+
+    None when anything is not plain (the claim is gone, the deadline passed, an earlier call
+    is unclear, the token is paused): nothing was changed, and the caller looks closer.
+    """
+    renewed = uuid.uuid4()
+    row = (
+        session.connection()
+        .execute(
+            _CONFIRM_PLAIN_START,
+            {
+                "stream_id": stream_id,
+                "token": token,
+                "now": now,
+                "renewed": renewed,
+                "lease_until": now + timedelta(seconds=lease),
+                "token_key": token_key,
+            },
+        )
+        .one_or_none()
+    )
+    return None if row is None else (renewed, row)
 
 
 def finish(
     session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, **values: Any
 ) -> bool:
     """Write a start task's result, only while it still holds the claim. True if written."""
-    stmt = (
+    params = {"p_id": stream_id, "p_token": token, "p_now": now}
+    params.update({f"v_{name}": value for name, value in values.items()})
+    result = session.connection().execute(_finish_statement(tuple(sorted(values))), params)
+    return bool(result.rowcount)
+
+
+@functools.cache
+def _finish_statement(columns: tuple[str, ...]) -> Update:
+    """The UPDATE of :func:`finish` for one set of columns, built once per process."""
+    return (
         update(S)
-        .where(S.id == stream_id, S.state == StreamState.STARTING.value, S.claim_token == token)
-        .values(claim_token=None, lease_expires_at=None, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
+        .where(
+            S.id == bindparam("p_id"),
+            S.state == StreamState.STARTING.value,
+            S.claim_token == bindparam("p_token"),
+        )
+        .values(
+            claim_token=None,
+            lease_expires_at=None,
+            updated_at=bindparam("p_now"),
+            **{name: bindparam(f"v_{name}") for name in columns},
+        )
     )
-    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
 
 def transition(

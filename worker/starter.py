@@ -7,6 +7,10 @@ Each call to the API follows the same three steps:
 3. one transaction: the attempt's outcome and the booking's new state together.
 If the process dies between 1 and 3, the attempt keeps no outcome; whoever claims the row next
 sees it and reconciles (asks for the meeting's active livestream) before any new start call.
+
+In the plain case (claim held, deadline ahead, no unclear earlier call, token not paused) the
+check and step 1 are one conditional UPDATE and one INSERT in one transaction, so a start costs
+two transactions and six statements; anything else takes the longer path that looks closer.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +32,7 @@ from models import AttemptAction, AttemptOutcome, ScheduledStream, StartAttempt,
 from models.db import db_now
 from worker import claims, pacing
 from worker.backoff import Backoff, next_due
-from worker.crypto import cipher_for
+from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.realtimekit import Livestream, RealtimeKitClient
 from worker.settings import Settings
@@ -77,9 +81,13 @@ class Starter:
         self.rand = rand or random.Random()
         self.token_key = pacing.token_hash(settings.api_token)
         self.backoff = Backoff(settings.backoff_base, settings.backoff_cap, settings.backoff_floor)
+        self._stream_key_cipher: StreamKeyCipher | None = None
 
     def run(self, stream_id: uuid.UUID, token: uuid.UUID) -> str:
         """Do what the claim asks; returns a word for the log: started, retrying, failed, ..."""
+        plain = self._begin_plain_start(stream_id, token)
+        if plain is not None:
+            return self._call_start(*plain)
         job = self._load(stream_id, token)
         if isinstance(job, str):
             return job
@@ -88,6 +96,34 @@ class Starter:
             if found != "absent":
                 return found
         return self._start(job)
+
+    # -- the plain case: claim confirmed and attempt written in one transaction ---------------
+
+    def _begin_plain_start(self, stream_id: uuid.UUID, token: uuid.UUID) -> tuple[Job, int] | None:
+        """Steps 0 and 1 together when nothing needs a closer look; None when something does."""
+        with self.factory.begin() as session:
+            now = db_now(session)
+            confirmed = claims.confirm_plain_start(
+                session, stream_id, token, now,
+                lease=self.settings.lease, token_key=self.token_key,
+            )  # fmt: skip
+            if confirmed is None:
+                return None
+            renewed, row = confirmed
+            job = Job(
+                stream_id=stream_id,
+                token=renewed,
+                account_id=row.account_id,
+                app_id=row.app_id,
+                meeting_id=str(row.meeting_id),
+                name=row.name,
+                width=row.video_width,
+                height=row.video_height,
+                deadline=row.start_deadline,
+                first_unclear=None,
+            )
+            _insert_attempt(session, job, row.attempts, AttemptAction.START, now)
+        return job, row.attempts
 
     # -- step 0: is the claim still ours, and what must happen first --------------------------
 
@@ -197,6 +233,10 @@ class Starter:
         number = self._write_ahead(job, AttemptAction.START)
         if number is None:
             return "stale"
+        return self._call_start(job, number)
+
+    def _call_start(self, job: Job, number: int) -> str:
+        """Step 2 and 3 of a start: the call, whose attempt row is already written."""
         started = time.monotonic()
         try:
             result = self.client.start_livestream(
@@ -255,15 +295,7 @@ class Starter:
                         error_message=ORPHANED,
                     )
                 )
-            session.add(
-                StartAttempt(
-                    stream_id=job.stream_id,
-                    number=number,
-                    action=action.value,
-                    claim_token=job.token,
-                    sent_at=now,
-                )
-            )
+            _insert_attempt(session, job, number, action, now)
         return number
 
     def _store(
@@ -271,7 +303,7 @@ class Starter:
     ) -> str:
         if found.stream_key is None:
             found = self._with_key(job, found)
-        cipher = cipher_for(self.settings, create=True)
+        cipher = self._cipher()
         keyed = found.stream_key is not None
         ciphertext = cipher.encrypt(found.stream_key) if found.stream_key is not None else None
         # Without a stream key nobody can send video, so the booking is not `started`; but a
@@ -312,6 +344,11 @@ class Starter:
             extra={"action": "claim_lost", "stream_id": str(job.stream_id)},
         )  # fmt: skip
         return "claim-lost"
+
+    def _cipher(self) -> StreamKeyCipher:
+        if self._stream_key_cipher is None:
+            self._stream_key_cipher = cipher_for(self.settings, create=True)
+        return self._stream_key_cipher
 
     def _with_key(self, job: Job, found: Livestream) -> Livestream:
         """The livestream with its stream key, asked for by id when the first answer lacked it.
@@ -407,19 +444,20 @@ class Starter:
         status: int | None = None,
         ray_id: str | None = None,
     ) -> None:
-        session.execute(
-            update(StartAttempt)
-            .where(StartAttempt.stream_id == job.stream_id, StartAttempt.number == number)
-            .values(
-                finished_at=now,
-                outcome=outcome.value,
-                http_status=error.status if error is not None else status,
-                error_code=error.code if error is not None else None,
-                error_message=_error_text(error) if error is not None else None,
-                ray_id=error.ray_id if error is not None else ray_id,
-                duration=round(duration, 4) if duration is not None else None,
-                livestream_id=livestream_id,
-            )
+        session.connection().execute(
+            _FINISH_ATTEMPT,
+            {
+                "p_stream_id": job.stream_id,
+                "p_number": number,
+                "v_finished_at": now,
+                "v_outcome": outcome.value,
+                "v_http_status": error.status if error is not None else status,
+                "v_error_code": error.code if error is not None else None,
+                "v_error_message": _error_text(error) if error is not None else None,
+                "v_ray_id": error.ray_id if error is not None else ray_id,
+                "v_duration": round(duration, 4) if duration is not None else None,
+                "v_livestream_id": livestream_id,
+            },
         )
 
     def _write_hard(self, write: Callable[[Session, datetime], T]) -> T:
@@ -466,6 +504,38 @@ class Starter:
     def _past(self, instant: datetime) -> bool:
         with self.factory() as session:
             return db_now(session) > instant
+
+
+def _insert_attempt(
+    session: Session, job: Job, number: int, action: AttemptAction, now: datetime
+) -> None:
+    """The attempt row, written in the transaction that confirms the claim for its call."""
+    session.connection().execute(
+        _INSERT_ATTEMPT,
+        {
+            "stream_id": job.stream_id,
+            "number": number,
+            "action": action.value,
+            "claim_token": job.token,
+            "sent_at": now,
+        },
+    )
+
+
+# Built once: each run only binds values.
+_INSERT_ATTEMPT = insert(StartAttempt)
+_RESULT_COLUMNS = (
+    "finished_at", "outcome", "http_status", "error_code", "error_message", "ray_id",
+    "duration", "livestream_id",
+)  # fmt: skip
+_FINISH_ATTEMPT = (
+    update(StartAttempt)
+    .where(
+        StartAttempt.stream_id == bindparam("p_stream_id"),
+        StartAttempt.number == bindparam("p_number"),
+    )
+    .values({column: bindparam(f"v_{column}") for column in _RESULT_COLUMNS})
+)
 
 
 def _error_text(exc: UpstreamError) -> str:
