@@ -181,14 +181,15 @@ def confirm_claim(
 # API token is not paused. Built once, so each run only binds values (SQLAlchemy compiles it
 # once per process, and computes no cache key per call).
 A = StartAttempt
-_UNCLEAR_CALL = exists().where(
-    A.stream_id == S.id,
+# A start call that may have created a livestream: its outcome is unknown or says so.
+UNCLEAR_START_CALL = and_(
     A.action == AttemptAction.START.value,
     or_(
         A.outcome.is_(None),
         A.outcome.in_([AttemptOutcome.AMBIGUOUS.value, AttemptOutcome.STARTED.value]),
     ),
 )
+_UNCLEAR_CALL = exists().where(A.stream_id == S.id, UNCLEAR_START_CALL)
 _PAUSED = exists().where(
     UpstreamPause.token_hash == bindparam("token_key"),
     UpstreamPause.paused_until > bindparam("now"),

@@ -64,6 +64,24 @@ class Job:
     deadline: datetime
     first_unclear: datetime | None  # sent_at of the first start call whose outcome is unknown
 
+    @classmethod
+    def of(
+        cls, row: Any, stream_id: uuid.UUID, token: uuid.UUID, *, first_unclear: datetime | None
+    ) -> Job:
+        """From a booking's row (ORM object or result row: the same attribute names)."""
+        return cls(
+            stream_id=stream_id,
+            token=token,
+            account_id=row.account_id,
+            app_id=row.app_id,
+            meeting_id=str(row.meeting_id),
+            name=row.name,
+            width=row.video_width,
+            height=row.video_height,
+            deadline=row.start_deadline,
+            first_unclear=first_unclear,
+        )
+
 
 class Starter:
     """Runs start tasks for one process: a session factory, settings and an API client."""
@@ -110,18 +128,7 @@ class Starter:
             if confirmed is None:
                 return None
             renewed, row = confirmed
-            job = Job(
-                stream_id=stream_id,
-                token=renewed,
-                account_id=row.account_id,
-                app_id=row.app_id,
-                meeting_id=str(row.meeting_id),
-                name=row.name,
-                width=row.video_width,
-                height=row.video_height,
-                deadline=row.start_deadline,
-                first_unclear=None,
-            )
+            job = Job.of(row, stream_id, renewed, first_unclear=None)
             _insert_attempt(session, job, row.attempts, AttemptAction.START, now)
         return job, row.attempts
 
@@ -135,29 +142,11 @@ class Starter:
                 return "stale"  # a replayed message, or the reaper gave the row to someone else
             unclear = session.scalar(
                 select(StartAttempt.sent_at)
-                .where(
-                    StartAttempt.stream_id == stream_id,
-                    StartAttempt.action == AttemptAction.START.value,
-                    (StartAttempt.outcome.is_(None))
-                    | StartAttempt.outcome.in_(
-                        [AttemptOutcome.AMBIGUOUS.value, AttemptOutcome.STARTED.value]
-                    ),
-                )
+                .where(StartAttempt.stream_id == stream_id, claims.UNCLEAR_START_CALL)
                 .order_by(StartAttempt.number)
                 .limit(1)
             )
-            job = Job(
-                stream_id=stream_id,
-                token=token,
-                account_id=row.account_id,
-                app_id=row.app_id,
-                meeting_id=str(row.meeting_id),
-                name=row.name,
-                width=row.video_width,
-                height=row.video_height,
-                deadline=row.start_deadline,
-                first_unclear=unclear,
-            )
+            job = Job.of(row, stream_id, token, first_unclear=unclear)
             paused = pacing.paused_until(session, self.token_key, now)
             if paused is not None:
                 # Another task got a 429 for this token: wait with everyone else. Not an
