@@ -121,8 +121,11 @@ def pipeline_for(
     env: dict[str, str] | None = None,
     workers: int = 1,
     beats: int = 1,
+    embedded_beat: bool = False,
 ) -> Iterator[Pipeline]:
     """The fake API plus ``workers`` celery workers and ``beats`` beats, stopped afterwards.
+
+    ``embedded_beat`` runs beat inside the first worker (`celery -A worker worker -B`).
 
     ``env`` overrides the product settings given to every process (broker URL included).
     """
@@ -141,7 +144,7 @@ def pipeline_for(
             celery = Celery(full, tmp)
             try:
                 for i in range(1, workers + 1):
-                    celery.worker(f"worker-{i}")
+                    celery.worker(f"worker-{i}", with_beat=embedded_beat and i == 1)
                 for i in range(1, beats + 1):
                     celery.beat(f"beat-{i}")
                 yield Pipeline(Settings.from_env(full), full, fake, celery)

@@ -66,14 +66,22 @@ class Celery:
         return proc
 
     def worker(
-        self, name: str, *, pool: str = "prefork", concurrency: int = 2, wait: bool = True
+        self,
+        name: str,
+        *,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        wait: bool = True,
+        with_beat: bool = False,
     ) -> subprocess.Popen[bytes]:
+        """A `celery worker`; ``with_beat`` embeds beat in it (`-B`), as a one-box setup runs."""
+        embedded = ["-B", "-s", str(self.logdir / f"{name}-schedule")] if with_beat else []
         proc = self._spawn(
             name,
             [
                 "worker", "--loglevel", "INFO", "--pool", pool, "--concurrency", str(concurrency),
                 "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-                "--without-heartbeat",
+                "--without-heartbeat", *embedded,
             ],
         )  # fmt: skip
         if wait:
