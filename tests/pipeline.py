@@ -122,6 +122,7 @@ def pipeline_for(
     workers: int = 1,
     beats: int = 1,
     embedded_beat: bool = False,
+    beat_loglevel: str = "INFO",
 ) -> Iterator[Pipeline]:
     """The fake API plus ``workers`` celery workers and ``beats`` beats, stopped afterwards.
 
@@ -146,7 +147,7 @@ def pipeline_for(
                 for i in range(1, workers + 1):
                     celery.worker(f"worker-{i}", with_beat=embedded_beat and i == 1)
                 for i in range(1, beats + 1):
-                    celery.beat(f"beat-{i}")
+                    celery.beat(f"beat-{i}", loglevel=beat_loglevel)
                 yield Pipeline(Settings.from_env(full), full, fake, celery)
             finally:
                 celery.stop()

@@ -88,9 +88,9 @@ class Celery:
             wait_until(lambda: b" ready." in self.log(name).read_bytes(), 60, f"{name} ready")
         return proc
 
-    def beat(self, name: str) -> subprocess.Popen[bytes]:
+    def beat(self, name: str, *, loglevel: str = "INFO") -> subprocess.Popen[bytes]:
         schedule = self.logdir / f"{name}-schedule"
-        return self._spawn(name, ["beat", "--loglevel", "INFO", "-s", str(schedule)])
+        return self._spawn(name, ["beat", "--loglevel", loglevel, "-s", str(schedule)])
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
@@ -9,6 +11,38 @@ from celery.signals import worker_process_init
 
 app = Celery("livestreams", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
+
+# Tasks whose routine runs Celery should not log: the dispatch tick runs every second on every
+# beat, and its own line (worker.dispatch) says when a tick claimed, reaped or missed anything.
+QUIET_TASKS = frozenset({"livestreams.dispatch_due"})
+
+
+class QuietRoutineTasks(logging.Filter):
+    """Moves Celery's INFO lines about sending, receiving and finishing :data:`QUIET_TASKS` to
+    DEBUG: gone at `--loglevel INFO`, there at `--loglevel DEBUG`. Their failures and retries
+    (WARNING and above) are left alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not _routine(record.args):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def _routine(args: object) -> bool:
+    if isinstance(args, Mapping):  # worker: "Task %(name)s[%(id)s] received / succeeded"
+        name = args.get("name")
+        return isinstance(name, str) and name in QUIET_TASKS
+    # beat: "Scheduler: Sending due task %s (%s)", entry name and task name
+    return isinstance(args, tuple) and any(isinstance(a, str) and a in QUIET_TASKS for a in args)
+
+
+for _name in ("celery.worker.strategy", "celery.app.trace", "celery.beat"):
+    logging.getLogger(_name).addFilter(QuietRoutineTasks())
+# httpx logs every request at INFO; the client logs each call itself (worker.realtimekit).
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @worker_process_init.connect

@@ -212,7 +212,9 @@ class RealtimeKitClient:
         return outcome, call
 
     def _log(self, method: str, path: str, outcome: Outcome, call: CallInfo) -> None:
-        log.info(
+        # A call that went well is told by the start task's own line; the rest say why here.
+        log.log(
+            logging.DEBUG if outcome.kind == "started" else logging.INFO,
             "realtimekit %s %s: %s",
             method,
             path,
