@@ -149,37 +149,68 @@ def expire_untried(session: Session, now: datetime) -> int:
     return session.execute(stmt).rowcount  # type: ignore[attr-defined, no-any-return]
 
 
+def _confirm_statement(*guards: ColumnElement[bool], returning: list[Any]) -> Update:
+    """The UPDATE that takes a claim for one call, under ``guards`` besides the claim itself.
+
+    The token is replaced, so a claim is good for one run only: the same start message
+    delivered twice, even to two workers at once, confirms once, and the other run finds a
+    token that no longer matches. Built once per process, so each run only binds values.
+    """
+    return (
+        update(S)
+        .where(
+            S.id == bindparam("stream_id"),
+            S.state == StreamState.STARTING.value,
+            S.claim_token == bindparam("token"),
+            *guards,
+        )
+        .values(
+            attempts=S.attempts + 1,
+            claim_token=bindparam("renewed"),
+            lease_expires_at=bindparam("lease_until"),
+            updated_at=bindparam("now"),
+        )
+        .returning(*returning)
+    )
+
+
+def _confirm(
+    session: Session,
+    stmt: Update,
+    stream_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    lease: float,
+    **params: Any,
+) -> tuple[uuid.UUID, Row[Any]] | None:
+    renewed = uuid.uuid4()
+    values = {
+        "stream_id": stream_id,
+        "token": token,
+        "now": now,
+        "renewed": renewed,
+        "lease_until": now + timedelta(seconds=lease),
+        **params,
+    }
+    row = session.connection().execute(stmt, values).one_or_none()
+    return None if row is None else (renewed, row)
+
+
+_CONFIRM = _confirm_statement(returning=[S.attempts])
+
+
 def confirm_claim(
     session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, *, lease: float
 ) -> tuple[int, uuid.UUID] | None:
     """Take the claim for one call: the new attempt number and the token that now holds it.
 
-    The token is replaced, so a claim is good for one run only: the same start message
-    delivered twice, even to two workers at once, confirms once, and the other run finds a
-    token that no longer matches. Called in the transaction that writes the attempt row ahead
-    of the call, so the attempt exists before the request leaves and the lease covers it.
+    Called in the transaction that writes the attempt row ahead of the call, so the attempt
+    exists before the request leaves and the lease covers it.
     """
-    renewed = uuid.uuid4()
-    stmt = (
-        update(S)
-        .where(S.id == stream_id, S.state == StreamState.STARTING.value, S.claim_token == token)
-        .values(
-            attempts=S.attempts + 1,
-            claim_token=renewed,
-            lease_expires_at=now + timedelta(seconds=lease),
-            updated_at=now,
-        )
-        .returning(S.attempts)
-        .execution_options(synchronize_session=False)
-    )
-    number = session.connection().execute(stmt).scalar_one_or_none()
-    return None if number is None else (number, renewed)
+    confirmed = _confirm(session, _CONFIRM, stream_id, token, now, lease)
+    return None if confirmed is None else (confirmed[1].attempts, confirmed[0])
 
 
-# The plain case of a start task, as one statement: the claim still holds, the start deadline
-# has not passed, no earlier start call of this booking may have created a livestream, and the
-# API token is not paused. Built once, so each run only binds values (SQLAlchemy compiles it
-# once per process, and computes no cache key per call).
 A = StartAttempt
 # A start call that may have created a livestream: its outcome is unknown or says so.
 UNCLEAR_START_CALL = and_(
@@ -189,38 +220,21 @@ UNCLEAR_START_CALL = and_(
         A.outcome.in_([AttemptOutcome.AMBIGUOUS.value, AttemptOutcome.STARTED.value]),
     ),
 )
-_UNCLEAR_CALL = exists().where(A.stream_id == S.id, UNCLEAR_START_CALL)
-_PAUSED = exists().where(
-    UpstreamPause.token_hash == bindparam("token_key"),
-    UpstreamPause.paused_until > bindparam("now"),
-)
-_CONFIRM_PLAIN_START = (
-    update(S)
-    .where(
-        S.id == bindparam("stream_id"),
-        S.state == StreamState.STARTING.value,
-        S.claim_token == bindparam("token"),
-        S.start_deadline >= bindparam("now"),
-        ~_UNCLEAR_CALL,
-        ~_PAUSED,
-    )
-    .values(
-        attempts=S.attempts + 1,
-        claim_token=bindparam("renewed"),
-        lease_expires_at=bindparam("lease_until"),
-        updated_at=bindparam("now"),
-    )
-    .returning(
-        S.attempts,
-        S.account_id,
-        S.app_id,
-        S.meeting_id,
-        S.name,
-        S.video_width,
-        S.video_height,
-        S.start_deadline,
-    )
-)
+# The plain case of a start task: besides the claim, the start deadline has not passed, no
+# earlier start call of this booking may have created a livestream, and the API token is not
+# paused. It returns what the call needs, so the run reads nothing else.
+_CONFIRM_PLAIN_START = _confirm_statement(
+    S.start_deadline >= bindparam("now"),
+    ~exists().where(A.stream_id == S.id, UNCLEAR_START_CALL),
+    ~exists().where(
+        UpstreamPause.token_hash == bindparam("token_key"),
+        UpstreamPause.paused_until > bindparam("now"),
+    ),
+    returning=[
+        S.attempts, S.account_id, S.app_id, S.meeting_id, S.name, S.video_width,
+        S.video_height, S.start_deadline,
+    ],
+)  # fmt: skip
 
 
 def confirm_plain_start(
@@ -237,23 +251,9 @@ def confirm_plain_start(
     None when anything is not plain (the claim is gone, the deadline passed, an earlier call
     is unclear, the token is paused): nothing was changed, and the caller looks closer.
     """
-    renewed = uuid.uuid4()
-    row = (
-        session.connection()
-        .execute(
-            _CONFIRM_PLAIN_START,
-            {
-                "stream_id": stream_id,
-                "token": token,
-                "now": now,
-                "renewed": renewed,
-                "lease_until": now + timedelta(seconds=lease),
-                "token_key": token_key,
-            },
-        )
-        .one_or_none()
+    return _confirm(
+        session, _CONFIRM_PLAIN_START, stream_id, token, now, lease, token_key=token_key
     )
-    return None if row is None else (renewed, row)
 
 
 def finish(

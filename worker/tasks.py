@@ -48,6 +48,11 @@ def reset_process_state() -> None:
     _starters.clear()
 
 
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's own message, first line: SQLAlchemy's adds the statement and a link."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
 def _enqueue(claim: Claim) -> None:
     start_stream.apply_async(
         args=(str(claim.stream_id), str(claim.token)),
@@ -68,7 +73,7 @@ def dispatch_due() -> dict[str, int]:
     except SQLAlchemyError as exc:
         log.warning(
             "dispatch tick skipped, database error: %s",
-            str(getattr(exc, "orig", None) or exc).splitlines()[0],
+            _first_line(exc),
             extra={"action": "dispatch_db_error"},
         )
         return {"claimed": 0, "reaped": 0, "expired": 0}
@@ -96,7 +101,7 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
         log.warning(
             "start of %s interrupted by a database error, trying again: %s",
             stream_id,
-            str(exc.orig or exc).splitlines()[0],
+            _first_line(exc),
             extra={"action": "start_db_error", "stream_id": stream_id},
         )
         raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
