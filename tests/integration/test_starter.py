@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -23,6 +24,19 @@ S = ScheduledStream
 @pytest.fixture
 def starter(settings, fake_api, rtk_client) -> Starter:
     return Starter(get_sessionmaker(settings.database_url), settings, rtk_client())
+
+
+def run_with_answers(
+    settings, stream_id: uuid.UUID, handler: Callable[[httpx.Request], httpx.Response]
+) -> str:
+    """Claim the booking and run its start task against answers from ``handler``."""
+    client = RealtimeKitClient(
+        base_url="http://127.0.0.1:9/client/v4",
+        token=Secret("t"),
+        transport=httpx.MockTransport(handler),
+    )
+    starter = Starter(get_sessionmaker(settings.database_url), settings, client)
+    return starter.run(stream_id, claim(settings, stream_id))
 
 
 def claim(settings, stream_id: uuid.UUID) -> uuid.UUID:
@@ -93,14 +107,7 @@ def test_an_answer_without_stream_key_is_completed_by_id(settings, book) -> None
             200, json={"success": True, "data": {"id": "ls-1", "stream_key": "sk-from-get-0123"}}
         )
 
-    client = RealtimeKitClient(
-        base_url="http://127.0.0.1:9/client/v4",
-        token=Secret("t"),
-        transport=httpx.MockTransport(handler),
-    )
-    Starter(get_sessionmaker(settings.database_url), settings, client).run(
-        stream.id, claim(settings, stream.id)
-    )
+    run_with_answers(settings, stream.id, handler)
     got = row(settings, stream.id)
     assert got.state == StreamState.STARTED
     assert cipher_for(settings).decrypt(got.stream_key_ciphertext).get() == "sk-from-get-0123"
@@ -114,14 +121,7 @@ def test_no_stream_key_anywhere_is_failed_with_the_livestream_kept(settings, boo
             return httpx.Response(201, json={"success": True, "data": {"id": "ls-2"}})
         return httpx.Response(200, json={"success": True, "data": {"id": "ls-2"}})
 
-    client = RealtimeKitClient(
-        base_url="http://127.0.0.1:9/client/v4",
-        token=Secret("t"),
-        transport=httpx.MockTransport(handler),
-    )
-    Starter(get_sessionmaker(settings.database_url), settings, client).run(
-        stream.id, claim(settings, stream.id)
-    )
+    run_with_answers(settings, stream.id, handler)
     got = row(settings, stream.id)
     assert got.state == StreamState.FAILED and got.livestream_id == "ls-2"
     assert "no stream key" in got.last_error and got.started_at is None
