@@ -14,31 +14,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Row,
-    Update,
-    and_,
-    bindparam,
-    case,
-    exists,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, Row, Update, and_, bindparam, case, exists, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import (
-    CLAIMABLE_STATES,
-    AttemptAction,
-    AttemptOutcome,
-    ScheduledStream,
-    StartAttempt,
-    StreamState,
-    UpstreamPause,
-)
+from models import CLAIMABLE_STATES, ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from worker.attempts import UNCLEAR_START_CALL
+from worker.responses import Livestream
 
 S = ScheduledStream
+A = StartAttempt
+
+# The claim is still held: the row is ``starting`` under the run's token. Every write of a
+# start run is conditional on it, so a run whose claim was taken back (expired lease, reaper)
+# changes nothing, whatever it tries.
+CLAIM_HELD = and_(
+    S.id == bindparam("p_id"),
+    S.state == StreamState.STARTING.value,
+    S.claim_token == bindparam("p_token"),
+)
 
 
 @dataclass(frozen=True)
@@ -158,12 +151,7 @@ def _confirm_statement(*guards: ColumnElement[bool], returning: list[Any]) -> Up
     """
     return (
         update(S)
-        .where(
-            S.id == bindparam("stream_id"),
-            S.state == StreamState.STARTING.value,
-            S.claim_token == bindparam("token"),
-            *guards,
-        )
+        .where(CLAIM_HELD, *guards)
         .values(
             attempts=S.attempts + 1,
             claim_token=bindparam("renewed"),
@@ -185,8 +173,8 @@ def _confirm(
 ) -> tuple[uuid.UUID, Row[Any]] | None:
     renewed = uuid.uuid4()
     values = {
-        "stream_id": stream_id,
-        "token": token,
+        "p_id": stream_id,
+        "p_token": token,
         "now": now,
         "renewed": renewed,
         "lease_until": now + timedelta(seconds=lease),
@@ -211,15 +199,6 @@ def confirm_claim(
     return None if confirmed is None else (confirmed[1].attempts, confirmed[0])
 
 
-A = StartAttempt
-# A start call that may have created a livestream: its outcome is unknown or says so.
-UNCLEAR_START_CALL = and_(
-    A.action == AttemptAction.START.value,
-    or_(
-        A.outcome.is_(None),
-        A.outcome.in_([AttemptOutcome.AMBIGUOUS.value, AttemptOutcome.STARTED.value]),
-    ),
-)
 # The plain case of a start task: besides the claim, the start deadline has not passed, no
 # earlier start call of this booking may have created a livestream, and the API token is not
 # paused. It returns what the call needs, so the run reads nothing else.
@@ -256,10 +235,90 @@ def confirm_plain_start(
     )
 
 
-def finish(
+# -- the end of a start run: each writes only while the claim is held, and releases it ------
+
+
+def finish_started(
+    session: Session,
+    stream_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    livestream: Livestream,
+    stream_key: str,
+) -> bool:
+    """``started``: the livestream and its key (``stream_key``, encrypted) are stored. True if
+    written.
+
+    Written in the transaction that closes the call's attempt, so a booking is never
+    ``started`` without the call that started it, nor the reverse.
+    """
+    return _finish(
+        session, stream_id, token, now,
+        state=StreamState.STARTED.value, started_at=now, last_error=None,
+        stream_key_ciphertext=stream_key, **_livestream_columns(livestream),
+    )  # fmt: skip
+
+
+def finish_failed(
+    session: Session,
+    stream_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    reason: str,
+    livestream: Livestream | None = None,
+) -> bool:
+    """``failed`` for ``reason``. True if written.
+
+    With ``livestream``: one exists upstream but cannot be used (no stream key); it is kept
+    so that ops can find it, and the booking is never started again.
+    """
+    columns = _livestream_columns(livestream) if livestream is not None else {}
+    return _finish(
+        session, stream_id, token, now, state=StreamState.FAILED.value, last_error=reason,
+        **columns,
+    )  # fmt: skip
+
+
+def finish_retrying(
+    session: Session,
+    stream_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    due_at: datetime,
+    reason: str,
+) -> bool:
+    """``retrying``, due again at ``due_at``. True if written.
+
+    The claim is released: the next tick at or after ``due_at`` claims the row afresh, so a
+    retry survives a killed worker or a flushed broker (no task waits for it).
+    """
+    return _finish(
+        session, stream_id, token, now,
+        state=StreamState.RETRYING.value, due_at=due_at, last_error=reason,
+    )  # fmt: skip
+
+
+def finish_missed(
+    session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, reason: str
+) -> bool:
+    """``missed``: the start deadline passed before any call was made. True if written."""
+    return _finish(
+        session, stream_id, token, now, state=StreamState.MISSED.value, last_error=reason
+    )
+
+
+def _livestream_columns(livestream: Livestream) -> dict[str, Any]:
+    return {
+        "livestream_id": livestream.id,
+        "ingest_server": livestream.ingest_server,
+        "playback_url": livestream.playback_url,
+        "livestream_status": livestream.status,
+    }
+
+
+def _finish(
     session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, **values: Any
 ) -> bool:
-    """Write a start task's result, only while it still holds the claim. True if written."""
     params = {"p_id": stream_id, "p_token": token, "p_now": now}
     params.update({f"v_{name}": value for name, value in values.items()})
     result = session.connection().execute(_finish_statement(tuple(sorted(values))), params)
@@ -268,14 +327,10 @@ def finish(
 
 @functools.cache
 def _finish_statement(columns: tuple[str, ...]) -> Update:
-    """The UPDATE of :func:`finish` for one set of columns, built once per process."""
+    """The UPDATE of :func:`_finish` for one set of columns, built once per process."""
     return (
         update(S)
-        .where(
-            S.id == bindparam("p_id"),
-            S.state == StreamState.STARTING.value,
-            S.claim_token == bindparam("p_token"),
-        )
+        .where(CLAIM_HELD)
         .values(
             claim_token=None,
             lease_expires_at=None,

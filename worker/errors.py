@@ -78,10 +78,21 @@ class UpstreamError(LivestreamsError):
 
 
 class RetryableError(UpstreamError):
-    """Nothing was created upstream; the same call may be sent again after ``retry_after``."""
+    """Nothing was created upstream; the same call may be sent again after ``retry_after``.
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    ``pauses_token``: the token's rate limit was hit, so every caller of it must wait.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        pauses_token: bool = False,
+        **kw: object,
+    ) -> None:
         self.retry_after = retry_after
+        self.pauses_token = pauses_token
         super().__init__(message, **kw)  # type: ignore[arg-type]
 
 

@@ -1,76 +1,65 @@
-"""Pure decisions about upstream calls: what an answer (or the lack of one) means.
+"""Pure decisions about upstream calls: what an answer means, and what the booking does next.
 
-Nothing here does I/O. ``classify`` turns a status, a body and headers into an ``Outcome``;
-``classify_exception`` does the same for a call that got no usable response. The client in
-``worker.realtimekit`` turns the outcome into a result or an exception; the task code decides
-when to try again from the same values.
+Nothing here does I/O or reads a clock: every input is an argument, so each decision is a
+table test (tests/unit/test_policy_*.py). Two layers:
 
-Outcome kinds (see DESIGN.md "Retries"):
+``classify`` / ``classify_exception`` turn one HTTP answer (or the lack of one) into an
+``Outcome``; ``worker.realtimekit`` turns that into a result or an exception. Outcome kinds
+(DESIGN.md "Retries"):
     started    a livestream came back (201 + success + data.id, or the livestream of a read)
     retryable  nothing was created: send the same call again after ``retry_after``
     ambiguous  the request may have created a livestream: reconcile before sending again
     final      the API refused for good; sending it again cannot help
+
+``before_call``, ``after_error``, ``after_reconcile`` and ``after_livestream`` take what a
+start run knows at each step and return a ``Decision``: start or reconcile now, store a
+livestream, retry at an instant (perhaps pausing the token), or end the booking with a reason.
+The starter (``worker.starter``) only carries decisions out.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import enum
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
 
-from worker.settings import Secret
+from models import AttemptAction, AttemptOutcome, StreamState
+from worker.backoff import Backoff, next_due
+from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
+from worker.responses import (
+    Livestream,
+    error_details,
+    header,
+    load_json,
+    parse_livestream,
+    parse_retry_after,
+    redact,
+    stream_keys,
+)
 
 Kind = Literal["started", "retryable", "ambiguous", "final"]
 
-# Retry-After past a day is nonsense; capping keeps later arithmetic finite (a 400-digit
-# value would otherwise become inf). The deadline check in the caller cuts it shorter anyway.
-MAX_RETRY_AFTER = 86_400.0
-MAX_MESSAGE = 150  # upstream text kept in a message, so the whole message stays < 200 chars
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-REDACTED = "[redacted]"
-MAX_ID = 100  # livestream ids are UUIDs; anything longer or with control characters is no id
-MAX_FIELD = 2000  # URLs and other free text kept from a response
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# A stream key inside text that did not parse as JSON (a body cut short) is still a key.
-_KEY_IN_TEXT = re.compile(r"""(["']?stream_key["']?\s*[:=]\s*["']?)[^"',}\s]+""", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    """What ops need to find one upstream call again: HTTP status, ``cf-ray``, seconds taken."""
-
-    status: int | None
-    ray_id: str | None
-    duration: float
-
-
-@dataclass(frozen=True)
-class Livestream:
-    """A livestream as the API described it. Every field but ``id`` may be missing upstream.
-
-    ``stream_key`` is a ``Secret`` so a logged or printed result never shows it; ``call`` is
-    filled in by the client and left out of equality.
-    """
-
-    id: str
-    status: str | None = None
-    ingest_server: str | None = None
-    playback_url: str | None = None
-    stream_key: Secret | None = None
-    meeting_id: str | None = None
-    created_at: datetime | None = None
-    call: CallInfo | None = field(default=None, compare=False)
+# Cloudflare's limit is per token across its whole API: a 429 pauses every start that uses
+# the token, not only the call that got it (DESIGN.md "Retries").
+RATE_LIMITED = 429
+# A livestream found on the meeting is ours to adopt only if it was created after (or
+# shortly before, allowing for clock skew) our first unclear start call for this booking.
+ADOPT_SKEW = timedelta(minutes=5)
+# An unclear call must be reconciled even past the deadline, so its retry is due no later
+# than this (or the backoff floor, if longer) after the call.
+RECONCILE_SOON = 1.0
+MAX_ERROR_TEXT = 500
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The decision about one upstream answer; ``message`` is short and safe to log."""
+    """The meaning of one upstream answer; ``message`` is short and safe to log."""
 
     kind: Kind
     status: int | None
@@ -83,28 +72,8 @@ class Outcome:
     acknowledged: bool = False
     # ... and whose data was null, {} or [] (how a read may say "no livestream").
     empty: bool = False
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``retry-after`` header: delay-seconds or an HTTP-date (RFC 9110).
-
-    Returns None when the header is missing or unreadable, 0 for a date in the past.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    # RFC 9110 allows only whole seconds; a decimal is accepted because it is unambiguous.
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return min(float(text), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # RFC 5322 "-0000": treat as UTC, as HTTP-dates always are
-        when = when.replace(tzinfo=UTC)
-    return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER)
+    # The token's rate limit was hit: every caller of the token must wait.
+    pauses_token: bool = False
 
 
 def classify(
@@ -145,44 +114,6 @@ def classify_exception(exc: Exception, *, idempotent: bool = False) -> Outcome:
     return Outcome(kind, None, f"{name}: connection failed after sending")
 
 
-def parse_livestream(data: object) -> Livestream | None:
-    """The livestream in a response's ``data``, leniently; None when it has no id.
-
-    ``data`` is the livestream itself (start, active-livestream), holds it under
-    ``livestream`` (GET /livestreams/{id}), or is a list of them (seen on list endpoints).
-    """
-    if isinstance(data, list):
-        data = next((item for item in data if isinstance(item, dict)), None)
-    if isinstance(data, dict) and isinstance(data.get("livestream"), dict):
-        data = data["livestream"]
-    if not isinstance(data, dict):
-        return None
-    ident = _text(data.get("id"))
-    if not ident or len(ident) > MAX_ID or not ident.isprintable() or ident != ident.strip():
-        return None  # not an id we could store or show: as if there were none
-    key = _text(data.get("stream_key"))
-    return Livestream(
-        id=ident,
-        status=field_text(data.get("status"), 16),
-        ingest_server=field_text(data.get("ingest_server"), MAX_FIELD),
-        playback_url=field_text(data.get("playback_url"), MAX_FIELD),
-        stream_key=Secret(key) if key and "\x00" not in key else None,
-        meeting_id=field_text(data.get("meeting_id"), MAX_ID),
-        created_at=_timestamp(data.get("created_at")),
-    )
-
-
-def load_json(body: bytes) -> Any:
-    """The JSON document in ``body``, or None when it is not JSON (HTML, empty, cut short)."""
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    # RecursionError: "[[[[..." nested 60k deep fits in a 64 KiB body and breaks json.
-    except (ValueError, RecursionError):
-        return None
-
-
 def _classify(
     status: int | None, body: bytes, headers: Mapping[str, str], now: datetime
 ) -> Outcome:
@@ -191,11 +122,11 @@ def _classify(
     doc = load_json(body)
     if 200 <= status < 300:
         return _success(status, doc)
-    code, upstream = _error_details(doc, body)
+    code, upstream = error_details(doc, body)
     # Stream keys in an error body would otherwise end up in the message.
-    upstream = _redact(upstream, _stream_keys(doc))
+    upstream = redact(upstream, stream_keys(doc))
     message = f"HTTP {status}" + (f": {upstream}" if upstream else "")
-    retry_after = parse_retry_after(_header(headers, "retry-after"), now)
+    retry_after = parse_retry_after(header(headers, "retry-after"), now)
     if status in RETRYABLE_STATUSES:
         kind: Kind = "retryable"
     elif status == 409 or status >= 500 or status < 400:
@@ -205,7 +136,9 @@ def _classify(
         kind = "ambiguous"
     else:
         kind = "final"
-    return Outcome(kind, status, message, retry_after, code, upstream)
+    return Outcome(
+        kind, status, message, retry_after, code, upstream, pauses_token=status == RATE_LIMITED
+    )
 
 
 def _success(status: int, doc: Any) -> Outcome:
@@ -222,94 +155,152 @@ def _success(status: int, doc: Any) -> Outcome:
     return Outcome("started", status, f"HTTP {status}", livestream=livestream, acknowledged=True)
 
 
-def _error_details(doc: Any, body: bytes) -> tuple[str | None, str | None]:
-    """(code, message) from the v4 envelope, else RealtimeKit's, else the raw non-JSON body."""
-    if isinstance(doc, dict):
-        errors = doc.get("errors")
-        if isinstance(errors, list):
-            found = [e for e in errors if isinstance(e, dict) and _text(e.get("message"))]
-            if found:
-                text = "; ".join(str(_text(e.get("message"))) for e in found)
-                return field_text(found[0].get("code"), 64), _short(text)
-        error = doc.get("error")
-        if isinstance(error, dict) and _text(error.get("message")):
-            return field_text(error.get("code"), 64), _short(str(_text(error.get("message"))))
-        if isinstance(error, str) and error.strip():
-            return None, _short(error)
-        # A JSON body with no error text is never echoed: it may carry a stream key.
-        return None, None
-    if doc is not None:
-        return None, None
-    text = body.decode("utf-8", errors="replace")
-    if text.lstrip()[:1] in ("{", "["):
-        # JSON cut short or too big to read: it may hold a stream key anywhere, so say what
-        # it was rather than echo any of it.
-        return None, f"unreadable JSON body ({len(body)} bytes read)"
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title:  # an HTML error page: its title says it all, the markup is noise
-        text = title.group(1)
-    return None, _short(_KEY_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)) or None
+# -- what a start run does next ----------------------------------------------------------------
 
 
-def _stream_keys(doc: Any) -> list[str]:
-    if not isinstance(doc, dict):
-        return []
-    data = doc.get("data")
-    if isinstance(data, dict) and isinstance(data.get("livestream"), dict):
-        data = data["livestream"]
-    if isinstance(data, dict) and isinstance(data.get("stream_key"), str):
-        return [data["stream_key"]]
-    return []
+class Next(enum.Enum):
+    """The step a ``Decision`` asks the starter to take."""
+
+    START = "start"  # send the start call now
+    RECONCILE = "reconcile"  # ask for the meeting's active livestream before any start call
+    STORE = "store"  # store the livestream: the booking is started (or failed without a key)
+    RETRY = "retry"  # the booking is retrying, due again at ``retry_at``
+    FAIL = "fail"  # the booking is failed, for ``reason``
+    MISS = "miss"  # the booking is missed: its deadline passed before any call was made
 
 
-def _redact(text: str | None, secrets: list[str]) -> str | None:
-    if text is None:
+@dataclass(frozen=True)
+class Decision:
+    """What to do after one step of a start run.
+
+    ``outcome`` closes the step's attempt row (None: no call was made, or it is closed already);
+    ``pause_until`` pauses every start of the token, whatever comes next.
+    """
+
+    next: Next
+    outcome: AttemptOutcome | None = None
+    retry_at: datetime | None = None
+    reason: str = ""
+    pause_until: datetime | None = None
+    state: StreamState | None = None  # with STORE: started, or failed when there is no key
+
+
+def before_call(
+    *,
+    now: datetime,
+    deadline: datetime,
+    attempts: int,
+    last_error: str | None,
+    paused_until: datetime | None,
+    unclear: bool,
+) -> Decision:
+    """What a run does once it holds the claim, before any call.
+
+    An unclear earlier start call is reconciled whatever the time: a livestream may exist. A
+    paused token waits with everyone else; that is no attempt, so only the due instant moves.
+    """
+    if paused_until is not None and paused_until > now:
+        return Decision(
+            Next.RETRY,
+            retry_at=paused_until,
+            reason=f"waiting for the API rate limit until {paused_until.isoformat()}",
+        )
+    if unclear:
+        return Decision(Next.RECONCILE)
+    if now > deadline:
+        reason = "start deadline passed"
+        reason = f"{reason}; last error: {last_error}" if last_error else reason
+        return Decision(Next.FAIL if attempts else Next.MISS, reason=reason)
+    return Decision(Next.START)
+
+
+def after_error(
+    action: AttemptAction,
+    error: UpstreamError,
+    *,
+    attempts: int,
+    now: datetime,
+    deadline: datetime,
+    window: float,
+    backoff: Backoff,
+    rand: random.Random,
+) -> Decision:
+    """What follows a call that raised ``error``, after ``attempts`` calls for this booking.
+
+    A start is retried until ``deadline``; an unclear one is reconciled even after it. A
+    reconcile is a GET, safe to repeat: retried past the deadline, but never more than one
+    more ``window`` past it, so that every booking ends with a reason.
+    """
+    text = error_text(error)
+    pause = _pause(error, now, backoff)
+    if isinstance(error, FinalError):
+        what = (
+            "refused by the API"
+            if action is AttemptAction.START
+            else ("could not check for a livestream")
+        )
+        return Decision(Next.FAIL, AttemptOutcome.FATAL, reason=f"{what}: {text}")
+    retry_after = error.retry_after if isinstance(error, RetryableError) else None
+    if action is AttemptAction.RECONCILE:
+        limit = deadline + timedelta(seconds=window)
+        if now > limit:
+            reason = f"could not learn whether a livestream was created: {text}"
+            return Decision(Next.FAIL, AttemptOutcome.RETRYABLE, reason=reason)
+        due = next_due(backoff, attempts, now, limit, retry_after=retry_after, rand=rand)
+        return Decision(Next.RETRY, AttemptOutcome.RETRYABLE, retry_at=due or limit, reason=text)
+    due = next_due(backoff, attempts, now, deadline, retry_after=retry_after, rand=rand)
+    if isinstance(error, AmbiguousError):
+        soon = now + timedelta(seconds=max(backoff.floor, RECONCILE_SOON))
+        return Decision(Next.RETRY, AttemptOutcome.AMBIGUOUS, retry_at=due or soon, reason=text)
+    if due is None:
+        reason = f"deadline passed while retrying: {text}"
+        return Decision(Next.FAIL, AttemptOutcome.RETRYABLE, reason=reason, pause_until=pause)
+    return Decision(
+        Next.RETRY, AttemptOutcome.RETRYABLE, retry_at=due, reason=text, pause_until=pause
+    )
+
+
+def after_reconcile(
+    found: Livestream | None, *, first_unclear: datetime, now: datetime, deadline: datetime
+) -> Decision:
+    """What follows a reconcile that found ``found`` (None: the meeting has no livestream)."""
+    if found is None:
+        if now > deadline:
+            reason = "deadline passed; the earlier unclear call created no livestream"
+            return Decision(Next.FAIL, AttemptOutcome.ABSENT, reason=reason)
+        return Decision(Next.START, AttemptOutcome.ABSENT)
+    if found.created_at is not None and found.created_at < first_unclear - ADOPT_SKEW:
+        reason = (
+            f"meeting already has livestream {found.id}, created {found.created_at.isoformat()}"
+            " before our first call; not adopting another caller's livestream"
+        )
+        return Decision(Next.FAIL, AttemptOutcome.FATAL, reason=reason)
+    return Decision(Next.STORE, AttemptOutcome.ADOPTED)
+
+
+def after_livestream(found: Livestream) -> Decision:
+    """How a booking ends once a livestream exists for it.
+
+    Without a stream key nobody can send video, so the booking is not ``started``; but a
+    livestream exists for it, so it is never started again either: ops are told why.
+    """
+    if found.stream_key is not None:
+        return Decision(Next.STORE, state=StreamState.STARTED)
+    reason = (
+        f"livestream {found.id} exists but the API returned no stream key for it; "
+        "not started again (fetch its key upstream or stop it)"
+    )
+    return Decision(Next.STORE, state=StreamState.FAILED, reason=reason)
+
+
+def error_text(error: UpstreamError) -> str:
+    """An upstream error as stored in ``last_error``: the client's messages already name the
+    call and the status."""
+    return str(error)[:MAX_ERROR_TEXT]
+
+
+def _pause(error: UpstreamError, now: datetime, backoff: Backoff) -> datetime | None:
+    if not (isinstance(error, RetryableError) and error.pauses_token):
         return None
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def _short(text: str) -> str:
-    text = " ".join(printable(text).split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
-
-
-def printable(text: str, limit: int | None = None) -> str:
-    """``text`` without control characters, cut to ``limit``: upstream text reaches ops'
-    terminals (an ESC sequence) and PostgreSQL (which refuses a NUL in text)."""
-    text = _CONTROL.sub("?", text)
-    return text if limit is None or len(text) <= limit else text[:limit]
-
-
-def field_text(value: object, limit: int) -> str | None:
-    """An optional response field as clean text of at most ``limit`` characters."""
-    text = _text(value)
-    return None if text is None else printable(text, limit) or None
-
-
-def _text(value: object) -> str | None:
-    # Cloudflare sends numbers as strings and the reverse; ids and codes are kept as text.
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str | int):
-        return str(value)
-    return None
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:  # plain dicts are case-sensitive; httpx.Headers is not
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value
+    seconds = error.retry_after if error.retry_after is not None else backoff.cap
+    return now + timedelta(seconds=seconds)

@@ -1,12 +1,12 @@
-"""HTTP client for the RealtimeKit livestream API (contract: ../shared/contracts/).
+"""HTTP client for the RealtimeKit livestream API (contract: tests/contracts/).
 
 Every call returns a typed result or raises one ``worker.errors.UpstreamError`` subclass; the
 meaning of each answer is decided by ``worker.policy``. No database and no Celery here, so the
 client can be tested with ``httpx.MockTransport`` and against the fake server alone.
 
-Results are ``Livestream`` values (defined in ``worker.policy`` so that a decision can carry
-one, re-exported here); ``Livestream.call`` is a ``CallInfo`` with status, ``cf-ray`` and
-duration. Reads and stop never raise ``AmbiguousError``: resending them cannot create anything.
+Results are ``Livestream`` values (defined in ``worker.responses``, re-exported here);
+``Livestream.call`` is a ``CallInfo`` with status, ``cf-ray`` and duration. Reads and stop
+never raise ``AmbiguousError``: resending them cannot create anything.
 
 The API token lives only in a ``Secret`` and is added to each request by ``_BearerAuth``, so it
 is never in the client's default headers, an exception message or a log record.
@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -29,15 +29,8 @@ from urllib.parse import quote
 import httpx
 
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.policy import (
-    REDACTED,
-    CallInfo,
-    Livestream,
-    Outcome,
-    classify,
-    classify_exception,
-    field_text,
-)
+from worker.policy import Outcome, classify, classify_exception
+from worker.responses import REDACTED, CallInfo, Livestream, field_text
 from worker.settings import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_POOL_TIMEOUT,
@@ -231,27 +224,40 @@ class RealtimeKitClient:
     def _raise(
         self, outcome: Outcome, call: CallInfo, what: str, cause: BaseException | None = None
     ) -> NoReturn:
-        kw: dict[str, Any] = {
-            "status": call.status,
-            "code": outcome.code,
-            "upstream_message": self._scrub(outcome.upstream_message),
-            "ray_id": call.ray_id,
-            "duration": call.duration,
-        }
-        message = f"{what}: {self._scrub(outcome.message)}"
-        error: UpstreamError
-        if outcome.kind == "retryable":
-            error = RetryableError(message, retry_after=outcome.retry_after, **kw)
-        elif outcome.kind == "final":
-            error = FinalError(message, **kw)
-        else:  # ambiguous, or "started" without a livestream (cannot happen; be safe)
-            error = AmbiguousError(message, **kw)
         # The httpx cause is kept for tracebacks; its text names no header, so no token.
-        raise error from cause
+        raise error_for(outcome, call, what, scrub=self._scrub) from cause
 
     def _scrub(self, text: str | None) -> str | None:
         token = self._token.get()
         return text.replace(token, REDACTED) if text and token else text
+
+
+def error_for(
+    outcome: Outcome,
+    call: CallInfo,
+    what: str,
+    scrub: Callable[[str | None], str | None] = lambda text: text,
+) -> UpstreamError:
+    """The exception that tells the caller what to do next about a call that gave ``outcome``.
+
+    ``scrub`` takes the API token out of any text that reaches the exception.
+    """
+    kw: dict[str, Any] = {
+        "status": call.status,
+        "code": outcome.code,
+        "upstream_message": scrub(outcome.upstream_message),
+        "ray_id": call.ray_id,
+        "duration": call.duration,
+    }
+    message = f"{what}: {scrub(outcome.message)}"
+    if outcome.kind == "retryable":
+        return RetryableError(
+            message, retry_after=outcome.retry_after, pauses_token=outcome.pauses_token, **kw
+        )
+    if outcome.kind == "final":
+        return FinalError(message, **kw)
+    # ambiguous, or "started" without a livestream (cannot happen; be safe)
+    return AmbiguousError(message, **kw)
 
 
 def start_body(name: str | None, width: int | None, height: int | None) -> dict[str, Any]:

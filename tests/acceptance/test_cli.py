@@ -14,6 +14,7 @@ from tests.dbdump import dump
 from worker import claims
 from worker.cli import cli
 from worker.crypto import cipher_for, new_key
+from worker.responses import Livestream
 from worker.settings import Secret, Settings
 
 MEETING = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -158,15 +159,13 @@ def _store_started(env, stream_id: str, key: str) -> None:
         far = now + timedelta(days=4000)
         claimed = claims.claim_due(s, far, lookahead=0, lease=60, batch=10)
         assert [c.stream_id for c in claimed] == [uuid.UUID(stream_id)]
-        claims.finish(
+        claims.finish_started(
             s,
             claimed[0].stream_id,
             claimed[0].token,
             now,
-            state="started",
-            livestream_id="ls-1",
-            stream_key_ciphertext=cipher.encrypt(Secret(key)),
-            started_at=now,
+            Livestream(id="ls-1"),
+            cipher.encrypt(Secret(key)),
         )
 
 

@@ -9,13 +9,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from worker.policy import (
-    MAX_RETRY_AFTER,
-    classify,
-    classify_exception,
-    parse_livestream,
-    parse_retry_after,
-)
+from worker.policy import classify, classify_exception
+from worker.responses import MAX_RETRY_AFTER, parse_livestream, parse_retry_after
 
 NOW = datetime(2026, 7, 27, 12, 0, 0, tzinfo=UTC)
 STARTED = {

@@ -1,0 +1,132 @@
+"""The attempt rows: one per call to the upstream API, written ahead of the call.
+
+An attempt row is inserted in the transaction that confirms the claim for its call (see
+``worker.claims.confirm_claim``), so it exists before the request leaves. Its outcome is
+written with the booking's new state, in one transaction. A row left without an outcome
+belongs to a run that died mid-call: the call's effect is unknown, and the next run must
+reconcile before it may start again (DESIGN.md "Exactly one start per booking", step 3).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from models import AttemptAction, AttemptOutcome, StartAttempt
+from worker.errors import UpstreamError
+from worker.responses import CallInfo
+
+A = StartAttempt
+
+ORPHANED = "no outcome was recorded: the run making this call stopped before it could write one"
+
+# A start call that may have created a livestream: its outcome is unknown or says so.
+UNCLEAR_START_CALL = and_(
+    A.action == AttemptAction.START.value,
+    or_(
+        A.outcome.is_(None),
+        A.outcome.in_([AttemptOutcome.AMBIGUOUS.value, AttemptOutcome.STARTED.value]),
+    ),
+)
+
+# Built once: each call only binds values.
+_INSERT = insert(A)
+_RESULT_COLUMNS = (
+    "finished_at", "outcome", "http_status", "error_code", "error_message", "ray_id",
+    "duration", "livestream_id",
+)  # fmt: skip
+_FINISH = (
+    update(A)
+    .where(A.stream_id == bindparam("p_stream_id"), A.number == bindparam("p_number"))
+    .values({column: bindparam(f"v_{column}") for column in _RESULT_COLUMNS})
+)
+
+
+def insert_attempt(
+    session: Session,
+    stream_id: uuid.UUID,
+    number: int,
+    action: AttemptAction,
+    claim_token: uuid.UUID,
+    now: datetime,
+) -> None:
+    """The attempt row for call ``number``, written before the call leaves."""
+    session.connection().execute(
+        _INSERT,
+        {
+            "stream_id": stream_id,
+            "number": number,
+            "action": action.value,
+            "claim_token": claim_token,
+            "sent_at": now,
+        },
+    )
+
+
+def finish_attempt(
+    session: Session,
+    stream_id: uuid.UUID,
+    number: int,
+    now: datetime,
+    outcome: AttemptOutcome,
+    *,
+    error: UpstreamError | None = None,
+    error_message: str | None = None,
+    duration: float | None = None,
+    livestream_id: str | None = None,
+    call: CallInfo | None = None,
+) -> None:
+    """Close call ``number`` with its outcome: the error it raised, or the call's details."""
+    session.connection().execute(
+        _FINISH,
+        {
+            "p_stream_id": stream_id,
+            "p_number": number,
+            "v_finished_at": now,
+            "v_outcome": outcome.value,
+            "v_http_status": error.status if error is not None else _status(call),
+            "v_error_code": error.code if error is not None else None,
+            "v_error_message": error_message,
+            "v_ray_id": error.ray_id if error is not None else _ray_id(call),
+            "v_duration": round(duration, 4) if duration is not None else None,
+            "v_livestream_id": livestream_id,
+        },
+    )
+
+
+def mark_orphaned(session: Session, stream_id: uuid.UUID, before: int, now: datetime) -> None:
+    """Close the calls before ``before`` that were left without an outcome.
+
+    They belong to runs whose claim is gone (killed worker, expired lease): say so, rather
+    than leave them looking in flight. Their effect stays unknown (``ambiguous``).
+    """
+    session.execute(
+        update(A)
+        .where(A.stream_id == stream_id, A.number < before, A.outcome.is_(None))
+        .values(
+            outcome=AttemptOutcome.AMBIGUOUS.value,
+            finished_at=now,
+            error_message=ORPHANED,
+        )
+    )
+
+
+def first_unclear_call(session: Session, stream_id: uuid.UUID) -> datetime | None:
+    """When the booking's first start call whose effect is unknown was sent, if any."""
+    return session.scalar(
+        select(A.sent_at)
+        .where(A.stream_id == stream_id, UNCLEAR_START_CALL)
+        .order_by(A.number)
+        .limit(1)
+    )
+
+
+def _status(call: CallInfo | None) -> int | None:
+    return call.status if call is not None else None
+
+
+def _ray_id(call: CallInfo | None) -> str | None:
+    return call.ray_id if call is not None else None
