@@ -2,8 +2,9 @@
 
 ``celery -A benchmarks.alt_app beat -S sqlalchemy_celery_beat.schedulers:DatabaseScheduler``
 sends ``bench.alt_start`` at each entry's instant; ``celery -A benchmarks.alt_app worker`` runs
-it. Same broker and Celery settings as the product (``celeryconfig``), same HTTP client. The
-task only calls the API: no claim, no attempt row, no result stored, which favours it.
+it. Same broker and Celery settings as the product (``celeryconfig``), same HTTP client (one per
+process, from the product's runtime). The task only calls the API: no claim, no attempt row, no
+result stored, which favours it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from celery import Celery
 
 from benchmarks.services import ALT_TASK
-from worker.realtimekit import get_client
+from worker import runtime
 from worker.settings import Settings
 
 settings = Settings.from_env()
@@ -25,7 +26,7 @@ app.conf.beat_dburi = settings.database_url
 def alt_start(meeting_id: str, name: str, width: int, height: int) -> str:
     """Start the meeting's livestream, the way a user of a one-off scheduler would."""
     assert settings.account_id is not None and settings.app_id is not None
-    stream = get_client(settings).start_livestream(
+    stream = runtime.current().client.start_livestream(
         settings.account_id, settings.app_id, meeting_id, name=name, width=width, height=height
     )
     return stream.id

@@ -20,7 +20,7 @@ from benchmarks.services import Bench
 from models.db import get_sessionmaker
 from worker.claims import Claim
 from worker.dispatch import tick
-from worker.realtimekit import close_client, get_client
+from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
 from worker.starter import Starter
 
@@ -93,11 +93,11 @@ def _per_stream(bench: Bench, url: str) -> tuple[float, float, float]:
     with counter.counting():
         tick(factory, settings, claims.append)
     per_tick = counter.statements
-    starter = Starter(factory, settings, get_client(settings))
-    counter = Counter(factory.kw["bind"])
-    with counter.counting():
-        outcomes = [starter.run(c.stream_id, c.token) for c in claims]
-    close_client()
+    with RealtimeKitClient.from_settings(settings) as client:
+        starter = Starter(factory, settings, client)
+        counter = Counter(factory.kw["bind"])
+        with counter.counting():
+            outcomes = [starter.run(c.stream_id, c.token) for c in claims]
     if outcomes.count("started") != DUE:
         raise RuntimeError(f"in-process starts: {outcomes}")
     return per_tick, counter.statements / DUE, counter.commits / DUE

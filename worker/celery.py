@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
+
+from worker import runtime
 
 app = Celery("livestreams", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
@@ -45,10 +46,5 @@ for _name in ("celery.worker.strategy", "celery.app.trace", "celery.beat"):
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-@worker_process_init.connect
-def _after_fork(**_: Any) -> None:
-    # A prefork child must not reuse the parent's pooled database connections or HTTP
-    # sockets; both caches are keyed by pid and rebuild on first use in the child.
-    from worker import tasks
-
-    tasks.reset_process_state()
+# A prefork child must not reuse the parent's pooled database connections or HTTP sockets.
+worker_process_init.connect(runtime.init_process, weak=False)

@@ -15,8 +15,6 @@ is never in the client's default headers, an exception message or a log record.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import replace
@@ -40,7 +38,7 @@ from worker.settings import (
     Settings,
 )
 
-__all__ = ["CallInfo", "Livestream", "RealtimeKitClient", "close_client", "get_client"]
+__all__ = ["CallInfo", "Livestream", "RealtimeKitClient", "error_for"]
 
 log = logging.getLogger(__name__)
 
@@ -300,34 +298,3 @@ def _app_path(account_id: str, app_id: str) -> str:
 
 def _meeting_path(account_id: str, app_id: str, meeting_id: str, rest: str) -> str:
     return f"{_app_path(account_id, app_id)}/meetings/{_seg(meeting_id)}/{rest}"
-
-
-_cache_lock = threading.Lock()
-_cached: tuple[int, Settings, RealtimeKitClient] | None = None
-
-
-def get_client(settings: Settings) -> RealtimeKitClient:
-    """The process's client for ``settings``; built again in a forked child.
-
-    A prefork worker must not share pooled sockets with its parent: two processes reading
-    one connection would see each other's responses.
-    """
-    global _cached
-    pid = os.getpid()
-    with _cache_lock:
-        if _cached is not None and _cached[0] == pid and _cached[1] == settings:
-            return _cached[2]
-        if _cached is not None and _cached[0] == pid:
-            _cached[2].close()  # settings changed in this process; after a fork, leave it be
-        client = RealtimeKitClient.from_settings(settings)
-        _cached = (pid, settings, client)
-        return client
-
-
-def close_client() -> None:
-    """Close and forget this process's cached client (tests, shutdown)."""
-    global _cached
-    with _cache_lock:
-        if _cached is not None and _cached[0] == os.getpid():
-            _cached[2].close()
-        _cached = None

@@ -1,51 +1,23 @@
-"""Celery tasks, as thin glue: read settings once, call dispatch or starter, log the outcome.
+"""Celery tasks, as thin glue: take the process's runtime, call dispatch or starter, log.
 
 A task message carries only ids, ``(stream_id, claim_token)``: never a secret, never a row.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import uuid
 from typing import Any
 
 from celery import Task
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from models.db import get_sessionmaker
+from worker import runtime
 from worker.celery import app
 from worker.claims import Claim
 from worker.dispatch import tick
-from worker.realtimekit import get_client
-from worker.settings import Settings
-from worker.starter import Starter
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _settings() -> Settings:
-    return Settings.from_env()
-
-
-_starters: dict[int, Starter] = {}
-
-
-def _starter() -> Starter:
-    pid = os.getpid()
-    starter = _starters.get(pid)
-    if starter is None:
-        settings = _settings()
-        starter = Starter(get_sessionmaker(settings.database_url), settings, get_client(settings))
-        _starters.clear()
-        _starters[pid] = starter
-    return starter
-
-
-def reset_process_state() -> None:
-    _starters.clear()
 
 
 def _first_line(exc: SQLAlchemyError) -> str:
@@ -67,9 +39,9 @@ def dispatch_due() -> dict[str, int]:
     A database that is down costs this tick only: it is logged in one line and the next tick,
     a dispatch interval later, tries again. Nothing was claimed, so nothing is lost.
     """
-    settings = _settings()
+    current = runtime.current()
     try:
-        report = tick(get_sessionmaker(settings.database_url), settings, _enqueue)
+        report = tick(current.sessions, current.settings, _enqueue)
     except SQLAlchemyError as exc:
         log.warning(
             "dispatch tick skipped, database error: %s",
@@ -96,7 +68,7 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     reaper then recover the booking, reconciling the call).
     """
     try:
-        return _starter().run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+        return runtime.current().starter.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
     except OperationalError as exc:
         log.warning(
             "start of %s interrupted by a database error, trying again: %s",

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from models import ScheduledStream, StartAttempt
 from models.db import db_now, get_sessionmaker
-from worker import claims, pacing, tasks
+from worker import claims, pacing, runtime, tasks
 from worker.claims import Claim
 from worker.dispatch import last_tick, tick
 from worker.settings import RateLimit
@@ -97,12 +97,12 @@ def test_a_rate_limit_pause_stops_claims(settings, book) -> None:
 
 def test_a_database_outage_costs_one_tick_and_one_log_line(monkeypatch, caplog) -> None:
     monkeypatch.setenv("LIVESTREAMS_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/none")
-    tasks._settings.cache_clear()
+    runtime.install(None)  # built again from this environment
     try:
         with caplog.at_level(logging.WARNING, logger="worker.tasks"):
             assert tasks.dispatch_due() == {"claimed": 0, "reaped": 0, "expired": 0}
     finally:
-        tasks._settings.cache_clear()
+        runtime.install(None)
     (record,) = [r for r in caplog.records if r.name == "worker.tasks"]
     assert record.action == "dispatch_db_error"
     assert "dispatch tick skipped" in record.getMessage()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import worker.realtimekit as rtk
 from tests.fake_api import ACCOUNT_ID, APP_ID, new_meeting
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.realtimekit import RealtimeKitClient, get_client
+from worker.realtimekit import RealtimeKitClient
 from worker.settings import Secret, Settings
 
 
@@ -355,22 +355,6 @@ def test_fuzzed_responses_raise_only_upstream_errors(status, body, headers, op):
                 assert 0 <= exc.retry_after <= 86_400
             if op == "start" and 200 <= status < 300:
                 assert not isinstance(exc, RetryableError | FinalError)
-
-
-# -- the per-process client ----------------------------------------------------------------
-def test_get_client_is_cached_per_process_and_rebuilt_after_fork(monkeypatch):
-    settings_ = Settings(api_token=Secret("t"), base_url="http://127.0.0.1:9/client/v4")
-    try:
-        first = get_client(settings_)
-        assert get_client(settings_) is first
-        monkeypatch.setattr(rtk.os, "getpid", lambda: -1)  # as a forked child sees it
-        child = get_client(settings_)
-        assert child is not first
-        assert get_client(settings_) is child
-        other = get_client(Settings(api_token=Secret("u"), base_url=settings_.base_url))
-        assert other is not child
-    finally:
-        rtk.close_client()
 
 
 def test_from_settings_uses_the_configured_timeouts():

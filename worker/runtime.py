@@ -1,0 +1,93 @@
+"""One runtime per worker process: settings, sessions, the API client and the starter.
+
+A prefork child must not share its parent's pooled database connections or HTTP sockets (two
+processes reading one socket see each other's answers), so each child builds its own runtime in
+``worker_process_init`` (``worker.celery``). The solo and threads pools, beat and any other
+process build it on first use; a runtime built before a fork is never used after it.
+
+Tests build a runtime around their own settings and client and ``install`` it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db import get_sessionmaker
+from worker.realtimekit import RealtimeKitClient
+from worker.settings import Settings
+from worker.starter import Starter
+
+
+class Runtime:
+    """What the tasks of one process share. The client and starter are made on first use,
+    so a process that only dispatches never needs the API token."""
+
+    def __init__(self, settings: Settings, *, client: RealtimeKitClient | None = None) -> None:
+        self.settings = settings
+        self.sessions: sessionmaker[Session] = get_sessionmaker(settings.database_url)
+        self.pid = os.getpid()
+        self._client = client
+        self._starter: Starter | None = None
+        self._lock = threading.Lock()  # the threads pool shares one runtime
+
+    @classmethod
+    def from_env(cls) -> Runtime:
+        return cls(Settings.from_env())
+
+    @property
+    def client(self) -> RealtimeKitClient:
+        with self._lock:
+            if self._client is None:
+                self._client = RealtimeKitClient.from_settings(self.settings)
+            return self._client
+
+    @property
+    def starter(self) -> Starter:
+        client = self.client
+        with self._lock:
+            if self._starter is None:
+                self._starter = Starter(self.sessions, self.settings, client)
+            return self._starter
+
+    def close(self) -> None:
+        """Close the API client's sockets (this process's own only)."""
+        with self._lock:
+            if self._client is not None and self.pid == os.getpid():
+                self._client.close()
+            self._client = self._starter = None
+
+
+_lock = threading.Lock()
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    """This process's runtime, built from the environment on first use and after a fork."""
+    global _current
+    with _lock:
+        if _current is None or _current.pid != os.getpid():
+            _current = Runtime.from_env()
+        return _current
+
+
+def install(runtime: Runtime | None) -> None:
+    """Make ``runtime`` this process's runtime (None: build it again on next use)."""
+    global _current
+    with _lock:
+        if _current is not None and _current is not runtime:
+            _current.close()
+        _current = runtime
+
+
+def init_process(**_: Any) -> None:
+    """``worker_process_init``: a prefork child builds its own runtime.
+
+    What it inherited is the parent's: its sockets are left alone, never closed here.
+    """
+    global _current
+    with _lock:
+        _current = Runtime.from_env()
