@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -74,6 +81,29 @@ def dispose_all() -> None:
         for pid, engine, _ in _engines.values():
             engine.dispose(close=pid == os.getpid())
         _engines.clear()
+
+
+def write_with_retries(
+    factory: sessionmaker[Session], write: Callable[[Session, datetime], T], tries: int
+) -> T:
+    """Run ``write(session, db_now)`` in one transaction, again if the database blinks.
+
+    Up to ``tries`` times with a short, growing pause (0.4 s, 0.8 s, ...): for writes whose
+    loss costs more than the wait, such as a start's result after a 201.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            with factory.begin() as session:
+                return write(session, db_now(session))
+        except OperationalError:
+            if attempt == tries:
+                raise
+            log.warning(
+                "database error writing a result; trying again",
+                extra={"action": "result_write_retry"},
+            )
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 _CLOCK = text("SELECT clock_timestamp()")

@@ -18,89 +18,31 @@ booking row) and ``worker.attempts`` (the attempt rows). This module only carrie
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
-from models.db import db_now
+from models.db import db_now, write_with_retries
 from worker import attempts, claims, pacing, policy
 from worker.backoff import Backoff
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import UpstreamError
 from worker.policy import Decision, Next
 from worker.realtimekit import Livestream, RealtimeKitClient
+from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-# Writing a result after a 201 is retried this many times before the lease and the
-# reconcile step are left to recover it.
+# Writing a result is retried this many times before the lease and the reconcile step are
+# left to recover it: after a 201 the result must not be lost to a passing connection error.
 RESULT_WRITE_TRIES = 5
-
-
-class RunResult(enum.StrEnum):
-    """What one run of the start task came to (the task logs it)."""
-
-    STARTED = "started"  # the start call created a livestream, stored with its key
-    ADOPTED = "adopted"  # a reconcile found the livestream of an earlier unclear call
-    RETRYING = "retrying"  # the booking is due again later
-    PAUSED = "paused"  # the token is rate-limited: due again when the pause ends, no call made
-    FAILED = "failed"  # refused, out of time, or a livestream without a key
-    MISSED = "missed"  # the deadline passed before any call was made
-    STALE = "stale"  # the claim was not this run's (replayed message, reaped row): nothing done
-    CLAIM_LOST = "claim-lost"  # a livestream exists, but the claim went before it was stored
-
-
-_ENDED = {
-    Next.RETRY: RunResult.RETRYING,
-    Next.FAIL: RunResult.FAILED,
-    Next.MISS: RunResult.MISSED,
-}
-
-
-@dataclass
-class Job:
-    """What one run needs from the row, read under the claim. ``token`` follows each renewal."""
-
-    stream_id: uuid.UUID
-    token: uuid.UUID
-    account_id: str
-    app_id: str
-    meeting_id: str
-    name: str | None
-    width: int | None
-    height: int | None
-    deadline: datetime
-    first_unclear: datetime | None  # sent_at of the first start call whose outcome is unknown
-
-    @classmethod
-    def of(
-        cls, row: Any, stream_id: uuid.UUID, token: uuid.UUID, *, first_unclear: datetime | None
-    ) -> Job:
-        """From a booking's row (ORM object or result row: the same attribute names)."""
-        return cls(
-            stream_id=stream_id,
-            token=token,
-            account_id=row.account_id,
-            app_id=row.app_id,
-            meeting_id=str(row.meeting_id),
-            name=row.name,
-            width=row.video_width,
-            height=row.video_height,
-            deadline=row.start_deadline,
-            first_unclear=first_unclear,
-        )
 
 
 class Starter:
@@ -175,7 +117,7 @@ class Starter:
             self._end(session, now, job, decision)
         if decision.next is Next.RETRY:
             return RunResult.PAUSED
-        return _ENDED[decision.next]
+        return ENDED[decision.next]
 
     def _reconcile(self, job: Job) -> RunResult | None:
         """Did an unclear call create a livestream? None: it did not, and a start may follow."""
@@ -205,7 +147,7 @@ class Starter:
                 self._end(session, now, job, decision)
             return decision
 
-        decision = self._write_hard(write)
+        decision = write_with_retries(self.factory, write, RESULT_WRITE_TRIES)
         if decision.next is Next.STORE and found is not None:
             return self._store(job, number, found, AttemptOutcome.ADOPTED, duration)
         return None if decision.next is Next.START else self._report(job, decision)
@@ -260,7 +202,7 @@ class Starter:
             self._end(session, now, job, decision)
             return decision
 
-        return self._report(job, self._write_hard(write))
+        return self._report(job, write_with_retries(self.factory, write, RESULT_WRITE_TRIES))
 
     def _end(self, session: Session, now: datetime, job: Job, decision: Decision) -> bool:
         """The booking's transition for a decision that ends the run without a livestream."""
@@ -288,7 +230,7 @@ class Starter:
                 "booking %s failed: %s", job.stream_id, decision.reason,
                 extra={"action": "stream_failed", **extra},
             )  # fmt: skip
-        return _ENDED[decision.next]
+        return ENDED[decision.next]
 
     def _store(
         self, job: Job, number: int, found: Livestream, outcome: AttemptOutcome, duration: float
@@ -314,7 +256,7 @@ class Starter:
             )
 
         extra = {"stream_id": str(job.stream_id)}
-        if self._write_hard(write):
+        if write_with_retries(self.factory, write, RESULT_WRITE_TRIES):
             log.info(
                 "livestream %s for booking %s (%s)", found.id, job.stream_id, outcome.value,
                 extra={"action": "stream_started", **extra},
@@ -353,23 +295,3 @@ class Starter:
             ingest_server=found.ingest_server or full.ingest_server,
             playback_url=found.playback_url or full.playback_url,
         )
-
-    def _write_hard(self, write: Callable[[Session, datetime], T]) -> T:
-        """Run one result transaction, retrying a database that blinks.
-
-        After a 201 the result must not be lost to a passing connection error; if every try
-        fails, the attempt row keeps no outcome and the next claim reconciles it.
-        """
-        for attempt in range(1, RESULT_WRITE_TRIES + 1):
-            try:
-                with self.factory.begin() as session:
-                    return write(session, db_now(session))
-            except OperationalError:
-                if attempt == RESULT_WRITE_TRIES:
-                    raise
-                log.warning(
-                    "database error writing a result; trying again",
-                    extra={"action": "result_write_retry"},
-                )
-                time.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
