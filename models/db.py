@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -104,6 +105,24 @@ def write_with_retries(
             )
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def upsert_newer(session: Session, model: Any, key: str, newer: str, **values: Any) -> None:
+    """Insert a row of ``model``, or, if its ``key`` exists, overwrite it with ``values`` when
+    ``values[newer]`` is later than the stored one: a late writer never moves it back.
+
+    One statement (``INSERT ... ON CONFLICT DO UPDATE ... WHERE``) on PostgreSQL and SQLite,
+    so concurrent writers need no lock of their own.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[getattr(model, key)],
+        set_={name: getattr(stmt.excluded, name) for name in values if name != key},
+        where=getattr(model, newer) < getattr(stmt.excluded, newer),
+    )
+    session.execute(stmt)
 
 
 _CLOCK = text("SELECT clock_timestamp()")

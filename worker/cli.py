@@ -37,6 +37,7 @@ R = TypeVar("R")
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+_SETTINGS = "livestreams.settings"  # the key of the invocation's settings in click's meta
 
 
 class Failure(click.ClickException):
@@ -77,10 +78,20 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except LivestreamsError as exc:
             raise Failure(str(exc), EXIT_FAILURE, as_json) from None
         except SQLAlchemyError as exc:
-            url = Settings.from_env().database_url
+            url = current_settings().database_url  # read already: the error came from its URL
             raise Failure(_db_message(exc, url), EXIT_FAILURE, as_json) from None
 
     return wrapper
+
+
+def current_settings() -> Settings:
+    """This invocation's settings: read from the environment once, kept on click's context."""
+    meta = click.get_current_context().meta
+    settings = meta.get(_SETTINGS)
+    if settings is None:
+        settings = meta[_SETTINGS] = Settings.from_env()
+    assert isinstance(settings, Settings)
+    return settings
 
 
 def json_option(func: Callable[P, R]) -> Callable[P, R]:
@@ -133,7 +144,7 @@ def db_upgrade(as_json: bool) -> None:
     """Create or upgrade the schema to the newest migration (alembic upgrade head)."""
     from worker.migrate import upgrade
 
-    settings = Settings.from_env()
+    settings = current_settings()
     upgrade(settings.database_url)
     url = _safe_url(settings.database_url)
     emit(as_json, {"database": url, "revision": "head"}, f"database {url} is at head")
@@ -164,7 +175,7 @@ def db_upgrade(as_json: bool) -> None:
 @handle_errors
 def schedule(as_json: bool, **fields: Any) -> None:
     """Book a livestream to start at an instant."""
-    settings = Settings.from_env()
+    settings = current_settings()
     with session_scope(settings) as session:
         result = booking.schedule(session, settings, **fields)
         data = stream_dict(result.stream)
@@ -184,7 +195,7 @@ def schedule(as_json: bool, **fields: Any) -> None:
 @handle_errors
 def list_command(as_json: bool, **filters: Any) -> None:
     """Bookings ordered by start time."""
-    settings = Settings.from_env()
+    settings = current_settings()
     cipher = _reading_cipher(settings, reveal=False)
     with session_scope(settings) as session:
         rows = [stream_dict(s, cipher) for s in booking.list_streams(session, **filters)]
@@ -203,7 +214,7 @@ def _target(func: Callable[P, R]) -> Callable[P, R]:
 @handle_errors
 def show(stream_id: str | None, ref: str | None, reveal_key: bool, as_json: bool) -> None:
     """What happened to one booking, and why, with every attempt."""
-    settings = Settings.from_env()
+    settings = current_settings()
     cipher = _reading_cipher(settings, reveal_key)
     with session_scope(settings) as session:
         stream = booking.find(session, stream_id, ref=ref)
@@ -223,7 +234,7 @@ def show(stream_id: str | None, ref: str | None, reveal_key: bool, as_json: bool
 @handle_errors
 def attempts(stream_id: str | None, ref: str | None, as_json: bool) -> None:
     """Every call made to the API for one booking, oldest first."""
-    settings = Settings.from_env()
+    settings = current_settings()
     with session_scope(settings) as session:
         stream = booking.find(session, stream_id, ref=ref)
         rows = [attempt_dict(a) for a in booking.attempts(session, stream)]
@@ -236,7 +247,7 @@ def attempts(stream_id: str | None, ref: str | None, as_json: bool) -> None:
 @handle_errors
 def cancel(stream_id: str | None, ref: str | None, as_json: bool) -> None:
     """Cancel a booking that is scheduled or waiting to retry."""
-    settings = Settings.from_env()
+    settings = current_settings()
     with session_scope(settings) as session:
         stream = booking.cancel(session, booking.find(session, stream_id, ref=ref))
         data = stream_dict(stream)
@@ -257,7 +268,7 @@ def retry(
     as_json: bool,
 ) -> None:
     """Try a failed or missed booking again; its history is kept."""
-    settings = Settings.from_env()
+    settings = current_settings()
     with session_scope(settings) as session:
         stream = booking.find(session, stream_id, ref=ref)
         stream = booking.retry(session, settings, stream, at=at, start_window=start_window)
@@ -275,7 +286,7 @@ def reschedule(
     stream_id: str | None, ref: str | None, at: str, tz: str | None, as_json: bool
 ) -> None:
     """Move a booking that has not started to another instant."""
-    settings = Settings.from_env()
+    settings = current_settings()
     with session_scope(settings) as session:
         stream = booking.find(session, stream_id, ref=ref)
         stream = booking.reschedule(session, settings, stream, at=at, tz=tz)
@@ -294,7 +305,7 @@ def status(as_json: bool) -> None:
     """
     from worker.health import check, render
 
-    settings = Settings.from_env()
+    settings = current_settings()
     with session_scope(settings) as session:
         health = check(session, settings)
     emit(as_json, health.as_dict(), render(health))

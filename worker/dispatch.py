@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
-from models.db import db_now
+from models.db import db_now, upsert_newer
 from worker import claims, pacing
 from worker.claims import Claim
 from worker.settings import Settings
@@ -88,18 +87,10 @@ def tick(
 
 
 def _heartbeat(session: Session, now: datetime, **counts: int) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(DispatcherHeartbeat).values(name=HEARTBEAT, last_tick_at=now, **counts)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[DispatcherHeartbeat.name],
-        set_={
-            "last_tick_at": stmt.excluded.last_tick_at,
-            **{k: getattr(stmt.excluded, k) for k in counts},
-        },
-        where=DispatcherHeartbeat.last_tick_at < stmt.excluded.last_tick_at,
-    )
-    session.execute(stmt)
+    upsert_newer(
+        session, DispatcherHeartbeat, "name", "last_tick_at",
+        name=HEARTBEAT, last_tick_at=now, **counts,
+    )  # fmt: skip
 
 
 def last_tick(session: Session) -> datetime | None:

@@ -14,10 +14,10 @@ import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from models.db import upsert_newer
 from worker.settings import RateLimit, Secret
 
 # Leave headroom under the published limit: the upstream counts arrivals by its own clock and
@@ -33,15 +33,9 @@ def token_hash(token: Secret | None) -> str:
 
 def pause(session: Session, key: str, until: datetime) -> None:
     """Pause every start for this token until ``until`` (never shortening a longer pause)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(UpstreamPause).values(token_hash=key, paused_until=until)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[UpstreamPause.token_hash],
-        set_={"paused_until": stmt.excluded.paused_until},
-        where=UpstreamPause.paused_until < stmt.excluded.paused_until,
+    upsert_newer(
+        session, UpstreamPause, "token_hash", "paused_until", token_hash=key, paused_until=until
     )
-    session.execute(stmt)
 
 
 def paused_until(session: Session, key: str, now: datetime) -> datetime | None:

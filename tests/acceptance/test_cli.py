@@ -143,6 +143,23 @@ def test_an_empty_database_says_to_upgrade(tmp_path, monkeypatch) -> None:
     assert "run `livestreams db upgrade`" in err
 
 
+def test_settings_are_read_once_per_invocation_even_on_a_database_error(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("LIVESTREAMS_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    reads: list[Settings] = []
+    original = Settings.from_env
+
+    def counting(*args, **kwargs) -> Settings:
+        reads.append(original(*args, **kwargs))
+        return reads[-1]
+
+    monkeypatch.setattr(Settings, "from_env", counting)
+    code, _, err = run("list")
+    assert code == 1 and "run `livestreams db upgrade`" in err
+    assert len(reads) == 1
+
+
 def test_db_upgrade_builds_the_schema(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LIVESTREAMS_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
     code, out, _ = run("db", "upgrade")
