@@ -245,9 +245,14 @@ def after_error(
         limit = deadline + timedelta(seconds=window)
         if now > limit:
             reason = f"could not learn whether a livestream was created: {text}"
-            return Decision(Next.FAIL, AttemptOutcome.RETRYABLE, reason=reason)
+            return Decision(
+                Next.FAIL, AttemptOutcome.RETRYABLE, reason=reason, pause_until=pause
+            )
         due = next_due(backoff, attempts, now, limit, retry_after=retry_after, rand=rand)
-        return Decision(Next.RETRY, AttemptOutcome.RETRYABLE, retry_at=due or limit, reason=text)
+        return Decision(
+            Next.RETRY, AttemptOutcome.RETRYABLE, retry_at=due or limit, reason=text,
+            pause_until=pause,
+        )  # fmt: skip
     due = next_due(backoff, attempts, now, deadline, retry_after=retry_after, rand=rand)
     if isinstance(error, AmbiguousError):
         soon = now + timedelta(seconds=max(backoff.floor, RECONCILE_SOON))

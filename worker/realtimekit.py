@@ -83,12 +83,18 @@ class RealtimeKitClient:
         timeout: httpx.Timeout | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        timeout = timeout or DEFAULT_TIMEOUT
         self._token = token
+        # The whole call's limit: each httpx timeout bounds one wait, not the sum, so a body
+        # sent a byte at a time could otherwise hold a call (and its claim) for ever.
+        self.call_limit = sum(
+            t or 0.0 for t in (timeout.pool, timeout.connect, timeout.write, timeout.read)
+        )
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             auth=_BearerAuth(token),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            timeout=timeout or DEFAULT_TIMEOUT,
+            timeout=timeout,
             transport=transport,
             # A redirect is an answer we do not expect; following it would resend the POST.
             follow_redirects=False,
@@ -186,7 +192,7 @@ class RealtimeKitClient:
                 status = response.status_code
                 ray_id = field_text(response.headers.get("cf-ray"), 100)
                 headers = response.headers
-                _read_bounded(response, chunks)
+                _read_bounded(response, chunks, began + self.call_limit)
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             if status is None:
                 call = CallInfo(None, ray_id, time.monotonic() - began)
@@ -273,14 +279,17 @@ def start_body(name: str | None, width: int | None, height: int | None) -> dict[
     return body
 
 
-def _read_bounded(response: httpx.Response, chunks: list[bytes]) -> None:
-    # Streamed so a huge (or endless) body costs at most MAX_BODY bytes of memory.
+def _read_bounded(response: httpx.Response, chunks: list[bytes], deadline: float) -> None:
+    # Streamed so a huge (or endless) body costs at most MAX_BODY bytes of memory, and a slow
+    # one at most the call's limit (plus the one read that is waiting when it passes).
     size = 0
     for chunk in response.iter_bytes():
         chunks.append(chunk[: MAX_BODY - size])
         size += len(chunk)
         if size >= MAX_BODY:
             return
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the answer took longer than the call's limit")
 
 
 def _with_call(livestream: Livestream, call: CallInfo) -> Livestream:

@@ -20,7 +20,11 @@ DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_DISPATCH_INTERVAL = 1.0  # seconds between dispatch ticks
 DEFAULT_LOOKAHEAD = 5.0  # claim rows this far ahead; the task waits for its ETA in the worker
 DEFAULT_START_WINDOW = 900.0  # after scheduled_at + this, no start is tried (deadline)
-DEFAULT_LEASE = 60.0  # a claimed row is taken back this long after its due instant
+# The lease is derived from the longest call (Settings.call_bound) plus this margin, unless set.
+LEASE_MARGIN = 10.0
+DEFAULT_HEARTBEAT_INTERVAL = 1.0  # how often a process holding claims says it is alive
+DEFAULT_OWNER_TIMEOUT = 5.0  # a claim whose owner has not said so for this long is taken back
+DEFAULT_PICKUP_GRACE = 5.0  # a claim no worker took up this long after its due instant, too
 DEFAULT_CLAIM_BATCH = 500  # rows claimed per statement
 DEFAULT_BACKOFF_BASE = 1.0
 DEFAULT_BACKOFF_CAP = 60.0
@@ -77,7 +81,7 @@ class Settings:
     dispatch_interval: float = DEFAULT_DISPATCH_INTERVAL
     lookahead: float = DEFAULT_LOOKAHEAD
     start_window: float = DEFAULT_START_WINDOW
-    lease: float = DEFAULT_LEASE
+    lease: float = 0.0  # 0: derived from the call bound (see __post_init__)
     claim_batch: int = DEFAULT_CLAIM_BATCH
     backoff_base: float = DEFAULT_BACKOFF_BASE
     backoff_cap: float = DEFAULT_BACKOFF_CAP
@@ -88,6 +92,13 @@ class Settings:
     pool_timeout: float = DEFAULT_POOL_TIMEOUT
     rate_limit: RateLimit = RateLimit(1200, 300.0)
     stale_after: float = DEFAULT_STALE_AFTER
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    owner_timeout: float = DEFAULT_OWNER_TIMEOUT
+    pickup_grace: float = DEFAULT_PICKUP_GRACE
+
+    def __post_init__(self) -> None:
+        if self.lease <= 0:
+            object.__setattr__(self, "lease", self.call_bound + LEASE_MARGIN)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -105,7 +116,7 @@ class Settings:
             ),
             lookahead=_seconds(env, "LIVESTREAMS_LOOKAHEAD", DEFAULT_LOOKAHEAD, zero_ok=True),
             start_window=_seconds(env, "LIVESTREAMS_START_WINDOW", DEFAULT_START_WINDOW),
-            lease=_seconds(env, "LIVESTREAMS_LEASE", DEFAULT_LEASE),
+            lease=_seconds(env, "LIVESTREAMS_LEASE", 0.0, zero_ok=True),
             claim_batch=_int(env, "LIVESTREAMS_CLAIM_BATCH", DEFAULT_CLAIM_BATCH),
             backoff_base=_seconds(env, "LIVESTREAMS_BACKOFF_BASE", DEFAULT_BACKOFF_BASE),
             backoff_cap=_seconds(env, "LIVESTREAMS_BACKOFF_CAP", DEFAULT_BACKOFF_CAP),
@@ -118,29 +129,56 @@ class Settings:
             pool_timeout=_seconds(env, "LIVESTREAMS_HTTP_POOL_TIMEOUT", DEFAULT_POOL_TIMEOUT),
             rate_limit=_rate(env, "LIVESTREAMS_RATE_LIMIT", DEFAULT_RATE_LIMIT),
             stale_after=_seconds(env, "LIVESTREAMS_STALE_AFTER", DEFAULT_STALE_AFTER),
+            heartbeat_interval=_seconds(
+                env, "LIVESTREAMS_HEARTBEAT_INTERVAL", DEFAULT_HEARTBEAT_INTERVAL
+            ),
+            owner_timeout=_seconds(env, "LIVESTREAMS_OWNER_TIMEOUT", DEFAULT_OWNER_TIMEOUT),
+            pickup_grace=_seconds(env, "LIVESTREAMS_PICKUP_GRACE", DEFAULT_PICKUP_GRACE),
         )
         settings.check()
         return settings
 
     @property
-    def call_budget(self) -> float:
-        """The longest one upstream call may take: connect, send, and wait for the answer."""
+    def call_limit(self) -> float:
+        """The total time one upstream call may take: waiting for a connection, connecting,
+        sending, and the answer. The client stops reading a body once it is used up."""
         return self.pool_timeout + self.connect_timeout + self.write_timeout + self.read_timeout
 
+    @property
+    def call_bound(self) -> float:
+        """The longest one call can last: its limit, plus the one read that may be waiting
+        when the limit passes (each read is bounded by the read timeout)."""
+        return self.call_limit + self.read_timeout
+
     def check(self) -> None:
-        """Refuse combinations that would break the exactly-once guarantee."""
-        # The lease is what stops the reaper from re-claiming a row whose POST is still in
-        # flight; if it could run out mid-call, a second POST could create a second livestream.
-        if self.lease <= self.call_budget + 5:
+        """Refuse combinations that would break the exactly-once or on-time guarantees."""
+        # The lease is the backstop that takes back a row whose owner looks alive but never
+        # finishes; if it could run out mid-call, a second POST could create a second livestream.
+        if self.lease <= self.call_bound + 5:
             raise SettingsError(
                 "LIVESTREAMS_LEASE",
-                f"must exceed the HTTP timeouts added up plus 5 s ({self.call_budget + 5:g} s)",
+                f"must exceed the longest call (the HTTP timeouts added up, plus one more read"
+                f" timeout) plus 5 s: {self.call_bound + 5:g} s",
             )
         if self.lookahead >= self.lease:
             raise SettingsError("LIVESTREAMS_LOOKAHEAD", "must be shorter than LIVESTREAMS_LEASE")
+        # A row is claimed only when a tick sees it within the lookahead; a shorter lookahead
+        # than the interval between ticks would send the start after its instant.
+        if self.lookahead < self.dispatch_interval:
+            raise SettingsError(
+                "LIVESTREAMS_LOOKAHEAD",
+                f"must be at least LIVESTREAMS_DISPATCH_INTERVAL ({self.dispatch_interval:g} s)",
+            )
         if self.backoff_cap < self.backoff_floor:
             raise SettingsError(
                 "LIVESTREAMS_BACKOFF_CAP", "must not be below LIVESTREAMS_BACKOFF_FLOOR"
+            )
+        # Two missed heartbeats in a row are not yet a death: a busy database may delay one.
+        if self.owner_timeout < 3 * self.heartbeat_interval:
+            raise SettingsError(
+                "LIVESTREAMS_OWNER_TIMEOUT",
+                "must be at least 3 times LIVESTREAMS_HEARTBEAT_INTERVAL"
+                f" ({3 * self.heartbeat_interval:g} s)",
             )
 
     def require_token(self) -> Secret:

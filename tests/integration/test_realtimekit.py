@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -192,6 +193,46 @@ def test_connection_refused_is_retryable(rtk_client, meeting_id):
     assert caught.value.status is None
     assert "ConnectError" in str(caught.value)
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+def test_a_body_sent_a_byte_at_a_time_ends_the_call_at_its_limit(meeting_id):
+    """Each read gets a byte within the read timeout, so only the call's own limit ends it:
+    without it a start could hold its claim for as long as the server cared to drip."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n"
+                         b"content-length: 100000\r\n\r\n{")  # fmt: skip
+            while not stop.is_set():
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    timeout = httpx.Timeout(connect=0.2, read=0.5, write=0.2, pool=0.1)  # a limit of 1 s
+    client = RealtimeKitClient(
+        base_url=f"http://127.0.0.1:{port}/client/v4", token=Secret("t"), timeout=timeout
+    )
+    began = time.monotonic()
+    try:
+        with pytest.raises(AmbiguousError) as caught:
+            start(client, meeting_id)
+    finally:
+        stop.set()
+        client.close()
+        server.close()
+    took = time.monotonic() - began
+    assert client.call_limit == pytest.approx(1.0)
+    assert 1.0 <= took < 1.0 + 0.5 + 1.0  # the limit, one read, and room for a slow machine
+    assert caught.value.status == 201  # the status came; the body that would prove it did not
 
 
 def test_a_huge_body_is_read_only_in_part():

@@ -157,3 +157,12 @@ def test_after_livestream_starts_only_with_a_stream_key() -> None:
     keyless = policy.after_livestream(Livestream(id="ls-2"))
     assert keyless.state is StreamState.FAILED
     assert keyless.reason.startswith("livestream ls-2 exists but the API returned no stream key")
+
+
+def test_a_429_on_the_reconcile_pauses_the_token_too() -> None:
+    """The limit is per token across the whole API: a GET that hits it must stop every start."""
+    got = decide(RECONCILE, RATE_LIMITED, attempts=2)
+    assert got == Decision(Next.RETRY, AttemptOutcome.RETRYABLE, s(30), "start: HTTP 429", s(30))
+    past_limit = DEADLINE + timedelta(seconds=WINDOW + 1)
+    late = decide(RECONCILE, RATE_LIMITED, now=past_limit)
+    assert late.next is Next.FAIL and late.pause_until == past_limit + timedelta(seconds=30)

@@ -24,6 +24,11 @@ def test_defaults_are_the_embedded_ones() -> None:
         ({"LIVESTREAMS_LEASE": "nan"}, "LIVESTREAMS_LEASE"),
         ({"LIVESTREAMS_LEASE": "10"}, "LIVESTREAMS_LEASE"),  # shorter than one HTTP call
         ({"LIVESTREAMS_LOOKAHEAD": "70"}, "LIVESTREAMS_LOOKAHEAD"),
+        # A lookahead shorter than the tick interval would send starts after their instant.
+        ({"LIVESTREAMS_LOOKAHEAD": "0.5"}, "LIVESTREAMS_LOOKAHEAD"),
+        ({"LIVESTREAMS_DISPATCH_INTERVAL": "6"}, "LIVESTREAMS_LOOKAHEAD"),
+        ({"LIVESTREAMS_OWNER_TIMEOUT": "2"}, "LIVESTREAMS_OWNER_TIMEOUT"),
+        ({"LIVESTREAMS_HTTP_READ_TIMEOUT": "30", "LIVESTREAMS_LEASE": "60"}, "LIVESTREAMS_LEASE"),
         ({"LIVESTREAMS_CLAIM_BATCH": "0"}, "LIVESTREAMS_CLAIM_BATCH"),
         ({"LIVESTREAMS_CLAIM_BATCH": "ten"}, "LIVESTREAMS_CLAIM_BATCH"),
         ({"LIVESTREAMS_RATE_LIMIT": "1200"}, "LIVESTREAMS_RATE_LIMIT"),
@@ -43,6 +48,19 @@ def test_a_bad_setting_names_its_variable(env: dict[str, str], variable: str) ->
     assert err.value.variable == variable
     assert str(err.value).startswith(variable + ":")
     assert "\n" not in str(err.value)
+
+
+def test_the_lease_derives_from_the_longest_call() -> None:
+    """Pool + connect + write + read is the call's limit; one more read may be under way when
+    it passes. The lease covers that and a margin, so it never runs out inside a live call."""
+    default = Settings.from_env({})
+    assert default.call_limit == 5 + 5 + 5 + 10
+    assert default.call_bound == 35
+    assert default.lease == 45
+    slow = Settings.from_env({"LIVESTREAMS_HTTP_READ_TIMEOUT": "30"})
+    assert slow.lease == 5 + 5 + 5 + 30 + 30 + 10
+    assert Settings.from_env({"LIVESTREAMS_LEASE": "120"}).lease == 120
+    assert Settings().lease == default.lease
 
 
 def test_token_from_file_and_never_in_repr(tmp_path) -> None:
