@@ -25,6 +25,7 @@ from models.db import dispose_all, get_sessionmaker
 from worker import booking
 from worker.crypto import new_key
 from worker.migrate import upgrade
+from worker.processes import PRODUCT_ENV_PREFIXES
 from worker.settings import Settings
 
 pytest_plugins = ["tests.fake_api"]
@@ -32,9 +33,6 @@ pytest_plugins = ["tests.fake_api"]
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-# Variables the product reads: a developer's shell must not leak into a test.
-_PRODUCT_ENV = ("LIVESTREAMS_", "CLOUDFLARE_", "REALTIMEKIT_")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -56,8 +54,9 @@ def require_service(name: str, host: str, port: int) -> None:
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's shell must not leak product settings into a test."""
     for key in list(os.environ):
-        if key.startswith(_PRODUCT_ENV):
+        if key.startswith(PRODUCT_ENV_PREFIXES):
             monkeypatch.delenv(key)
 
 
