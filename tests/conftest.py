@@ -10,18 +10,18 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
-from models import Base
-from models.db import dispose_all, get_sessionmaker
+from models import Base, ScheduledStream
+from models.db import db_now, dispose_all, get_sessionmaker
 from worker import booking
 from worker.crypto import new_key
 from worker.migrate import upgrade
@@ -157,3 +157,27 @@ def book(settings: Settings) -> Callable[..., Any]:
             return booking.schedule(s, settings, **fields).stream
 
     return _book
+
+
+def make_due(
+    url_or_session: str | Session,
+    stream_id: uuid.UUID | Iterable[uuid.UUID],
+    at: datetime | timedelta | None = None,
+    window: timedelta = timedelta(minutes=15),
+) -> datetime:
+    """Move one booking (or several) to ``at``, as if booked for it: ``scheduled_at`` and
+    ``due_at`` become ``at`` and ``start_deadline`` ``at + window``. ``at`` is the database's
+    now when None, now + ``at`` for a timedelta. Given a URL it commits; given a session it
+    leaves the commit to the caller. Returns the instant."""
+    if isinstance(url_or_session, str):
+        with get_sessionmaker(url_or_session).begin() as session:
+            return make_due(session, stream_id, at, window)
+    if not isinstance(at, datetime):
+        at = db_now(url_or_session) + (at or timedelta(0))
+    ids = [stream_id] if isinstance(stream_id, uuid.UUID) else list(stream_id)
+    url_or_session.execute(
+        update(ScheduledStream)
+        .where(ScheduledStream.id.in_(ids))
+        .values(scheduled_at=at, due_at=at, start_deadline=at + window)
+    )
+    return at
