@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,8 @@ import psycopg
 from benchmarks import dispatch, lateness
 from benchmarks.procs import ROOT, Celery
 from benchmarks.report import Figure, figure, log, percentile, ratio
-from benchmarks.services import ALT_SCHEDULER, ALT_TASK, PRODUCT_PREFIXES, Bench, sync_url
+from benchmarks.services import ALT_SCHEDULER, ALT_TASK, Bench, sync_url
+from worker.processes import isolated_env
 
 LATE, DISPATCH = "alt-lateness", "alt-dispatch"
 # Loading a million entries takes the scheduler ~6 GB here; below this much free memory the
@@ -110,7 +110,7 @@ def run_lateness(bench: Bench) -> list[Figure]:
     _session(url).close()  # the scheduler's tables, before anything books
     with Celery(bench, {"LIVESTREAMS_DATABASE_URL": url}) as celery:
         app = "benchmarks.alt_app"
-        celery.worker("alt-worker", lateness.POOL, lateness.CONCURRENCY, app=app)
+        celery.worker("alt-worker", pool=lateness.POOL, concurrency=lateness.CONCURRENCY, app=app)
         # Booked before beat starts: entries written between the scheduler's first read and
         # its first change check are never loaded (its baseline is taken at that check).
         booked = _book(url, lateness.spread(count, window, lateness.LEAD))
@@ -147,8 +147,7 @@ def _load(url: str, total: int) -> None:
 
 
 def _alt_tick(bench: Bench, url: str, *args: str) -> dict[str, float]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(PRODUCT_PREFIXES)}
-    env = {**inherited, **bench.env, "LIVESTREAMS_DATABASE_URL": url}
+    env = isolated_env({**bench.env, "LIVESTREAMS_DATABASE_URL": url})
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.alt_tick", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,

@@ -129,7 +129,7 @@ def burst(bench: Bench, count: int, *, url: str | None = None, noop: bool = True
     against the database at ``url`` (the run's own by default)."""
     url = url or bench.database_url
     with Celery(bench, {**ENV, "LIVESTREAMS_DATABASE_URL": url}) as celery:
-        worker = celery.worker("worker", POOL, CONCURRENCY)
+        worker = celery.worker("worker", pool=POOL, concurrency=CONCURRENCY)
         beat = celery.beat("beat")
         sampler = PeakRSS({"worker": worker.pid, "beat": beat.pid})
         with sampler.running():

@@ -68,7 +68,7 @@ def run(bench: Bench) -> list[Figure]:
     count, window = size(bench)
     bench.reset()
     with Celery(bench) as celery:
-        celery.worker("worker", POOL, CONCURRENCY)
+        celery.worker("worker", pool=POOL, concurrency=CONCURRENCY)
         celery.beat("beat")
         booked = book(bench, spread(count, window, LEAD))
         log(f"{CASE}: booked {count} starts over {window:g} s; waiting for them")

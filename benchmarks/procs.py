@@ -1,119 +1,32 @@
-"""Real ``celery worker`` and ``celery beat`` processes, and the memory they use.
+"""Celery processes for a benchmark run, and the memory and CPU they use.
 
-Each process gets its own process group, so a stop takes its pool children with it.
+The spawn-wait-stop harness is :mod:`worker.processes`, shared with the demo and the tests;
+here it is bound to a run's settings and folder, beside the measuring that only benchmarks do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
-from benchmarks.services import PRODUCT_PREFIXES, Bench
+from benchmarks.services import Bench
+from worker.processes import CeleryProcesses, isolated_env, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
-T = TypeVar("T")
+
+__all__ = ["ROOT", "Celery", "PeakRSS", "cpu_snapshot", "tree_rss_mib", "wait_until"]
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-class Celery:
-    """Celery processes with one environment; every one is stopped on leaving the block."""
+class Celery(CeleryProcesses):
+    """Celery processes with the run's settings (plus ``extra_env``), from the checkout root,
+    logging to the run's folder; every one is stopped on leaving the block."""
 
     def __init__(self, bench: Bench, extra_env: dict[str, str] | None = None) -> None:
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(PRODUCT_PREFIXES)}
-        self.env = {**inherited, **bench.env, **(extra_env or {})}
-        self.logdir = bench.workdir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def log(self, name: str) -> Path:
-        return self.logdir / f"{name}.log"
-
-    def _spawn(self, name: str, app: str, args: list[str]) -> subprocess.Popen[bytes]:
-        with self.log(name).open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", app, *args],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.procs[name] = proc
-        return proc
-
-    def worker(
-        self, name: str, pool: str, concurrency: int, app: str = "benchmarks.app"
-    ) -> subprocess.Popen[bytes]:
-        proc = self._spawn(
-            name,
-            app,
-            ["worker", "--loglevel", "INFO", "--pool", pool, "--concurrency", str(concurrency),
-             "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-             "--without-heartbeat"],
-        )  # fmt: skip
-        # INFO, as the README runs it: its per-task log lines are part of the cost measured.
-        self._ready(name, proc, b"ready.")
-        return proc
-
-    def beat(self, name: str, *args: str, app: str = "worker") -> subprocess.Popen[bytes]:
-        schedule = self.logdir / f"{name}-schedule"
-        proc = self._spawn(name, app, ["beat", "--loglevel", "INFO", "-s", str(schedule), *args])
-        self._ready(name, proc, b"beat: Starting")
-        return proc
-
-    def _ready(self, name: str, proc: subprocess.Popen[bytes], marker: bytes) -> None:
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited early:\n{self.tail(name)}")
-            return marker in self.log(name).read_bytes()
-
-        wait_until(ready, 60, f"{name} to be ready")
-
-    def tail(self, name: str, chars: int = 3000) -> str:
-        return self.log(name).read_text(errors="replace")[-chars:]
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited early:\n{self.tail(name)}")
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        self.procs.clear()
-
-    def __enter__(self) -> Celery:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(isolated_env({**bench.env, **(extra_env or {})}), bench.workdir, cwd=ROOT)
 
 
 def _children() -> dict[int, list[int]]:

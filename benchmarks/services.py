@@ -38,8 +38,6 @@ TOKEN = "bench-token"
 NOOP_KEY = "bench:noop:done"  # a Redis list: when each no-op task ran
 ALT_TASK = "bench.alt_start"
 ALT_SCHEDULER = "sqlalchemy_celery_beat.schedulers:DatabaseScheduler"
-# The product's own variables; a developer's shell must not leak into a benchmark.
-PRODUCT_PREFIXES = ("LIVESTREAMS_", "CLOUDFLARE_", "REALTIMEKIT_")
 
 
 def _port_open(port: int) -> bool:

@@ -10,21 +10,22 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
-from models import Base
-from models.db import dispose_all, get_sessionmaker
+from models import Base, ScheduledStream
+from models.db import db_now, dispose_all, get_sessionmaker
 from worker import booking
 from worker.crypto import new_key
 from worker.migrate import upgrade
+from worker.processes import PRODUCT_ENV_PREFIXES
 from worker.settings import Settings
 
 pytest_plugins = ["tests.fake_api"]
@@ -32,9 +33,6 @@ pytest_plugins = ["tests.fake_api"]
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-# Variables the product reads: a developer's shell must not leak into a test.
-_PRODUCT_ENV = ("LIVESTREAMS_", "CLOUDFLARE_", "REALTIMEKIT_")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -56,8 +54,9 @@ def require_service(name: str, host: str, port: int) -> None:
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's shell must not leak product settings into a test."""
     for key in list(os.environ):
-        if key.startswith(_PRODUCT_ENV):
+        if key.startswith(PRODUCT_ENV_PREFIXES):
             monkeypatch.delenv(key)
 
 
@@ -158,3 +157,27 @@ def book(settings: Settings) -> Callable[..., Any]:
             return booking.schedule(s, settings, **fields).stream
 
     return _book
+
+
+def make_due(
+    url_or_session: str | Session,
+    stream_id: uuid.UUID | Iterable[uuid.UUID],
+    at: datetime | timedelta | None = None,
+    window: timedelta = timedelta(minutes=15),
+) -> datetime:
+    """Move one booking (or several) to ``at``, as if booked for it: ``scheduled_at`` and
+    ``due_at`` become ``at`` and ``start_deadline`` ``at + window``. ``at`` is the database's
+    now when None, now + ``at`` for a timedelta. Given a URL it commits; given a session it
+    leaves the commit to the caller. Returns the instant."""
+    if isinstance(url_or_session, str):
+        with get_sessionmaker(url_or_session).begin() as session:
+            return make_due(session, stream_id, at, window)
+    if not isinstance(at, datetime):
+        at = db_now(url_or_session) + (at or timedelta(0))
+    ids = [stream_id] if isinstance(stream_id, uuid.UUID) else list(stream_id)
+    url_or_session.execute(
+        update(ScheduledStream)
+        .where(ScheduledStream.id.in_(ids))
+        .values(scheduled_at=at, due_at=at, start_deadline=at + window)
+    )
+    return at

@@ -1,8 +1,8 @@
 """Pytest plugin: the fake RealtimeKit server, clients against it, and the upstream contract.
 
-Register with ``pytest_plugins = ["tests.fake_api"]``. The contract is read from
-``../shared/contracts`` beside the repository root, never from an absolute path, so the same
-tests run wherever the repository is cloned.
+Register with ``pytest_plugins = ["tests.fake_api"]``. The contract is the in-repository copy
+in ``tests/contracts/``, found from this file, so the tests run wherever the repository is
+cloned and need nothing beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from worker.realtimekit import RealtimeKitClient
 from worker.settings import Secret
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONTRACT = REPO_ROOT / ".." / "shared" / "contracts" / "realtimekit-livestreams.openapi.json"
+CONTRACT = REPO_ROOT / "tests" / "contracts" / "realtimekit-livestreams.openapi.json"
 APP_PREFIX = "/accounts/{account_id}/realtime/kit/{app_id}"
 START_PATH = APP_PREFIX + "/meetings/{meeting_id}/livestreams"
 ACTIVE_PATH = APP_PREFIX + "/meetings/{meeting_id}/active-livestream"

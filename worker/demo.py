@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -27,9 +24,11 @@ from models import TERMINAL_STATES, ScheduledStream
 from models.db import dispose_all, get_sessionmaker
 from worker import booking
 from worker.crypto import StreamKeyCipher, cipher_for
+from worker.errors import ProcessExitedError
 from worker.fake_realtimekit import FakeRealtimeKit
 from worker.migrate import upgrade
 from worker.present import explain, stream_dict
+from worker.processes import CeleryProcesses
 from worker.settings import Settings
 
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - the fake server's token, loopback only
@@ -102,11 +101,14 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
         cipher = cipher_for(settings, create=True)
         echo(f"fake RealtimeKit API at {fake.base_url}; database {db_url}")
         labels = _book(settings, fake, echo)
-        procs = _spawn(workdir, env)
+        # Not waited for: the bookings are seconds ahead and _watch notices an early exit.
+        # Ctrl-C lands here (the processes have groups of their own) and the block stops them.
         try:
-            return _watch(settings, labels, cipher, timeout, echo, procs)
+            with CeleryProcesses(env, workdir, grace=10) as celery:
+                celery.beat("beat", wait=False)
+                celery.worker("worker", pool="threads", concurrency=4, wait=False)
+                return _watch(settings, labels, cipher, timeout, echo, celery)
         finally:
-            _stop(procs)
             dispose_all()
             echo(
                 f"the fake API received {fake.starts_received} start call(s) and created "
@@ -133,52 +135,22 @@ def _book(
     return labels
 
 
-def _spawn(workdir: Path, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-    """A beat and a worker, each in its own process group so a stop takes its children too."""
-    celery = [sys.executable, "-m", "celery", "-A", "worker"]
-    commands = [
-        [*celery, "beat", "--loglevel", "INFO", "-s", str(workdir / "beat-schedule")],
-        [*celery, "worker", "--loglevel", "INFO", "--pool", "threads", "--concurrency", "4",
-         "--hostname", f"demo-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-    ]  # fmt: skip
-    procs = []
-    with (workdir / "celery.log").open("ab") as log:
-        for command in commands:
-            procs.append(
-                subprocess.Popen(
-                    command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            )
-    return procs
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for proc in procs:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def _watch(
     settings: Settings,
     labels: dict[uuid.UUID, str],
     cipher: StreamKeyCipher,
     timeout: float,
     echo: Callable[[str], None],
-    procs: list[subprocess.Popen[bytes]],
+    celery: CeleryProcesses,
 ) -> int:
     shown: set[uuid.UUID] = set()
     deadline = time.monotonic() + timeout
     factory = get_sessionmaker(settings.database_url)
     while time.monotonic() < deadline:
-        if any(proc.poll() is not None for proc in procs):
-            echo("a celery process exited early; see .demo/celery.log")
+        try:
+            celery.check_alive()
+        except ProcessExitedError as exc:
+            echo(f"{exc.name} exited early (code {exc.returncode}); see {exc.log}")
             return 1
         with factory() as session:
             query = select(ScheduledStream).where(ScheduledStream.id.in_(list(labels)))

@@ -6,6 +6,7 @@
     │   ├── BookingConflict  the input disagrees with what is stored (same ref, other fields)
     │   └── BookingNotFound  no booking with that id or reference
     ├── SecretKeyError       the stream-key cipher is missing or cannot decrypt: fix the key
+    ├── ProcessExitedError   a celery process of the demo (or a test) exited: read its log
     └── UpstreamError        the RealtimeKit API did not start a livestream
         ├── RetryableError   nothing was created: try again later (connect error, 408, 425, 429)
         ├── AmbiguousError   something may have been created: reconcile before trying again
@@ -16,6 +17,8 @@ into one (the client builds messages from upstream error text, never from reques
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class LivestreamsError(Exception):
@@ -50,6 +53,16 @@ class BookingNotFound(BookingError):
 
 class SecretKeyError(LivestreamsError):
     """The stream-key cipher is not configured, or no configured key decrypts a value."""
+
+
+class ProcessExitedError(LivestreamsError):
+    """A celery process started by ``worker.processes`` exited while it should have run."""
+
+    def __init__(self, name: str, returncode: int, log: Path, tail: str) -> None:
+        self.name = name
+        self.returncode = returncode
+        self.log = log
+        super().__init__(f"{name} exited early (code {returncode}; log {log}):\n{tail}")
 
 
 class UpstreamError(LivestreamsError):

@@ -1,4 +1,4 @@
-"""A fake RealtimeKit API on loopback, following ../shared/contracts/, with fault injection.
+"""A fake RealtimeKit API on loopback, following tests/contracts/, with fault injection.
 
 Used by the tests, ``livestreams fake-api`` and the demo: nothing ever calls the internet.
 Stdlib only, because it ships in the wheel and runs in the demo without dev dependencies.

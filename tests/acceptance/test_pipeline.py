@@ -19,6 +19,7 @@ from sqlalchemy import update
 
 from models import ScheduledStream, StreamState
 from models.db import db_now, get_sessionmaker
+from tests.conftest import make_due
 from tests.pipeline import Pipeline, pipeline_for
 from tests.processes import wait_until
 from worker import booking
@@ -106,13 +107,7 @@ def test_cancel_before_due_means_no_call(pipeline: Pipeline) -> None:
 
 def test_deadline_passed_while_down_is_missed_without_a_call(pipeline: Pipeline) -> None:
     stream = pipeline.book(3600)
-    with get_sessionmaker(pipeline.settings.database_url).begin() as s:
-        past = db_now(s) - timedelta(hours=1)
-        s.execute(
-            update(ScheduledStream)
-            .where(ScheduledStream.id == stream.id)
-            .values(scheduled_at=past, due_at=past, start_deadline=past + timedelta(minutes=15))
-        )
+    make_due(pipeline.settings.database_url, stream.id, at=timedelta(hours=-1))
     row = pipeline.wait_state(stream.id, StreamState.MISSED)
     assert "deadline" in row.last_error
     assert pipeline.requests_for(stream.meeting_id) == []

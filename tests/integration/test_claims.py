@@ -10,31 +10,17 @@ from sqlalchemy import select, update
 
 from models import ScheduledStream, StreamState
 from models.db import db_now, get_sessionmaker
+from tests.conftest import make_due
 from worker import booking, claims
 from worker.settings import Settings
 
 S = ScheduledStream
 
 
-def _due_now(url: str, ids: list[uuid.UUID], seconds: float = -1) -> None:
-    """Move bookings' instants to now + ``seconds`` (the API refuses past bookings)."""
-    with get_sessionmaker(url).begin() as s:
-        now = db_now(s)
-        s.execute(
-            update(S)
-            .where(S.id.in_(ids))
-            .values(
-                scheduled_at=now + timedelta(seconds=seconds),
-                due_at=now + timedelta(seconds=seconds),
-                start_deadline=now + timedelta(seconds=seconds + 600),
-            )
-        )
-
-
 def test_claim_takes_due_rows_within_the_lookahead_only(settings, book) -> None:
     soon, later = book(), book()
-    _due_now(settings.database_url, [soon.id], seconds=3)
-    _due_now(settings.database_url, [later.id], seconds=30)
+    make_due(settings.database_url, soon.id, at=timedelta(seconds=3))
+    make_due(settings.database_url, later.id, at=timedelta(seconds=30))
     with get_sessionmaker(settings.database_url).begin() as s:
         now = db_now(s)
         got = claims.claim_due(s, now, lookahead=5, lease=60, batch=10)
@@ -50,7 +36,7 @@ def test_claim_takes_due_rows_within_the_lookahead_only(settings, book) -> None:
 
 def test_a_second_claim_finds_nothing(settings, book) -> None:
     stream = book()
-    _due_now(settings.database_url, [stream.id])
+    make_due(settings.database_url, stream.id)
     with get_sessionmaker(settings.database_url).begin() as s:
         first = claims.claim_due(s, db_now(s), lookahead=5, lease=60, batch=10)
     with get_sessionmaker(settings.database_url).begin() as s:
@@ -75,7 +61,7 @@ def test_racing_claimers_on_postgres_take_disjoint_rows(pg_url) -> None:
             ).stream.id
             for _ in range(300)
         ]
-    _due_now(pg_url, ids)
+    make_due(pg_url, ids)
     results: list[list[claims.Claim]] = []
     barrier = threading.Barrier(6)
 
@@ -96,7 +82,7 @@ def test_racing_claimers_on_postgres_take_disjoint_rows(pg_url) -> None:
 
 def test_reaper_takes_back_expired_leases_under_a_new_token(settings, book) -> None:
     stream = book()
-    _due_now(settings.database_url, [stream.id])
+    make_due(settings.database_url, stream.id)
     with get_sessionmaker(settings.database_url).begin() as s:
         (claim,) = claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=10)
     with get_sessionmaker(settings.database_url).begin() as s:
@@ -130,7 +116,7 @@ def test_untried_rows_past_their_deadline_are_missed(settings, book) -> None:
 
 def test_cancel_loses_cleanly_to_a_claim(settings, book) -> None:
     stream = book()
-    _due_now(settings.database_url, [stream.id])
+    make_due(settings.database_url, stream.id)
     with get_sessionmaker(settings.database_url).begin() as s:
         claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=10)
     with get_sessionmaker(settings.database_url).begin() as s:
