@@ -1,4 +1,4 @@
-"""HTTP client for the RealtimeKit livestream API (contract: tests/contracts/).
+"""HTTP client for the RealtimeKit livestream API (its contract: tests/contracts/).
 
 Every call returns a typed result or raises one ``worker.errors.UpstreamError`` subclass; the
 meaning of each answer is decided by ``worker.policy``. No database and no Celery here, so the

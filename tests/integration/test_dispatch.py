@@ -6,10 +6,9 @@ import logging
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy import update
-
 from models import ScheduledStream, StartAttempt
 from models.db import db_now, get_sessionmaker
+from tests.conftest import make_due
 from worker import claims, pacing, runtime, tasks
 from worker.claims import Claim
 from worker.dispatch import last_tick, tick
@@ -22,12 +21,7 @@ def _due(settings, streams, seconds: float = 0.0) -> None:
     with get_sessionmaker(settings.database_url).begin() as s:
         now = db_now(s)
         for i, stream in enumerate(streams):
-            at = now + timedelta(seconds=seconds + i * 0.001)
-            s.execute(
-                update(S)
-                .where(S.id == stream.id)
-                .values(scheduled_at=at, due_at=at, start_deadline=at + timedelta(minutes=15))
-            )
+            make_due(s, stream.id, at=now + timedelta(seconds=seconds + i * 0.001))
 
 
 def test_tick_claims_due_rows_in_order_and_records_a_heartbeat(settings, book) -> None:

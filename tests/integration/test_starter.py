@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
+from tests.conftest import make_due
 from worker import claims
 from worker.crypto import cipher_for
 from worker.realtimekit import RealtimeKitClient
@@ -41,13 +42,7 @@ def run_with_answers(
 
 def claim(settings, stream_id: uuid.UUID) -> uuid.UUID:
     """Make the booking due now and claim it, as a dispatcher tick would."""
-    with get_sessionmaker(settings.database_url).begin() as s:
-        now = db_now(s)
-        s.execute(
-            update(S)
-            .where(S.id == stream_id)
-            .values(scheduled_at=now, due_at=now, start_deadline=now + timedelta(minutes=15))
-        )
+    make_due(settings.database_url, stream_id)
     with get_sessionmaker(settings.database_url).begin() as s:
         (got,) = claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=1)
     return got.token
