@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -94,7 +95,7 @@ def _per_stream(bench: Bench, url: str) -> tuple[float, float, float]:
         tick(factory, settings, claims.append)
     per_tick = counter.statements
     with RealtimeKitClient.from_settings(settings) as client:
-        starter = Starter(factory, settings, client)
+        starter = Starter(factory, settings, client, owner=uuid.uuid4())
         counter = Counter(factory.kw["bind"])
         with counter.counting():
             outcomes = [starter.run(c.stream_id, c.token) for c in claims]

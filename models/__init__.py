@@ -11,6 +11,7 @@ from models.streams import (
     StartAttempt,
     StreamState,
     UpstreamPause,
+    WorkerHeartbeat,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "StreamState",
     "UTCDateTime",
     "UpstreamPause",
+    "WorkerHeartbeat",
 ]

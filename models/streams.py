@@ -54,6 +54,7 @@ class AttemptOutcome(enum.StrEnum):
 class AttemptAction(enum.StrEnum):
     START = "start"  # POST .../meetings/{id}/livestreams
     RECONCILE = "reconcile"  # GET .../meetings/{id}/active-livestream
+    FETCH_KEY = "fetch_key"  # GET .../livestreams/{id}: the key an adopted livestream lacked
 
 
 def _check_in(column: str, values: type[enum.StrEnum]) -> str:
@@ -95,6 +96,10 @@ class ScheduledStream(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The process (worker_heartbeats.id) whose run confirmed the claim; NULL until a run does.
+    claim_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # How often a claim was taken back from a run that vanished; bounded (worker.claims).
+    reclaims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
 
     livestream_id: Mapped[str | None] = mapped_column(String(100))
@@ -155,6 +160,20 @@ class DispatcherHeartbeat(Base):
     claimed: Mapped[int] = mapped_column(Integer, default=0)
     reaped: Mapped[int] = mapped_column(Integer, default=0)
     expired: Mapped[int] = mapped_column(Integer, default=0)
+    # When ticks last resumed after a gap (an outage): owners' heartbeats are judged only once
+    # the database has been reachable long enough for a live owner to have beaten again.
+    running_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WorkerHeartbeat(Base):
+    """A process that runs start tasks, alive while ``beat_at`` is fresh (worker.heartbeat)."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class UpstreamPause(Base):

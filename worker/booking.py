@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from models import ScheduledStream, StartAttempt, StreamState
 from models.db import db_now
-from worker import claims
+from worker import transitions
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
 from worker.timeparse import parse_instant
@@ -194,7 +194,7 @@ def attempts(session: Session, stream: ScheduledStream) -> list[StartAttempt]:
 def cancel(session: Session, stream: ScheduledStream) -> ScheduledStream:
     """Cancel a booking that has not been claimed yet."""
     now = db_now(session)
-    ok = claims.transition(
+    ok = transitions.transition(
         session,
         stream.id,
         (StreamState.SCHEDULED, StreamState.RETRYING),
@@ -221,7 +221,7 @@ def reschedule(
     now = db_now(session)
     if scheduled_at <= now:
         raise BookingError("at", f"{scheduled_at.isoformat()} is in the past")
-    ok = claims.transition(
+    ok = transitions.transition(
         session,
         stream.id,
         (StreamState.SCHEDULED, StreamState.RETRYING),
@@ -249,7 +249,7 @@ def retry(
     if due < now - timedelta(seconds=1):
         raise BookingError("at", f"{due.isoformat()} is in the past")
     window = _window(settings, start_window, stream)
-    ok = claims.transition(
+    ok = transitions.transition(
         session,
         stream.id,
         (StreamState.FAILED, StreamState.MISSED),

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from worker import runtime
 
@@ -48,3 +48,4 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # A prefork child must not reuse the parent's pooled database connections or HTTP sockets.
 worker_process_init.connect(runtime.init_process, weak=False)
+worker_process_shutdown.connect(runtime.shutdown_process, weak=False)

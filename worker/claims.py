@@ -8,18 +8,34 @@ never a second start.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Update, and_, bindparam, case, exists, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import CLAIMABLE_STATES, ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from models import (
+    CLAIMABLE_STATES,
+    ScheduledStream,
+    StartAttempt,
+    StreamState,
+    UpstreamPause,
+    WorkerHeartbeat,
+)
 from worker.attempts import UNCLEAR_START_CALL
-from worker.responses import Livestream
 
 S = ScheduledStream
 A = StartAttempt
@@ -92,25 +108,86 @@ def claim_due(
         batch,
         state=StreamState.STARTING.value,
         lease_expires_at=horizon + timedelta(seconds=lease),
+        claim_owner=None,
         updated_at=now,
     )
 
 
-def reap_expired(session: Session, now: datetime, *, lease: float, batch: int) -> list[Claim]:
-    """Take back rows whose start task vanished (killed worker, lost message, flushed broker).
+# A claim is taken back after this many vanished runs: the booking then fails with a reason
+# instead of being handed out for ever to runs that die (a poison row, a crashing process).
+MAX_RECLAIMS = 5
 
-    The row stays ``starting`` under a fresh token, so the old task, if it ever runs or comes
-    back, matches nothing. The new task reconciles any unfinished attempt before it posts.
+
+def _lost(now: datetime, pickup_grace: float, owner_timeout: float | None) -> ColumnElement[bool]:
+    """A ``starting`` row whose run has vanished: its lease ran out, no run took it up by
+    ``pickup_grace`` after its due instant (the message was lost with the broker, or sat in
+    a killed worker's prefetch), or its owner stopped beating (``owner_timeout``; None: do
+    not judge owners now). An owner that beats keeps its claim until the lease runs out, and
+    the lease outlives the longest call, so a call in flight is never taken over."""
+    lost = [
+        S.lease_expires_at < now,
+        and_(S.claim_owner.is_(None), S.due_at < now - timedelta(seconds=pickup_grace)),
+    ]
+    if owner_timeout is not None:
+        alive = exists().where(
+            WorkerHeartbeat.id == S.claim_owner,
+            WorkerHeartbeat.beat_at >= now - timedelta(seconds=owner_timeout),
+        )
+        lost.append(and_(S.claim_owner.is_not(None), ~alive))
+    return and_(S.state == StreamState.STARTING.value, or_(*lost))
+
+
+def reap(
+    session: Session,
+    now: datetime,
+    *,
+    lease: float,
+    batch: int,
+    pickup_grace: float,
+    owner_timeout: float | None,
+) -> list[Claim]:
+    """Take back rows whose run vanished (killed worker, lost message, flushed broker).
+
+    The row stays ``starting`` under a fresh token and no owner, so the old run, if it ever
+    comes back, matches nothing. The new run reconciles any unfinished attempt before it posts.
     """
     return _take(
         session,
-        [S.state == StreamState.STARTING.value, S.lease_expires_at < now],
-        S.lease_expires_at,
+        [_lost(now, pickup_grace, owner_timeout), S.reclaims < MAX_RECLAIMS],
+        S.due_at,
         batch,
         lease_expires_at=now + timedelta(seconds=lease),
+        claim_owner=None,
+        reclaims=S.reclaims + 1,
         due_at=now,
         updated_at=now,
     )
+
+
+def fail_reclaimed(
+    session: Session, now: datetime, *, pickup_grace: float, owner_timeout: float | None
+) -> int:
+    """Fail the rows whose runs vanished :data:`MAX_RECLAIMS` times already.
+
+    Their claim is released; the reason says that an earlier call may have created a
+    livestream, which ``livestreams attempts`` shows.
+    """
+    stmt = (
+        update(S)
+        .where(_lost(now, pickup_grace, owner_timeout), S.reclaims >= MAX_RECLAIMS)
+        .values(
+            state=StreamState.FAILED.value,
+            claim_token=None,
+            claim_owner=None,
+            lease_expires_at=None,
+            last_error=f"its run vanished {MAX_RECLAIMS} times (killed workers or lost messages);"
+            " not handed out again. An earlier call may have created a livestream: see its"
+            " attempts",
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).rowcount  # type: ignore[attr-defined, no-any-return]
 
 
 def expire_untried(session: Session, now: datetime) -> int:
@@ -151,10 +228,13 @@ def _confirm_statement(*guards: ColumnElement[bool], returning: list[Any]) -> Up
     """
     return (
         update(S)
-        .where(CLAIM_HELD, *guards)
+        # Never before the due instant by the database's clock: a worker whose clock runs
+        # ahead would otherwise start early (its ETA is read on its own clock).
+        .where(CLAIM_HELD, S.due_at <= bindparam("now"), *guards)
         .values(
             attempts=S.attempts + 1,
             claim_token=bindparam("renewed"),
+            claim_owner=bindparam("owner"),
             lease_expires_at=bindparam("lease_until"),
             updated_at=bindparam("now"),
         )
@@ -169,12 +249,14 @@ def _confirm(
     token: uuid.UUID,
     now: datetime,
     lease: float,
+    owner: uuid.UUID,
     **params: Any,
 ) -> tuple[uuid.UUID, Row[Any]] | None:
     renewed = uuid.uuid4()
     values = {
         "p_id": stream_id,
         "p_token": token,
+        "owner": owner,
         "now": now,
         "renewed": renewed,
         "lease_until": now + timedelta(seconds=lease),
@@ -188,14 +270,21 @@ _CONFIRM = _confirm_statement(returning=[S.attempts])
 
 
 def confirm_claim(
-    session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, *, lease: float
+    session: Session,
+    stream_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    *,
+    lease: float,
+    owner: uuid.UUID,
 ) -> tuple[int, uuid.UUID] | None:
     """Take the claim for one call: the new attempt number and the token that now holds it.
 
     Called in the transaction that writes the attempt row ahead of the call, so the attempt
-    exists before the request leaves and the lease covers it.
+    exists before the request leaves and the lease covers it. ``owner`` is the process's
+    heartbeat id (worker.heartbeat): while it beats, the claim is not taken back.
     """
-    confirmed = _confirm(session, _CONFIRM, stream_id, token, now, lease)
+    confirmed = _confirm(session, _CONFIRM, stream_id, token, now, lease, owner)
     return None if confirmed is None else (confirmed[1].attempts, confirmed[0])
 
 
@@ -223,6 +312,7 @@ def confirm_plain_start(
     now: datetime,
     *,
     lease: float,
+    owner: uuid.UUID,
     token_key: str,
 ) -> tuple[uuid.UUID, Row[Any]] | None:
     """:func:`confirm_claim` for the plain case, returning the booking's fields with it.
@@ -231,131 +321,5 @@ def confirm_plain_start(
     is unclear, the token is paused): nothing was changed, and the caller looks closer.
     """
     return _confirm(
-        session, _CONFIRM_PLAIN_START, stream_id, token, now, lease, token_key=token_key
+        session, _CONFIRM_PLAIN_START, stream_id, token, now, lease, owner, token_key=token_key
     )
-
-
-# -- the end of a start run: each writes only while the claim is held, and releases it ------
-
-
-def finish_started(
-    session: Session,
-    stream_id: uuid.UUID,
-    token: uuid.UUID,
-    now: datetime,
-    livestream: Livestream,
-    stream_key: str,
-) -> bool:
-    """``started``: the livestream and its key (``stream_key``, encrypted) are stored. True if
-    written.
-
-    Written in the transaction that closes the call's attempt, so a booking is never
-    ``started`` without the call that started it, nor the reverse.
-    """
-    return _finish(
-        session, stream_id, token, now,
-        state=StreamState.STARTED.value, started_at=now, last_error=None,
-        stream_key_ciphertext=stream_key, **_livestream_columns(livestream),
-    )  # fmt: skip
-
-
-def finish_failed(
-    session: Session,
-    stream_id: uuid.UUID,
-    token: uuid.UUID,
-    now: datetime,
-    reason: str,
-    livestream: Livestream | None = None,
-) -> bool:
-    """``failed`` for ``reason``. True if written.
-
-    With ``livestream``: one exists upstream but cannot be used (no stream key); it is kept
-    so that ops can find it, and the booking is never started again.
-    """
-    columns = _livestream_columns(livestream) if livestream is not None else {}
-    return _finish(
-        session, stream_id, token, now, state=StreamState.FAILED.value, last_error=reason,
-        **columns,
-    )  # fmt: skip
-
-
-def finish_retrying(
-    session: Session,
-    stream_id: uuid.UUID,
-    token: uuid.UUID,
-    now: datetime,
-    due_at: datetime,
-    reason: str,
-) -> bool:
-    """``retrying``, due again at ``due_at``. True if written.
-
-    The claim is released: the next tick at or after ``due_at`` claims the row afresh, so a
-    retry survives a killed worker or a flushed broker (no task waits for it).
-    """
-    return _finish(
-        session, stream_id, token, now,
-        state=StreamState.RETRYING.value, due_at=due_at, last_error=reason,
-    )  # fmt: skip
-
-
-def finish_missed(
-    session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, reason: str
-) -> bool:
-    """``missed``: the start deadline passed before any call was made. True if written."""
-    return _finish(
-        session, stream_id, token, now, state=StreamState.MISSED.value, last_error=reason
-    )
-
-
-def _livestream_columns(livestream: Livestream) -> dict[str, Any]:
-    return {
-        "livestream_id": livestream.id,
-        "ingest_server": livestream.ingest_server,
-        "playback_url": livestream.playback_url,
-        "livestream_status": livestream.status,
-    }
-
-
-def _finish(
-    session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, **values: Any
-) -> bool:
-    params = {"p_id": stream_id, "p_token": token, "p_now": now}
-    params.update({f"v_{name}": value for name, value in values.items()})
-    result = session.connection().execute(_finish_statement(tuple(sorted(values))), params)
-    return bool(result.rowcount)
-
-
-@functools.cache
-def _finish_statement(columns: tuple[str, ...]) -> Update:
-    """The UPDATE of :func:`_finish` for one set of columns, built once per process."""
-    return (
-        update(S)
-        .where(CLAIM_HELD)
-        .values(
-            claim_token=None,
-            lease_expires_at=None,
-            updated_at=bindparam("p_now"),
-            **{name: bindparam(f"v_{name}") for name in columns},
-        )
-    )
-
-
-def transition(
-    session: Session,
-    stream_id: uuid.UUID,
-    from_states: tuple[StreamState, ...],
-    now: datetime,
-    **values: Any,
-) -> bool:
-    """An ops transition (cancel, retry, reschedule), only from ``from_states``. True if applied.
-
-    Conditional, so a cancel that races the dispatcher either lands before the claim (no call
-    is made) or finds the row ``starting`` and changes nothing.
-    """
-    stmt = (
-        update(S)
-        .where(and_(S.id == stream_id, S.state.in_([s.value for s in from_states])))
-        .values(updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]

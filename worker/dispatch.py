@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
@@ -41,13 +41,23 @@ def tick(
 ) -> TickReport:
     """Claim what is due and enqueue it. Claims are committed before anything is enqueued.
 
-    If enqueueing fails (broker down), the claimed rows wait for their lease to expire and the
-    reaper of a later tick hands them out again: the database never forgets a booking.
+    If enqueueing fails (broker down), no run takes the claimed rows up, and a later tick
+    takes them back after the pickup grace: the database never forgets a booking.
     """
     with factory.begin() as session:
+        _serialise(session)
         now = db_now(session)
+        since = _running_since(session, now, settings.dispatch_interval)
+        # Owners are judged only once ticks have run long enough for a live owner to have
+        # beaten since the database came back: an outage silences every heartbeat at once.
+        judge = (now - since).total_seconds() >= settings.owner_timeout
+        grace, owners = settings.pickup_grace, settings.owner_timeout if judge else None
         expired = claims.expire_untried(session, now)
-        reaped = claims.reap_expired(session, now, lease=settings.lease, batch=settings.claim_batch)
+        expired += claims.fail_reclaimed(session, now, pickup_grace=grace, owner_timeout=owners)
+        reaped = claims.reap(
+            session, now, lease=settings.lease, batch=settings.claim_batch,
+            pickup_grace=grace, owner_timeout=owners,
+        )  # fmt: skip
         key = pacing.token_hash(settings.api_token)
         paused = pacing.paused_until(session, key, now)
         room = 0 if paused else pacing.budget(session, settings.rate_limit, now)
@@ -62,14 +72,18 @@ def tick(
             if room > 0
             else []
         )
-        _heartbeat(session, now, claimed=len(fresh), reaped=len(reaped), expired=expired)
+        upsert_newer(
+            session, DispatcherHeartbeat, "name", "last_tick_at",
+            name=HEARTBEAT, last_tick_at=now, running_since=since,
+            claimed=len(fresh), reaped=len(reaped), expired=expired,
+        )  # fmt: skip
     enqueued = 0
     for claim in [*reaped, *fresh]:
         try:
             enqueue(claim)
-        except Exception:  # the broker is down: the lease brings the row back later
+        except Exception:  # the broker is down: a later tick takes the row back
             log.exception(
-                "could not enqueue a claimed start; its lease will expire and it is reaped",
+                "could not enqueue a claimed start; it is taken back after the pickup grace",
                 extra={"action": "enqueue_failed", "stream_id": str(claim.stream_id)},
             )
         else:
@@ -86,11 +100,30 @@ def tick(
     return report
 
 
-def _heartbeat(session: Session, now: datetime, **counts: int) -> None:
-    upsert_newer(
-        session, DispatcherHeartbeat, "name", "last_tick_at",
-        name=HEARTBEAT, last_tick_at=now, **counts,
-    )  # fmt: skip
+# Any fixed number: the key of the PostgreSQL advisory lock that one tick holds at a time.
+_TICK_LOCK = 0x6C69_7665_7469_636B  # "livetick"
+
+
+def _serialise(session: Session) -> None:
+    """One tick at a time, across every beat: two ticks that overlap (two beats, or one slow
+    tick and the next) would each read the whole rate budget and both spend it. SQLite
+    serialises already: every transaction begins IMMEDIATE (models.db)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_TICK_LOCK)))
+
+
+def _running_since(session: Session, now: datetime, interval: float) -> datetime:
+    """Since when ticks have run without a gap (now, if the last one is long past)."""
+    row = session.execute(
+        select(DispatcherHeartbeat.last_tick_at, DispatcherHeartbeat.running_since).where(
+            DispatcherHeartbeat.name == HEARTBEAT
+        )
+    ).one_or_none()
+    gap = timedelta(seconds=max(3 * interval, 2.0))
+    if row is None or row.running_since is None or now - row.last_tick_at > gap:
+        return now
+    since: datetime = row.running_since
+    return since
 
 
 def last_tick(session: Session) -> datetime | None:

@@ -6,6 +6,7 @@
     │   ├── BookingConflict  the input disagrees with what is stored (same ref, other fields)
     │   └── BookingNotFound  no booking with that id or reference
     ├── SecretKeyError       the stream-key cipher is missing or cannot decrypt: fix the key
+    ├── NotDueYet            a start ran before its instant (a clock ahead): run it again later
     ├── ProcessExitedError   a celery process of the demo (or a test) exited: read its log
     └── UpstreamError        the RealtimeKit API did not start a livestream
         ├── RetryableError   nothing was created: try again later (connect error, 408, 425, 429)
@@ -63,6 +64,17 @@ class ProcessExitedError(LivestreamsError):
         self.returncode = returncode
         self.log = log
         super().__init__(f"{name} exited early (code {returncode}; log {log}):\n{tail}")
+
+
+class NotDueYet(LivestreamsError):
+    """A start task ran before its booking was due by the database's clock; nothing was done.
+
+    ``seconds`` is how long until it is due: the task runs again then.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"not due for another {seconds:.3f} s")
 
 
 class UpstreamError(LivestreamsError):

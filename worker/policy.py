@@ -161,6 +161,7 @@ def _success(status: int, doc: Any) -> Outcome:
 class Next(enum.Enum):
     """The step a ``Decision`` asks the starter to take."""
 
+    WAIT = "wait"  # not due yet by the database's clock: run again at ``retry_at``
     START = "start"  # send the start call now
     RECONCILE = "reconcile"  # ask for the meeting's active livestream before any start call
     STORE = "store"  # store the livestream: the booking is started (or failed without a key)
@@ -188,6 +189,7 @@ class Decision:
 def before_call(
     *,
     now: datetime,
+    due_at: datetime,
     deadline: datetime,
     attempts: int,
     last_error: str | None,
@@ -196,9 +198,12 @@ def before_call(
 ) -> Decision:
     """What a run does once it holds the claim, before any call.
 
-    An unclear earlier start call is reconciled whatever the time: a livestream may exist. A
+    A run whose worker clock runs ahead of the database's waits for the due instant. An
+    unclear earlier start call is reconciled whatever the time: a livestream may exist. A
     paused token waits with everyone else; that is no attempt, so only the due instant moves.
     """
+    if now < due_at:
+        return Decision(Next.WAIT, retry_at=due_at)
     if paused_until is not None and paused_until > now:
         return Decision(
             Next.RETRY,
@@ -245,9 +250,7 @@ def after_error(
         limit = deadline + timedelta(seconds=window)
         if now > limit:
             reason = f"could not learn whether a livestream was created: {text}"
-            return Decision(
-                Next.FAIL, AttemptOutcome.RETRYABLE, reason=reason, pause_until=pause
-            )
+            return Decision(Next.FAIL, AttemptOutcome.RETRYABLE, reason=reason, pause_until=pause)
         due = next_due(backoff, attempts, now, limit, retry_after=retry_after, rand=rand)
         return Decision(
             Next.RETRY, AttemptOutcome.RETRYABLE, retry_at=due or limit, reason=text,

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import get_sessionmaker
+from worker.heartbeat import Heartbeat
 from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
 from worker.starter import Starter
@@ -32,6 +33,7 @@ class Runtime:
         self.pid = os.getpid()
         self._client = client
         self._starter: Starter | None = None
+        self._heartbeat: Heartbeat | None = None
         self._lock = threading.Lock()  # the threads pool shares one runtime
 
     @classmethod
@@ -47,18 +49,26 @@ class Runtime:
 
     @property
     def starter(self) -> Starter:
+        """The starter, and this process's heartbeat: a process that runs starts holds claims,
+        so it beats from before its first claim names it as the owner."""
         client = self.client
         with self._lock:
             if self._starter is None:
-                self._starter = Starter(self.sessions, self.settings, client)
+                heartbeat = Heartbeat(self.sessions, self.settings.heartbeat_interval)
+                heartbeat.start()
+                self._heartbeat = heartbeat
+                self._starter = Starter(self.sessions, self.settings, client, owner=heartbeat.id)
             return self._starter
 
     def close(self) -> None:
-        """Close the API client's sockets (this process's own only)."""
+        """Stop beating and close the API client's sockets (this process's own only)."""
         with self._lock:
-            if self._client is not None and self.pid == os.getpid():
-                self._client.close()
-            self._client = self._starter = None
+            if self.pid == os.getpid():
+                if self._heartbeat is not None:
+                    self._heartbeat.stop()
+                if self._client is not None:
+                    self._client.close()
+            self._client = self._starter = self._heartbeat = None
 
 
 _lock = threading.Lock()
@@ -81,6 +91,15 @@ def install(runtime: Runtime | None) -> None:
         if _current is not None and _current is not runtime:
             _current.close()
         _current = runtime
+
+
+def shutdown_process(**_: Any) -> None:
+    """``worker_process_shutdown``: this process holds no claim any more; stop beating."""
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.close()
+        _current = None
 
 
 def init_process(**_: Any) -> None:

@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
 from models.db import db_now, write_with_retries
-from worker import attempts, claims, pacing, policy
+from worker import attempts, claims, pacing, policy, transitions
 from worker.backoff import Backoff
 from worker.crypto import StreamKeyCipher, cipher_for
-from worker.errors import UpstreamError
+from worker.errors import NotDueYet, UpstreamError
 from worker.policy import Decision, Next
 from worker.realtimekit import Livestream, RealtimeKitClient
 from worker.runs import ENDED, Job, RunResult
@@ -53,9 +53,12 @@ class Starter:
         factory: sessionmaker[Session],
         settings: Settings,
         client: RealtimeKitClient,
+        *,
+        owner: uuid.UUID,
         rand: random.Random | None = None,
     ) -> None:
         self.factory = factory
+        self.owner = owner  # this process's heartbeat id: named on every claim it confirms
         self.settings = settings
         self.client = client
         self.rand = rand or random.Random()
@@ -84,8 +87,9 @@ class Starter:
         with self.factory.begin() as session:
             now = db_now(session)
             confirmed = claims.confirm_plain_start(
-                session, stream_id, token, now, lease=self.settings.lease, token_key=self.token_key
-            )
+                session, stream_id, token, now,
+                lease=self.settings.lease, owner=self.owner, token_key=self.token_key,
+            )  # fmt: skip
             if confirmed is None:
                 return None
             renewed, row = confirmed
@@ -106,6 +110,7 @@ class Starter:
             job = Job.of(row, stream_id, token, first_unclear=unclear)
             decision = policy.before_call(
                 now=now,
+                due_at=row.due_at,
                 deadline=row.start_deadline,
                 attempts=row.attempts,
                 last_error=row.last_error,
@@ -114,6 +119,9 @@ class Starter:
             )
             if decision.next in (Next.START, Next.RECONCILE):
                 return job, decision.next
+            if decision.next is Next.WAIT:
+                assert decision.retry_at is not None
+                raise NotDueYet((decision.retry_at - now).total_seconds())
             self._end(session, now, job, decision)
         if decision.next is Next.RETRY:
             return RunResult.PAUSED
@@ -171,7 +179,7 @@ class Starter:
         with self.factory.begin() as session:
             now = db_now(session)
             confirmed = claims.confirm_claim(
-                session, job.stream_id, job.token, now, lease=self.settings.lease
+                session, job.stream_id, job.token, now, lease=self.settings.lease, owner=self.owner
             )
             if confirmed is None:
                 return None
@@ -209,12 +217,12 @@ class Starter:
         stream_id, token = job.stream_id, job.token
         if decision.next is Next.RETRY:
             assert decision.retry_at is not None
-            return claims.finish_retrying(
+            return transitions.finish_retrying(
                 session, stream_id, token, now, decision.retry_at, decision.reason
             )
         if decision.next is Next.MISS:
-            return claims.finish_missed(session, stream_id, token, now, decision.reason)
-        return claims.finish_failed(session, stream_id, token, now, decision.reason)
+            return transitions.finish_missed(session, stream_id, token, now, decision.reason)
+        return transitions.finish_failed(session, stream_id, token, now, decision.reason)
 
     def _report(self, job: Job, decision: Decision) -> RunResult:
         extra = {"stream_id": str(job.stream_id)}
@@ -248,10 +256,10 @@ class Starter:
                 duration=duration, livestream_id=found.id, call=found.call,
             )  # fmt: skip
             if decision.state is StreamState.STARTED and ciphertext is not None:
-                return claims.finish_started(
+                return transitions.finish_started(
                     session, job.stream_id, job.token, now, found, ciphertext
                 )
-            return claims.finish_failed(
+            return transitions.finish_failed(
                 session, job.stream_id, job.token, now, decision.reason, livestream=found
             )
 

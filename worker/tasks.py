@@ -16,6 +16,7 @@ from worker import runtime
 from worker.celery import app
 from worker.claims import Claim
 from worker.dispatch import tick
+from worker.errors import NotDueYet
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     """
     try:
         return runtime.current().starter.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+    except NotDueYet as exc:  # this worker's clock runs ahead of the database's
+        raise self.retry(countdown=exc.seconds, max_retries=DB_RETRIES) from None
     except OperationalError as exc:
         log.warning(
             "start of %s interrupted by a database error, trying again: %s",

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from models.db import db_now, get_sessionmaker
 from tests.dbdump import dump
-from worker import claims
+from worker import claims, transitions
 from worker.cli import cli
 from worker.crypto import cipher_for, new_key
 from worker.responses import Livestream
@@ -176,7 +176,7 @@ def _store_started(env, stream_id: str, key: str) -> None:
         far = now + timedelta(days=4000)
         claimed = claims.claim_due(s, far, lookahead=0, lease=60, batch=10)
         assert [c.stream_id for c in claimed] == [uuid.UUID(stream_id)]
-        claims.finish_started(
+        transitions.finish_started(
             s,
             claimed[0].stream_id,
             claimed[0].token,

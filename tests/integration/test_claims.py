@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from models import ScheduledStream, StreamState
+from models import ScheduledStream, StreamState, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import booking, claims
+from worker import booking, claims, transitions
+from worker.claims import Claim
 from worker.settings import Settings
 
 S = ScheduledStream
@@ -80,23 +81,89 @@ def test_racing_claimers_on_postgres_take_disjoint_rows(pg_url) -> None:
     assert len(claimed) == len(set(claimed)) == 300
 
 
-def test_reaper_takes_back_expired_leases_under_a_new_token(settings, book) -> None:
+def reap(s, now, *, owner_timeout: float | None = 5.0, lease: float = 60) -> list[Claim]:
+    return claims.reap(s, now, lease=lease, batch=10, pickup_grace=5.0, owner_timeout=owner_timeout)
+
+
+def test_a_claim_no_run_took_up_is_taken_back_after_the_pickup_grace(settings, book) -> None:
+    """Its message was lost with the broker, or sits in a killed worker's prefetch: seconds,
+    not a lease, later it is handed out again, and the old message can do nothing."""
     stream = book()
     make_due(settings.database_url, stream.id)
     with get_sessionmaker(settings.database_url).begin() as s:
         (claim,) = claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=10)
     with get_sessionmaker(settings.database_url).begin() as s:
-        assert claims.reap_expired(s, db_now(s), lease=60, batch=10) == []  # lease still runs
-        later = db_now(s) + timedelta(seconds=120)
-        (reaped,) = claims.reap_expired(s, later, lease=60, batch=10)
+        now = db_now(s)
+        assert reap(s, now + timedelta(seconds=4)) == []  # within the grace
+        later = now + timedelta(seconds=6)
+        (reaped,) = reap(s, later)
     assert reaped.stream_id == stream.id and reaped.token != claim.token
+    owner = uuid.uuid4()
     with get_sessionmaker(settings.database_url).begin() as s:
         # The old task's claim no longer matches anything.
-        assert claims.confirm_claim(s, stream.id, claim.token, db_now(s), lease=60) is None
-        number, renewed = claims.confirm_claim(s, stream.id, reaped.token, db_now(s), lease=60)
+        assert claims.confirm_claim(s, stream.id, claim.token, later, lease=60, owner=owner) is None
+        number, renewed = claims.confirm_claim(
+            s, stream.id, reaped.token, later, lease=60, owner=owner
+        )
         assert number == 1 and renewed not in (claim.token, reaped.token)
         # A claim is good for one run: the same message again confirms nothing.
-        assert claims.confirm_claim(s, stream.id, reaped.token, db_now(s), lease=60) is None
+        assert (
+            claims.confirm_claim(s, stream.id, reaped.token, later, lease=60, owner=owner) is None
+        )
+    with get_sessionmaker(settings.database_url)() as s:
+        assert s.get(S, stream.id).reclaims == 1
+
+
+def _confirmed(settings, stream_id: uuid.UUID, owner: uuid.UUID, beat_at=None) -> datetime:
+    """Claim and confirm as a run of ``owner`` would; ``owner`` last beat at ``beat_at``."""
+    make_due(settings.database_url, stream_id)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        now = db_now(s)
+        s.add(WorkerHeartbeat(id=owner, hostname="h", pid=1, beat_at=beat_at or now))
+        (claim,) = claims.claim_due(s, now, lookahead=0, lease=60, batch=10)
+        assert claims.confirm_claim(s, stream_id, claim.token, now, lease=60, owner=owner)
+    return now
+
+
+def test_a_claim_whose_owner_stopped_beating_is_taken_back_in_seconds(settings, book) -> None:
+    stream, owner = book(), uuid.uuid4()
+    now = _confirmed(settings, stream.id, owner)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        assert reap(s, now + timedelta(seconds=4)) == []  # it beat 4 s ago: alive
+        # Owners not judged (the dispatcher just came back from an outage): kept.
+        assert reap(s, now + timedelta(seconds=30), owner_timeout=None) == []
+        (reaped,) = reap(s, now + timedelta(seconds=6))
+    assert reaped.stream_id == stream.id
+    with get_sessionmaker(settings.database_url)() as s:
+        row = s.get(S, stream.id)
+        assert row.claim_owner is None and row.claim_token == reaped.token
+
+
+def test_a_claim_whose_owner_beats_is_kept_until_its_lease_runs_out(settings, book) -> None:
+    """An owner that beats may be inside its call: never taken, however long past due, until
+    the lease (which outlives the longest call) runs out."""
+    stream, owner = book(), uuid.uuid4()
+    now = _confirmed(settings, stream.id, owner)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        s.execute(update(WorkerHeartbeat).values(beat_at=now + timedelta(seconds=59)))
+        assert reap(s, now + timedelta(seconds=59)) == []
+        lease_end = s.get(S, stream.id).lease_expires_at
+        (reaped,) = reap(s, lease_end + timedelta(seconds=1))
+    assert reaped.stream_id == stream.id
+
+
+def test_a_row_taken_back_too_often_fails_with_the_reason(settings, book) -> None:
+    stream, owner = book(), uuid.uuid4()
+    now = _confirmed(settings, stream.id, owner)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        s.execute(update(S).where(S.id == stream.id).values(reclaims=claims.MAX_RECLAIMS))
+        later = now + timedelta(seconds=10)
+        assert reap(s, later) == []
+        assert claims.fail_reclaimed(s, later, pickup_grace=5.0, owner_timeout=5.0) == 1
+    with get_sessionmaker(settings.database_url)() as s:
+        row = s.get(S, stream.id)
+        assert row.state == StreamState.FAILED and row.claim_token is None
+        assert f"vanished {claims.MAX_RECLAIMS} times" in row.last_error
 
 
 def test_untried_rows_past_their_deadline_are_missed(settings, book) -> None:
@@ -120,7 +187,7 @@ def test_cancel_loses_cleanly_to_a_claim(settings, book) -> None:
     with get_sessionmaker(settings.database_url).begin() as s:
         claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=10)
     with get_sessionmaker(settings.database_url).begin() as s:
-        ok = claims.transition(
+        ok = transitions.transition(
             s,
             stream.id,
             (StreamState.SCHEDULED, StreamState.RETRYING),

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from models import ScheduledStream, StartAttempt
+import pytest
+from sqlalchemy import update
+
+from models import DispatcherHeartbeat, ScheduledStream, StartAttempt, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import claims, pacing, runtime, tasks
+from worker import booking, claims, pacing, runtime, tasks
 from worker.claims import Claim
 from worker.dispatch import last_tick, tick
-from worker.settings import RateLimit
+from worker.settings import RateLimit, Settings
 
 S = ScheduledStream
 
@@ -48,9 +54,13 @@ def test_a_failed_enqueue_leaves_the_claim_for_the_reaper(settings, book) -> Non
     with get_sessionmaker(settings.database_url)() as s:
         row = s.get(S, stream.id)
         assert row.state == "starting"
-        later = row.lease_expires_at + timedelta(seconds=1)
+        # Taken back seconds after its instant, long before its lease would run out.
+        later = row.due_at + timedelta(seconds=settings.pickup_grace + 1)
+        assert later < row.lease_expires_at - timedelta(seconds=30)
     with get_sessionmaker(settings.database_url).begin() as s:
-        (reaped,) = claims.reap_expired(s, later, lease=60, batch=10)
+        (reaped,) = claims.reap(
+            s, later, lease=60, batch=10, pickup_grace=settings.pickup_grace, owner_timeout=None
+        )
     assert reaped.stream_id == stream.id
 
 
@@ -100,3 +110,59 @@ def test_a_database_outage_costs_one_tick_and_one_log_line(monkeypatch, caplog) 
     (record,) = [r for r in caplog.records if r.name == "worker.tasks"]
     assert record.action == "dispatch_db_error"
     assert "dispatch tick skipped" in record.getMessage()
+
+
+@pytest.mark.postgres
+def test_overlapping_ticks_never_spend_the_budget_twice(pg_url, secret_key, monkeypatch) -> None:
+    """Two beats (or a slow tick and the next) overlapping: each used to read the whole budget
+    and claim it (budget 9: 9 + 9 claimed). Ticks now take turns."""
+    settings = Settings.from_env(
+        {"LIVESTREAMS_DATABASE_URL": pg_url, "LIVESTREAMS_SECRET_KEY": secret_key}
+    )
+    settings = replace(settings, rate_limit=RateLimit(10, 60.0))  # 90 % of 10 = 9
+    factory = get_sessionmaker(pg_url)
+    at = datetime.now(UTC) + timedelta(hours=1)
+    with factory.begin() as s:
+        rows = [
+            booking.schedule(
+                s, settings, meeting_id=str(uuid.uuid4()), at=at, account_id="a", app_id="b"
+            ).stream
+            for _ in range(20)
+        ]
+    _due(settings, rows)
+    slow_budget = pacing.budget
+
+    def budget_then_linger(*args, **kwargs) -> int:
+        room = slow_budget(*args, **kwargs)
+        time.sleep(0.5)  # the other tick reads its budget meanwhile, unless it must wait
+        return room
+
+    monkeypatch.setattr(pacing, "budget", budget_then_linger)
+    claimed: list[Claim] = []
+    ticks = [threading.Thread(target=tick, args=(factory, settings, claimed.append)) for _ in "ab"]
+    for t in ticks:
+        t.start()
+    for t in ticks:
+        t.join()
+    assert len(claimed) == 9
+
+
+def test_owners_are_judged_only_after_ticks_ran_long_enough(settings, book) -> None:
+    """After an outage every heartbeat is old at once; a live owner must get the time to beat
+    again before its claim may be taken."""
+    stream, owner = book(), uuid.uuid4()
+    _due(settings, [stream])
+    factory = get_sessionmaker(settings.database_url)
+    with factory.begin() as s:
+        now = db_now(s)
+        old = now - timedelta(seconds=60)
+        s.add(WorkerHeartbeat(id=owner, hostname="h", pid=1, beat_at=old))
+        (claim,) = claims.claim_due(s, now, lookahead=0, lease=60, batch=1)
+        claims.confirm_claim(s, stream.id, claim.token, now, lease=60, owner=owner)
+        # The last tick was a minute ago: the database (or every beat) was away.
+        s.add(DispatcherHeartbeat(name="dispatch", last_tick_at=old, running_since=old))
+    assert tick(factory, settings, lambda c: None).reaped == 0
+    with factory.begin() as s:  # ticks have now run without a gap for longer than the timeout
+        since = db_now(s) - timedelta(seconds=settings.owner_timeout + 1)
+        s.execute(update(DispatcherHeartbeat).values(running_since=since))
+    assert tick(factory, settings, lambda c: None).reaped == 1

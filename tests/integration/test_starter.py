@@ -15,6 +15,7 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from worker import claims
 from worker.crypto import cipher_for
+from worker.errors import NotDueYet
 from worker.realtimekit import RealtimeKitClient
 from worker.settings import Secret
 from worker.starter import Starter
@@ -24,7 +25,9 @@ S = ScheduledStream
 
 @pytest.fixture
 def starter(settings, fake_api, rtk_client) -> Starter:
-    return Starter(get_sessionmaker(settings.database_url), settings, rtk_client())
+    return Starter(
+        get_sessionmaker(settings.database_url), settings, rtk_client(), owner=uuid.uuid4()
+    )
 
 
 def run_with_answers(
@@ -36,7 +39,7 @@ def run_with_answers(
         token=Secret("t"),
         transport=httpx.MockTransport(handler),
     )
-    starter = Starter(get_sessionmaker(settings.database_url), settings, client)
+    starter = Starter(get_sessionmaker(settings.database_url), settings, client, owner=uuid.uuid4())
     return starter.run(stream_id, claim(settings, stream_id))
 
 
@@ -167,3 +170,36 @@ def test_another_callers_older_livestream_is_not_adopted(settings, starter, book
     got = row(settings, stream.id)
     assert "not adopting another caller's livestream" in got.last_error
     assert len(fake_api.created[meeting]) == 1
+
+
+def test_a_run_before_its_instant_by_the_database_clock_does_nothing(
+    settings, starter, book, fake_api
+) -> None:
+    """A worker whose clock runs 30 s ahead gets its ETA 30 s early: no call, nothing changed."""
+    stream = book()
+    make_due(settings.database_url, stream.id, at=timedelta(seconds=30))
+    with get_sessionmaker(settings.database_url).begin() as s:
+        (early,) = claims.claim_due(s, db_now(s), lookahead=40, lease=60, batch=1)
+    with pytest.raises(NotDueYet) as waited:
+        starter.run(stream.id, early.token)
+    assert 25 < waited.value.seconds <= 30
+    got = row(settings, stream.id)
+    assert got.state == StreamState.STARTING and got.claim_token == early.token
+    assert got.attempts == 0 and fake_api.requests == []
+
+
+def test_a_429_on_the_reconcile_pauses_every_start(settings, starter, book, fake_api) -> None:
+    stream = book()
+    meeting = str(stream.meeting_id)
+    fake_api.script("start", 503, meeting_id=meeting)
+    assert starter.run(stream.id, claim(settings, stream.id)) == "retrying"
+    fake_api.script("active", {"status": 429, "retry_after": "30"}, meeting_id=meeting)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        s.execute(update(S).where(S.id == stream.id).values(due_at=db_now(s)))
+    with get_sessionmaker(settings.database_url).begin() as s:
+        (again,) = claims.claim_due(s, db_now(s), lookahead=0, lease=60, batch=1)
+    assert starter.run(stream.id, again.token) == "retrying"
+    assert outcomes(settings, stream.id) == [("start", "ambiguous"), ("reconcile", "retryable")]
+    with get_sessionmaker(settings.database_url)() as s:
+        (pause,) = s.scalars(select(UpstreamPause)).all()
+        assert pause.paused_until >= db_now(s) + timedelta(seconds=25)

@@ -121,10 +121,20 @@ PAUSED_UNTIL = s(30)
 )  # fmt: skip
 def test_before_call(now, attempts, last_error, paused, unclear, expected) -> None:
     got = policy.before_call(
-        now=now, deadline=DEADLINE, attempts=attempts, last_error=last_error,
+        now=now, due_at=NOW, deadline=DEADLINE, attempts=attempts, last_error=last_error,
         paused_until=paused, unclear=unclear,
     )  # fmt: skip
     assert got == expected
+
+
+def test_before_call_waits_for_the_due_instant_by_the_database_clock() -> None:
+    """A worker whose clock runs ahead gets its ETA early: it must not start before the instant."""
+    due = NOW + timedelta(seconds=2)
+    got = policy.before_call(
+        now=NOW, due_at=due, deadline=DEADLINE, attempts=0, last_error=None,
+        paused_until=PAUSED_UNTIL, unclear=True,
+    )  # fmt: skip
+    assert got == Decision(Next.WAIT, retry_at=due)
 
 
 FIRST_UNCLEAR = NOW - timedelta(minutes=1)
