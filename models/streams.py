@@ -49,6 +49,7 @@ class AttemptOutcome(enum.StrEnum):
     RETRYABLE = "retryable"  # nothing was created; try again later
     FATAL = "fatal"  # refused for good
     AMBIGUOUS = "ambiguous"  # may have been created; reconcile before sending again
+    FETCHED = "fetched"  # a fetch_key call returned the livestream's stream key
 
 
 class AttemptAction(enum.StrEnum):

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from worker import runtime
 
@@ -46,6 +46,8 @@ for _name in ("celery.worker.strategy", "celery.app.trace", "celery.beat"):
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+# A worker without an API token or a usable stream-key key refuses to start.
+worker_init.connect(runtime.refuse_to_start, weak=False)
 # A prefork child must not reuse the parent's pooled database connections or HTTP sockets.
 worker_process_init.connect(runtime.init_process, weak=False)
 worker_process_shutdown.connect(runtime.shutdown_process, weak=False)

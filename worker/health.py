@@ -24,6 +24,7 @@ class Health:
     last_tick_at: datetime | None
     oldest_overdue: ScheduledStream | None
     stuck: int  # rows `starting` whose lease ran out longer ago than the stale limit
+    starting_past_deadline: int  # rows `starting` although their start deadline has passed
     problems: list[str]
 
     @property
@@ -52,6 +53,7 @@ class Health:
                 "overdue_seconds": round((self.now - overdue.due_at).total_seconds(), 3),
             },
             "stuck_starting": self.stuck,
+            "starting_past_deadline": self.starting_past_deadline,
         }
 
 
@@ -77,6 +79,16 @@ def check(session: Session, settings: Settings) -> Health:
         )
         or 0
     )
+    # A run may reconcile past the deadline, but only for the length of one call: a row that
+    # stays `starting` that long after its deadline is not being finished by anyone.
+    past_deadline = (
+        session.scalar(
+            select(func.count()).where(
+                S.state == StreamState.STARTING.value, S.start_deadline < now - stale
+            )
+        )
+        or 0
+    )
     problems = []
     if tick is None:
         problems.append(
@@ -90,7 +102,9 @@ def check(session: Session, settings: Settings) -> Health:
         problems.append(f"booking {overdue.id} is {late:.0f} s overdue and not claimed")
     if stuck:
         problems.append(f"{stuck} booking(s) stuck in starting past their lease")
-    return Health(now, counts, tick, overdue, stuck, problems)
+    if past_deadline:
+        problems.append(f"{past_deadline} booking(s) still starting past their start deadline")
+    return Health(now, counts, tick, overdue, stuck, past_deadline, problems)
 
 
 def render(health: Health) -> str:

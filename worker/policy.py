@@ -55,6 +55,11 @@ ADOPT_SKEW = timedelta(minutes=5)
 # than this (or the backoff floor, if longer) after the call.
 RECONCILE_SOON = 1.0
 MAX_ERROR_TEXT = 500
+_REFUSED = {
+    AttemptAction.START: "refused by the API",
+    AttemptAction.RECONCILE: "could not check for a livestream",
+    AttemptAction.FETCH_KEY: "could not fetch the livestream's stream key",
+}
 
 
 @dataclass(frozen=True)
@@ -234,17 +239,14 @@ def after_error(
 
     A start is retried until ``deadline``; an unclear one is reconciled even after it. A
     reconcile is a GET, safe to repeat: retried past the deadline, but never more than one
-    more ``window`` past it, so that every booking ends with a reason.
+    more ``window`` past it, so that every booking ends with a reason. A stream-key fetch is
+    retried until ``deadline``, keeping the livestream it is for.
     """
     text = error_text(error)
     pause = _pause(error, now, backoff)
     if isinstance(error, FinalError):
-        what = (
-            "refused by the API"
-            if action is AttemptAction.START
-            else ("could not check for a livestream")
-        )
-        return Decision(Next.FAIL, AttemptOutcome.FATAL, reason=f"{what}: {text}")
+        reason = f"{_REFUSED[action]}: {text}"
+        return Decision(Next.FAIL, AttemptOutcome.FATAL, reason=reason, pause_until=pause)
     retry_after = error.retry_after if isinstance(error, RetryableError) else None
     if action is AttemptAction.RECONCILE:
         limit = deadline + timedelta(seconds=window)

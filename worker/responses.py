@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -55,6 +55,19 @@ class Livestream:
     meeting_id: str | None = None
     created_at: datetime | None = None
     call: CallInfo | None = field(default=None, compare=False)
+
+    def with_key_of(self, other: Livestream) -> Livestream:
+        """This livestream with the stream key (and any URL it lacks) of ``other``, when
+        ``other`` is the same livestream with a key; else unchanged: a key for another
+        livestream is worse than none."""
+        if other.id != self.id or other.stream_key is None:
+            return self
+        return replace(
+            self,
+            stream_key=other.stream_key,
+            ingest_server=self.ingest_server or other.ingest_server,
+            playback_url=self.playback_url or other.playback_url,
+        )
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -11,12 +11,15 @@ Tests build a runtime around their own settings and client and ``install`` it.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import get_sessionmaker
+from worker.crypto import cipher_for
+from worker.errors import LivestreamsError
 from worker.heartbeat import Heartbeat
 from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
@@ -91,6 +94,25 @@ def install(runtime: Runtime | None) -> None:
         if _current is not None and _current is not runtime:
             _current.close()
         _current = runtime
+
+
+def check_worker(settings: Settings) -> None:
+    """What a worker needs before it takes any claim, checked at start-up.
+
+    Without them every start would fail after its call (no key to encrypt the stream key
+    with) or before its deadline logic (no token), and rows would loop between workers.
+    """
+    settings.require_token()
+    cipher_for(settings, create=True)
+
+
+def refuse_to_start(**_: Any) -> None:
+    """``worker_init``: stop the worker at once, in one line naming the variable."""
+    try:
+        check_worker(Settings.from_env())
+    except LivestreamsError as exc:
+        print(f"livestreams: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None  # Celery's signal dispatch swallows an Exception
 
 
 def shutdown_process(**_: Any) -> None:

@@ -12,8 +12,9 @@ In the plain case (claim held, deadline ahead, no unclear earlier call, token no
 check and step 1 are one conditional UPDATE and one INSERT in one transaction, so a start costs
 two transactions and six statements; anything else takes the longer path that looks closer.
 
-What to do at each step is decided in ``worker.policy``; the SQL is in ``worker.claims`` (the
-booking row) and ``worker.attempts`` (the attempt rows). This module only carries it out.
+What to do at each step is decided in ``worker.policy``; ``worker.recorder`` writes it down,
+with the SQL of ``worker.claims`` and ``worker.transitions`` (the booking row) and
+``worker.attempts`` (the attempt rows). This module is the flow between them.
 """
 
 from __future__ import annotations
@@ -22,27 +23,25 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
-from models.db import db_now, write_with_retries
-from worker import attempts, claims, pacing, policy, transitions
-from worker.backoff import Backoff
-from worker.crypto import StreamKeyCipher, cipher_for
-from worker.errors import NotDueYet, UpstreamError
+from models.db import db_now
+from worker import attempts, claims, pacing, policy
+from worker.errors import AmbiguousError, NotDueYet, UpstreamError
 from worker.policy import Decision, Next
 from worker.realtimekit import Livestream, RealtimeKitClient
+from worker.recorder import Recorder
 from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Writing a result is retried this many times before the lease and the reconcile step are
-# left to recover it: after a 201 the result must not be lost to a passing connection error.
-RESULT_WRITE_TRIES = 5
+T = TypeVar("T")
 
 
 class Starter:
@@ -58,29 +57,56 @@ class Starter:
         rand: random.Random | None = None,
     ) -> None:
         self.factory = factory
-        self.owner = owner  # this process's heartbeat id: named on every claim it confirms
         self.settings = settings
         self.client = client
-        self.rand = rand or random.Random()
-        self.token_key = pacing.token_hash(settings.api_token)
-        self.backoff = Backoff(settings.backoff_base, settings.backoff_cap, settings.backoff_floor)
-        self._stream_key_cipher: StreamKeyCipher | None = None
+        self.owner = owner  # this process's heartbeat id: named on every claim it confirms
+        self.record = Recorder(factory, settings, owner=owner, rand=rand or random.Random())
 
     def run(self, stream_id: uuid.UUID, token: uuid.UUID) -> RunResult:
         """Do what the claim asks, if it is still this one."""
         plain = self._begin_plain_start(stream_id, token)
         if plain is not None:
-            return self._call_start(*plain)
+            return self._guarded(*plain, AttemptAction.START, self._call_start)
         begun = self._begin(stream_id, token)
         if isinstance(begun, RunResult):
             return begun
         job, step = begun
         if step is Next.RECONCILE:
-            ended = self._reconcile(job)
+            number = self.record.write_ahead(job, AttemptAction.RECONCILE)
+            if number is None:
+                return RunResult.STALE
+            ended = self._guarded(job, number, AttemptAction.RECONCILE, self._reconcile)
             if ended is not None:
                 return ended
-        number = self._write_ahead(job, AttemptAction.START)
-        return RunResult.STALE if number is None else self._call_start(job, number)
+        number = self.record.write_ahead(job, AttemptAction.START)
+        if number is None:
+            return RunResult.STALE
+        return self._guarded(job, number, AttemptAction.START, self._call_start)
+
+    def _guarded(
+        self, job: Job, number: int, action: AttemptAction, step: Callable[[Job, int], T]
+    ) -> T | RunResult:
+        """Run the step of call ``number``, whose attempt row is written: whatever goes wrong
+        in it ends the run in a defined state, never in a claim that loops between workers.
+
+        A database error is left to the task (it runs again, and the claim's owner or lease
+        recovers the row). Anything else may have come after the request left: the call is
+        unclear, so it is reconciled before any other, within the policy's limits.
+        """
+        started = time.monotonic()
+        try:
+            return step(job, number)
+        except (OperationalError, NotDueYet):
+            raise
+        except Exception as exc:
+            log.exception(
+                "booking %s: unexpected %s during its %s call", job.stream_id,
+                type(exc).__name__, action.value,
+                extra={"action": "start_crashed", "stream_id": str(job.stream_id)},
+            )  # fmt: skip
+            # Only the type: an exception's text is not known to be free of secrets.
+            error = AmbiguousError(f"{action.value}: unexpected {type(exc).__name__} in the worker")
+            return self.record.settle(job, number, action, error, started)
 
     def _begin_plain_start(self, stream_id: uuid.UUID, token: uuid.UUID) -> tuple[Job, int] | None:
         """Claim check and write-ahead together when nothing needs a closer look, else None."""
@@ -88,7 +114,7 @@ class Starter:
             now = db_now(session)
             confirmed = claims.confirm_plain_start(
                 session, stream_id, token, now,
-                lease=self.settings.lease, owner=self.owner, token_key=self.token_key,
+                lease=self.settings.lease, owner=self.owner, token_key=self.record.token_key,
             )  # fmt: skip
             if confirmed is None:
                 return None
@@ -114,7 +140,7 @@ class Starter:
                 deadline=row.start_deadline,
                 attempts=row.attempts,
                 last_error=row.last_error,
-                paused_until=pacing.paused_until(session, self.token_key, now),
+                paused_until=pacing.paused_until(session, self.record.token_key, now),
                 unclear=unclear is not None,
             )
             if decision.next in (Next.START, Next.RECONCILE):
@@ -122,21 +148,18 @@ class Starter:
             if decision.next is Next.WAIT:
                 assert decision.retry_at is not None
                 raise NotDueYet((decision.retry_at - now).total_seconds())
-            self._end(session, now, job, decision)
+            self.record.end(session, now, job, decision)
         if decision.next is Next.RETRY:
             return RunResult.PAUSED
         return ENDED[decision.next]
 
-    def _reconcile(self, job: Job) -> RunResult | None:
+    def _reconcile(self, job: Job, number: int) -> RunResult | None:
         """Did an unclear call create a livestream? None: it did not, and a start may follow."""
-        number = self._write_ahead(job, AttemptAction.RECONCILE)
-        if number is None:
-            return RunResult.STALE
         started = time.monotonic()
         try:
             found = self.client.get_active_livestream(job.account_id, job.app_id, job.meeting_id)
         except UpstreamError as exc:
-            return self._settle(job, number, AttemptAction.RECONCILE, exc, started)
+            return self.record.settle(job, number, AttemptAction.RECONCILE, exc, started)
         duration = time.monotonic() - started
         first_unclear = job.first_unclear
         assert first_unclear is not None  # only an unclear call is reconciled
@@ -152,13 +175,13 @@ class Starter:
                 session, job.stream_id, number, now, decision.outcome, duration=duration
             )
             if decision.next is not Next.START:
-                self._end(session, now, job, decision)
+                self.record.end(session, now, job, decision)
             return decision
 
-        decision = write_with_retries(self.factory, write, RESULT_WRITE_TRIES)
+        decision = self.record.write(write)
         if decision.next is Next.STORE and found is not None:
             return self._store(job, number, found, AttemptOutcome.ADOPTED, duration)
-        return None if decision.next is Next.START else self._report(job, decision)
+        return None if decision.next is Next.START else self.record.report(job, decision)
 
     def _call_start(self, job: Job, number: int) -> RunResult:
         """The start call, whose attempt row is already written, and its result."""
@@ -169,137 +192,44 @@ class Starter:
                 name=job.name, width=job.width, height=job.height,
             )  # fmt: skip
         except UpstreamError as exc:
-            return self._settle(job, number, AttemptAction.START, exc, started)
+            return self.record.settle(job, number, AttemptAction.START, exc, started)
         return self._store(job, number, result, AttemptOutcome.STARTED, time.monotonic() - started)
-
-    # -- writes --------------------------------------------------------------------------------
-
-    def _write_ahead(self, job: Job, action: AttemptAction) -> int | None:
-        """Confirm the claim for one call and write its attempt row; None if the claim is gone."""
-        with self.factory.begin() as session:
-            now = db_now(session)
-            confirmed = claims.confirm_claim(
-                session, job.stream_id, job.token, now, lease=self.settings.lease, owner=self.owner
-            )
-            if confirmed is None:
-                return None
-            number, job.token = confirmed
-            if action is AttemptAction.RECONCILE:
-                attempts.mark_orphaned(session, job.stream_id, number, now)
-            attempts.insert_attempt(session, job.stream_id, number, action, job.token, now)
-        return number
-
-    def _settle(
-        self, job: Job, number: int, action: AttemptAction, error: UpstreamError, started: float
-    ) -> RunResult:
-        """Close a call that raised ``error`` and do what the policy decides."""
-        duration = time.monotonic() - started
-
-        def write(session: Session, now: datetime) -> Decision:
-            decision = policy.after_error(
-                action, error, attempts=number, now=now, deadline=job.deadline,
-                window=self.settings.start_window, backoff=self.backoff, rand=self.rand,
-            )  # fmt: skip
-            if decision.pause_until is not None:
-                pacing.pause(session, self.token_key, decision.pause_until)
-            assert decision.outcome is not None
-            attempts.finish_attempt(
-                session, job.stream_id, number, now, decision.outcome,
-                error=error, error_message=policy.error_text(error), duration=duration,
-            )  # fmt: skip
-            self._end(session, now, job, decision)
-            return decision
-
-        return self._report(job, write_with_retries(self.factory, write, RESULT_WRITE_TRIES))
-
-    def _end(self, session: Session, now: datetime, job: Job, decision: Decision) -> bool:
-        """The booking's transition for a decision that ends the run without a livestream."""
-        stream_id, token = job.stream_id, job.token
-        if decision.next is Next.RETRY:
-            assert decision.retry_at is not None
-            return transitions.finish_retrying(
-                session, stream_id, token, now, decision.retry_at, decision.reason
-            )
-        if decision.next is Next.MISS:
-            return transitions.finish_missed(session, stream_id, token, now, decision.reason)
-        return transitions.finish_failed(session, stream_id, token, now, decision.reason)
-
-    def _report(self, job: Job, decision: Decision) -> RunResult:
-        extra = {"stream_id": str(job.stream_id)}
-        if decision.next is Next.RETRY:
-            assert decision.retry_at is not None and decision.outcome is not None
-            log.info(
-                "booking %s: %s (%s); retry at %s", job.stream_id, decision.outcome.value,
-                decision.reason, decision.retry_at.isoformat(),
-                extra={"action": "stream_retry", **extra},
-            )  # fmt: skip
-        else:
-            log.warning(
-                "booking %s failed: %s", job.stream_id, decision.reason,
-                extra={"action": "stream_failed", **extra},
-            )  # fmt: skip
-        return ENDED[decision.next]
 
     def _store(
         self, job: Job, number: int, found: Livestream, outcome: AttemptOutcome, duration: float
     ) -> RunResult:
-        """Store the livestream a call returned: the booking is started, or failed if keyless."""
-        if found.stream_key is None:
-            found = self._with_key(job, found)
-        decision = policy.after_livestream(found)
-        key = found.stream_key
-        ciphertext = self._cipher().encrypt(key) if key is not None else None
+        """Store the livestream a call returned: the booking is started. Without a stream key
+        (an adopted livestream's answer has none) the key is fetched first, as a call of its
+        own: written ahead, counted by the rate budget, retried until the deadline."""
 
-        def write(session: Session, now: datetime) -> bool:
+        def close(session: Session, now: datetime) -> None:
             attempts.finish_attempt(
                 session, job.stream_id, number, now, outcome,
                 duration=duration, livestream_id=found.id, call=found.call,
             )  # fmt: skip
-            if decision.state is StreamState.STARTED and ciphertext is not None:
-                return transitions.finish_started(
-                    session, job.stream_id, job.token, now, found, ciphertext
-                )
-            return transitions.finish_failed(
-                session, job.stream_id, job.token, now, decision.reason, livestream=found
-            )
 
-        extra = {"stream_id": str(job.stream_id)}
-        if write_with_retries(self.factory, write, RESULT_WRITE_TRIES):
-            log.info(
-                "livestream %s for booking %s (%s)", found.id, job.stream_id, outcome.value,
-                extra={"action": "stream_started", **extra},
-            )  # fmt: skip
-            return RunResult(outcome.value)
-        log.warning(
-            "livestream %s was created but the claim on %s was lost; the next claim adopts it",
-            found.id, job.stream_id, extra={"action": "claim_lost", **extra},
-        )  # fmt: skip
-        return RunResult.CLAIM_LOST
+        if found.stream_key is not None:
+            return self.record.finish_store(job, found, RunResult(outcome.value), close)
+        fetch = self.record.write_ahead(job, AttemptAction.FETCH_KEY, close=close)
+        if fetch is None:
+            return self.record.claim_lost(job, found)
 
-    def _cipher(self) -> StreamKeyCipher:
-        if self._stream_key_cipher is None:
-            self._stream_key_cipher = cipher_for(self.settings, create=True)
-        return self._stream_key_cipher
+        def call(job: Job, number: int) -> RunResult:
+            started = time.monotonic()
+            try:
+                full = self.client.get_livestream(job.account_id, job.app_id, found.id)
+            except UpstreamError as exc:
+                return self.record.settle(job, number, AttemptAction.FETCH_KEY, exc, started, found)
+            keyed, took = found.with_key_of(full), time.monotonic() - started
 
-    def _with_key(self, job: Job, found: Livestream) -> Livestream:
-        """The livestream with its stream key, asked for by id when the first answer lacked it.
+            def close_fetch(session: Session, now: datetime) -> None:
+                attempts.finish_attempt(
+                    session, job.stream_id, number, now,
+                    AttemptOutcome.FETCHED if keyed.stream_key else AttemptOutcome.FATAL,
+                    error_message=None if keyed.stream_key else "no stream key in the answer",
+                    duration=took, livestream_id=found.id, call=full.call,
+                )  # fmt: skip
 
-        An adopted livestream comes from the active-livestream answer, whose published example
-        has no key. A failure here leaves the key missing; it is never a reason to start again.
-        """
-        try:
-            full = self.client.get_livestream(job.account_id, job.app_id, found.id)
-        except UpstreamError as exc:
-            log.warning(
-                "could not fetch the stream key of livestream %s: %s", found.id, exc,
-                extra={"action": "stream_key_fetch_failed", "stream_id": str(job.stream_id)},
-            )  # fmt: skip
-            return found
-        if full.stream_key is None or full.id != found.id:
-            return found  # a key for another livestream is worse than none
-        return replace(
-            found,
-            stream_key=full.stream_key,
-            ingest_server=found.ingest_server or full.ingest_server,
-            playback_url=found.playback_url or full.playback_url,
-        )
+            return self.record.finish_store(job, keyed, RunResult(outcome.value), close_fetch)
+
+        return self._guarded(job, fetch, AttemptAction.FETCH_KEY, call)

@@ -72,15 +72,18 @@ def finish_retrying(
     now: datetime,
     due_at: datetime,
     reason: str,
+    livestream: Livestream | None = None,
 ) -> bool:
     """``retrying``, due again at ``due_at``. True if written.
 
     The claim is released: the next tick at or after ``due_at`` claims the row afresh, so a
-    retry survives a killed worker or a flushed broker (no task waits for it).
+    retry survives a killed worker or a flushed broker (no task waits for it). With
+    ``livestream``: one exists whose stream key could not be fetched yet; ops see it meanwhile.
     """
+    columns = _livestream_columns(livestream) if livestream is not None else {}
     return _finish(
         session, stream_id, token, now,
-        state=StreamState.RETRYING.value, due_at=due_at, last_error=reason,
+        state=StreamState.RETRYING.value, due_at=due_at, last_error=reason, **columns,
     )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Claim owners and worker heartbeats (recovery in seconds), and fetch_key attempts.
+"""Claim owners and worker heartbeats (recovery in seconds); fetch_key attempts and outcome.
 
 Revision ID: 0003
 Revises: 0001
@@ -17,6 +17,9 @@ depends_on: str | Sequence[str] | None = None
 
 OLD_ACTIONS = "action IN ('start', 'reconcile')"
 NEW_ACTIONS = "action IN ('start', 'reconcile', 'fetch_key')"
+_OUTCOMES = "'started', 'adopted', 'absent', 'retryable', 'fatal', 'ambiguous'"
+OLD_OUTCOMES = f"outcome IS NULL OR outcome IN ({_OUTCOMES})"
+NEW_OUTCOMES = f"outcome IS NULL OR outcome IN ({_OUTCOMES}, 'fetched')"
 
 
 def upgrade() -> None:
@@ -38,6 +41,8 @@ def upgrade() -> None:
     with op.batch_alter_table("start_attempts", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_start_attempts_action"), type_="check")
         batch_op.create_check_constraint(op.f("ck_start_attempts_action"), NEW_ACTIONS)
+        batch_op.drop_constraint(op.f("ck_start_attempts_outcome"), type_="check")
+        batch_op.create_check_constraint(op.f("ck_start_attempts_outcome"), NEW_OUTCOMES)
 
 
 def downgrade() -> None:
@@ -46,6 +51,8 @@ def downgrade() -> None:
     with op.batch_alter_table("start_attempts", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_start_attempts_action"), type_="check")
         batch_op.create_check_constraint(op.f("ck_start_attempts_action"), OLD_ACTIONS)
+        batch_op.drop_constraint(op.f("ck_start_attempts_outcome"), type_="check")
+        batch_op.create_check_constraint(op.f("ck_start_attempts_outcome"), OLD_OUTCOMES)
 
     with op.batch_alter_table("scheduled_streams", schema=None) as batch_op:
         batch_op.drop_column("reclaims")

@@ -57,3 +57,25 @@ def test_an_overdue_unclaimed_row_is_unhealthy_and_named(env, settings, book) ->
     assert code == 1
     assert data["oldest_overdue"]["id"] == str(stream.id)
     assert str(stream.id) in data["problems"][0]
+
+
+def test_a_row_still_starting_past_its_deadline_is_unhealthy(env, settings, book) -> None:
+    """A run that can never finish (a worker that raises before its deadline logic) leaves the
+    row `starting`; the health check must not call that healthy."""
+    stream = book()
+    tick(get_sessionmaker(settings.database_url), settings, lambda c: None)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        now = db_now(s)
+        s.execute(
+            update(ScheduledStream)
+            .where(ScheduledStream.id == stream.id)
+            .values(
+                state="starting",
+                due_at=now,
+                start_deadline=now - timedelta(minutes=5),
+                lease_expires_at=now + timedelta(seconds=30),
+            )
+        )
+    code, data = status()
+    assert code == 1 and data["starting_past_deadline"] == 1
+    assert "1 booking(s) still starting past their start deadline" in data["problems"]

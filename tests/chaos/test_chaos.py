@@ -1,16 +1,20 @@
 """The chaos run: real processes, injected faults, and every booking started once.
 
-Two beats (both ticking) and four Celery workers on PostgreSQL and a Redis server of this
+Two beats (both ticking) and three Celery workers on PostgreSQL and a Redis server of this
 test's own, against the fake RealtimeKit injecting about 10 % 5xx, 5 % 429 with retry-after,
-2 % create-then-hang, 1 % create-then-drop and latency jitter. More than 1,000 bookings fall due
-over about a minute, some in bursts at one instant, while the run
+3 % create-then-hang, 2 % create-then-drop and latency jitter (the faults of the independent
+run that measured the lease's 72 s tail). 300 bookings fall due over 30 s, 50 of them at one
+instant, while the run
 - SIGKILLs a random worker (with its pool) every few seconds and starts a replacement;
 - restarts Redis once, losing everything in it;
 - makes PostgreSQL refuse connections for about 5 s (and cuts the open ones).
 
 Afterwards every booking is terminal; no meeting got a second livestream; every ``started``
 row holds exactly the livestream the fake created for it; no row is left ``starting``; every
-attempt has an outcome. One summary line is printed. A booking counts as *lost* unless it
+attempt has an outcome; every kind of fault, kill and outage really happened (a broken
+injector must not pass green). One summary line is printed, with the start lateness and how
+long after the last booked instant the last booking ended: the speed goals (p99 <= 15 s, all
+ended within 60 s) are figures to read, not assertions. A booking counts as *lost* unless it
 ended ``started`` with its livestream: the fake never refuses for good, so a failed or missed
 booking is the product's loss, not the upstream's.
 
@@ -46,16 +50,16 @@ from worker.crypto import cipher_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-WORKERS = 4
+WORKERS = 3
 BEATS = 2
-SPREAD = 60.0  # seconds over which the bookings fall due
-SPREAD_BOOKINGS = 650
-BURSTS, BURST_SIZE = 4, 100  # bookings due at one and the same instant
-LEAD = 15.0  # seconds from booking to the first due instant: room to book them all
+SPREAD = 30.0  # seconds over which the bookings fall due
+SPREAD_BOOKINGS = 250
+BURSTS, BURST_SIZE = 1, 50  # bookings due at one and the same instant
+LEAD = 10.0  # seconds from booking to the first due instant: room to book them all
 KILL_EVERY = (3.0, 6.0)
 OUTAGE = 5.0  # seconds PostgreSQL refuses connections
-DRAIN = 200.0  # seconds after the last due instant for every booking to end (p99 was ~80 s)
-FAULTS = {"5xx": 0.10, "429": 0.05, "hang": 0.02, "drop": 0.01}
+DRAIN = 150.0  # the longest wait after the last due instant for every booking to end
+FAULTS = {"5xx": 0.10, "429": 0.05, "hang": 0.03, "drop": 0.02}
 TERMINAL = [s.value for s in (StreamState.STARTED, StreamState.FAILED, StreamState.MISSED)]
 EARLY_SLACK = 0.05  # seconds: the fake and the database read the same host clock
 FAULT_RESPONSES = {"500", "502", "503", "504", "429", "hang", "drop"}
@@ -123,8 +127,8 @@ class Chaos:
         while at < start + SPREAD + 2.0:
             at += self.rng.uniform(*KILL_EVERY)
             events.append((at, "kill", self.kill_a_worker))
-        events.append((start + self.rng.uniform(15, 25), "redis", self.restart_redis))
-        outage = start + self.rng.uniform(35, 45)
+        events.append((start + self.rng.uniform(6, 12), "redis", self.restart_redis))
+        outage = start + self.rng.uniform(17, 23)
         events.append((outage, "refuse", self.refuse_db))
         events.append((outage + OUTAGE, "allow", self.allow_db))
         return sorted(events, key=lambda e: e[0])
@@ -213,18 +217,26 @@ def test_chaos(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) ->
                 action()
         finally:
             allow_connections(database)  # never leave the database closed, whatever failed
+        last_due = max(r.scheduled_at for r in streams)
         try:
-            wait_until(lambda: unfinished(url) == 0, DRAIN, "every booking to end", interval=1)
+            wait_until(lambda: unfinished(url) == 0, DRAIN, "every booking to end", interval=0.5)
         except TimeoutError:
             print("\n".join(chaos.log))
             print(pipeline.celery.logs())
             raise
         beat_logs = [pipeline.celery.log(f"beat-{i}").read_text() for i in (1, 2)]
         report = Report.collect(pipeline, streams)
+        ended_after = (report.last_ended() - last_due).total_seconds()
 
     with capsys.disabled():
-        print(report.line(chaos.kills), flush=True)
-    assert chaos.kills >= 10 and any("redis" in e for e in chaos.log)
+        print(report.line(chaos.kills, ended_after), flush=True)
+    # Every kind of breakage happened: a broken injector or schedule must not pass green.
+    assert chaos.kills >= 4, chaos.log
+    for what in ("restarted redis", "refuses connections", "accepts connections again"):
+        assert any(what in e for e in chaos.log), (what, chaos.log)
+    injected = report.responses
+    assert injected["429"] and injected["hang"] and injected["drop"], injected
+    assert sum(injected[s] for s in ("500", "502", "503", "504")), injected
     for text in beat_logs:  # both beats kept ticking
         assert text.count("Sending due task") >= 30, text[-2000:]
     report.check()
@@ -292,7 +304,11 @@ class Report:
             if str(r.meeting_id) in self.first_start
         ]
 
-    def line(self, kills: int) -> str:
+    def last_ended(self) -> datetime:
+        """When the last booking reached its final state (its row was last written)."""
+        return max(r.updated_at for r in self.rows)
+
+    def line(self, kills: int, ended_after: float) -> str:
         late = self.lateness()
         faults = {k: v for k, v in self.responses.items() if k in FAULT_RESPONSES}
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(faults.items()))
@@ -303,7 +319,8 @@ class Report:
             f" {sum(faults.values())} faults injected ({kinds}),"
             f" {self.double_starts} double starts, {len(self.lost)} lost bookings,"
             f" start lateness p50 {percentile(late, 0.5):.3f} s p99 {percentile(late, 0.99):.3f} s"
-            f" (min {min(late, default=0):.3f} s, max {max(late, default=0):.3f} s)"
+            f" (min {min(late, default=0):.3f} s, max {max(late, default=0):.3f} s),"
+            f" all ended {ended_after:.1f} s after the last booked instant"
         )
 
     def check(self) -> None:

@@ -247,7 +247,8 @@ def first_state(answer: Answer, settings: Settings, deadline: datetime, seed: in
     if outcome.kind == "started":
         assert outcome.livestream is not None
         if outcome.livestream.stream_key is None:
-            return {"started", "failed"}  # the key is asked for by id: the next answer decides
+            # The key is asked for by id: the next answer decides (retried if it is unclear).
+            return {"started", "failed", "retrying"}
         state = policy.after_livestream(outcome.livestream).state
         assert state is not None
         return {state.value}

@@ -123,7 +123,8 @@ def test_no_stream_key_anywhere_is_failed_with_the_livestream_kept(settings, boo
     got = row(settings, stream.id)
     assert got.state == StreamState.FAILED and got.livestream_id == "ls-2"
     assert "no stream key" in got.last_error and got.started_at is None
-    assert outcomes(settings, stream.id) == [("start", "started")]
+    # The key was asked for by id, as a call of its own: the answer had none.
+    assert outcomes(settings, stream.id) == [("start", "started"), ("fetch_key", "fatal")]
 
 
 def test_unclear_past_the_deadline_is_reconciled_before_failing(
@@ -203,3 +204,58 @@ def test_a_429_on_the_reconcile_pauses_every_start(settings, starter, book, fake
     with get_sessionmaker(settings.database_url)() as s:
         (pause,) = s.scalars(select(UpstreamPause)).all()
         assert pause.paused_until >= db_now(s) + timedelta(seconds=25)
+
+
+def test_an_unexpected_error_after_the_attempt_was_written_ends_the_run(settings, book) -> None:
+    """Not a lease loop: the call may have left, so it is unclear, retried after a reconcile."""
+    stream = book()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise ValueError("a bug, with text that is never stored: sk-secret")
+
+    assert run_with_answers(settings, stream.id, handler) == "retrying"
+    got = row(settings, stream.id)
+    assert got.state == StreamState.RETRYING and got.claim_token is None
+    assert got.last_error == "start: unexpected ValueError in the worker"
+    assert outcomes(settings, stream.id) == [("start", "ambiguous")]
+
+
+def test_a_passing_error_fetching_an_adopted_key_retries_keeping_the_livestream(
+    settings, book
+) -> None:
+    """504 on the start, the meeting's livestream without a key, then 503 once on its key:
+    retried (the livestream kept on the row meanwhile) until the key comes, never failed."""
+    stream = book()
+    answers = iter(
+        [
+            httpx.Response(504),
+            httpx.Response(200, json={"success": True, "data": {"id": "ls-9"}}),
+            httpx.Response(503),
+            httpx.Response(200, json={"success": True, "data": {"id": "ls-9"}}),
+            httpx.Response(
+                200, json={"success": True, "data": {"id": "ls-9", "stream_key": "sk-9-0123"}}
+            ),
+        ]
+    )
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path.rsplit('/', 1)[-1]}")
+        return next(answers)
+
+    assert run_with_answers(settings, stream.id, handler) == "retrying"
+    assert run_with_answers(settings, stream.id, handler) == "retrying"
+    got = row(settings, stream.id)
+    assert got.state == StreamState.RETRYING and got.livestream_id == "ls-9"
+    assert run_with_answers(settings, stream.id, handler) == "adopted"
+    got = row(settings, stream.id)
+    assert got.state == StreamState.STARTED
+    assert cipher_for(settings).decrypt(got.stream_key_ciphertext).get() == "sk-9-0123"
+    assert sent == [
+        "POST livestreams", "GET active-livestream", "GET ls-9", "GET active-livestream",
+        "GET ls-9",
+    ]  # fmt: skip
+    assert outcomes(settings, stream.id) == [
+        ("start", "ambiguous"), ("reconcile", "adopted"), ("fetch_key", "retryable"),
+        ("reconcile", "adopted"), ("fetch_key", "fetched"),
+    ]  # fmt: skip
