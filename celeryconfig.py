@@ -36,14 +36,20 @@ worker_prefetch_multiplier = 4
 _redis = broker_url.startswith(("redis://", "rediss://", "redis+socket://"))
 broker_transport_options = {"visibility_timeout": 300} if _redis else {}
 
-# A start task makes at most two calls, each renewing its lease; this only stops a wedged task.
-task_time_limit = int(2 * _settings.lease)
+# A start task makes at most three calls (reconcile, start, key fetch), each bounded and each
+# renewing its lease; this only stops a wedged task.
+task_time_limit = int(3 * _settings.lease)
+
+# A tick that waited in the queue longer than this is stale: the next one replaces it. Beat
+# stamps the expiry with its own clock and a worker reads it with its own, so the margin must
+# dwarf any clock skew between hosts (with 5 s, a worker 5 s ahead of beat dropped every
+# tick), while still keeping a stopped worker from finding hours of ticks queued.
+DISPATCH_EXPIRES = max(60.0, 10 * _settings.dispatch_interval)
 
 beat_schedule = {
     "dispatch-due": {
         "task": "livestreams.dispatch_due",
         "schedule": _settings.dispatch_interval,
-        # A tick that waited in the queue longer than this is stale; the next one replaces it.
-        "options": {"expires": max(5.0, 5 * _settings.dispatch_interval)},
+        "options": {"expires": DISPATCH_EXPIRES},
     },
 }
