@@ -211,10 +211,12 @@ def test_chaos(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) ->
             lead = (first - db_now(s)).total_seconds()
         chaos = Chaos(pipeline, server, database, rng)
         events = chaos.schedule(time.monotonic() + lead)
+        begun = time.monotonic() + lead
         try:
             for instant, _, action in events:
                 time.sleep(max(0.0, instant - time.monotonic()))
                 action()
+                chaos.log[-1] = f"{time.monotonic() - begun:+.1f} s {chaos.log[-1]}"
         finally:
             allow_connections(database)  # never leave the database closed, whatever failed
         last_due = max(r.scheduled_at for r in streams)
@@ -230,6 +232,7 @@ def test_chaos(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) ->
 
     with capsys.disabled():
         print(report.line(chaos.kills, ended_after), flush=True)
+        print("\n".join(report.slowest(first, chaos.log)), flush=True)
     # Every kind of breakage happened: a broken injector or schedule must not pass green.
     assert chaos.kills >= 4, chaos.log
     for what in ("restarted redis", "refuses connections", "accepts connections again"):
@@ -303,6 +306,27 @@ class Report:
             for r in self.by_state(StreamState.STARTED)
             if str(r.meeting_id) in self.first_start
         ]
+
+    def late_by(self, row: ScheduledStream) -> float:
+        """Seconds from the booked instant to the first start call the fake received."""
+        return self.first_start.get(str(row.meeting_id), 0.0) - row.scheduled_at.timestamp()
+
+    def slowest(self, first: datetime, events: list[str], count: int = 5) -> list[str]:
+        """The latest starts with their calls, against the run's events: where a tail
+        comes from (times in seconds from the first booked instant)."""
+
+        def at(instant: datetime) -> str:
+            return f"{(instant - first).total_seconds():+.1f}"
+
+        lines = ["chaos events: " + "; ".join(events)]
+        for row in sorted(self.rows, key=self.late_by, reverse=True)[:count]:
+            calls = [a for a in self.attempts if a.stream_id == row.id]
+            lines.append(
+                f"  late {self.late_by(row):.1f} s: due {at(row.scheduled_at)},"
+                f" taken back {row.reclaims}x, calls "
+                + ", ".join(f"{at(a.sent_at)} {a.action} {a.outcome}" for a in calls)
+            )
+        return lines
 
     def last_ended(self) -> datetime:
         """When the last booking reached its final state (its row was last written)."""
