@@ -205,14 +205,17 @@ def before_call(
 
     A run whose worker clock runs ahead of the database's waits for the due instant. An
     unclear earlier start call is reconciled whatever the time: a livestream may exist. A
-    paused token waits with everyone else; that is no attempt, so only the due instant moves.
+    paused token waits with everyone else; that is no attempt, so nothing is recorded but why.
     """
     if now < due_at:
         return Decision(Next.WAIT, retry_at=due_at)
     if paused_until is not None and paused_until > now:
+        # The booking keeps its due instant, and so its place in the queue: the dispatcher
+        # claims nothing while the token is paused, then the oldest first. Moving it to the
+        # pause's end put it behind every booking due meanwhile, again at every pause.
         return Decision(
             Next.RETRY,
-            retry_at=paused_until,
+            retry_at=due_at,
             reason=f"waiting for the API rate limit until {paused_until.isoformat()}",
         )
     if unclear:

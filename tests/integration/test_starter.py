@@ -88,9 +88,12 @@ def test_a_429_pauses_every_start_for_the_token(settings, starter, book, fake_ap
     assert [r.meeting_id for r in fake_api.requests] == [str(first.meeting_id)]
     with get_sessionmaker(settings.database_url)() as s:
         (pause,) = s.scalars(select(UpstreamPause)).all()
+        assert s.get(S, first.id).due_at >= pause.paused_until - timedelta(seconds=1)
+        # The other waits without losing its place in the queue: the dispatcher claims
+        # nothing until the pause ends, then the oldest due first.
+        assert s.get(S, second.id).due_at <= db_now(s)
+        assert "waiting for the API rate limit" in s.get(S, second.id).last_error
         for stream in (first, second):
-            due = s.get(S, stream.id).due_at
-            assert due >= pause.paused_until - timedelta(seconds=1)
             assert s.get(S, stream.id).state == StreamState.RETRYING
 
 

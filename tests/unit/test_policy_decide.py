@@ -113,9 +113,10 @@ PAUSED_UNTIL = s(30)
         (s(3600), 1, None, None, True, Decision(Next.RECONCILE)),
         (s(3600), 0, None, None, False, Decision(Next.MISS, reason="start deadline passed")),
         (s(3600), 2, "start: HTTP 408", None, False, Decision(Next.FAIL, reason="start deadline passed; last error: start: HTTP 408")),
-        # A paused token: wait with everyone else, no call, nothing recorded but the instant.
-        (NOW, 0, None, PAUSED_UNTIL, False, Decision(Next.RETRY, retry_at=PAUSED_UNTIL, reason=f"waiting for the API rate limit until {PAUSED_UNTIL.isoformat()}")),
-        (NOW, 1, None, PAUSED_UNTIL, True, Decision(Next.RETRY, retry_at=PAUSED_UNTIL, reason=f"waiting for the API rate limit until {PAUSED_UNTIL.isoformat()}")),
+        # A paused token: wait with everyone else, no call, keeping its place in the queue
+        # (its due instant, NOW here): nothing is claimed until the pause ends.
+        (NOW, 0, None, PAUSED_UNTIL, False, Decision(Next.RETRY, retry_at=NOW, reason=f"waiting for the API rate limit until {PAUSED_UNTIL.isoformat()}")),
+        (NOW, 1, None, PAUSED_UNTIL, True, Decision(Next.RETRY, retry_at=NOW, reason=f"waiting for the API rate limit until {PAUSED_UNTIL.isoformat()}")),
         (s(31), 0, None, PAUSED_UNTIL, False, Decision(Next.START)),  # the pause is over
     ],
 )  # fmt: skip
