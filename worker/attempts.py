@@ -12,8 +12,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from models import AttemptAction, AttemptOutcome, StartAttempt
 from worker.errors import UpstreamError
@@ -23,12 +23,21 @@ A = StartAttempt
 
 ORPHANED = "no outcome was recorded: the run making this call stopped before it could write one"
 
-# A start call that may have created a livestream: its outcome is unknown or says so.
+_LATER = aliased(StartAttempt)
+# A start call that may have created a livestream: its outcome is unknown or says so, and no
+# later reconcile found the meeting without one (``absent``). An ``adopted`` livestream does
+# not settle it: the booking must never be started again, so every run reconciles first.
 UNCLEAR_START_CALL = and_(
     A.action == AttemptAction.START.value,
     or_(
         A.outcome.is_(None),
         A.outcome.in_([AttemptOutcome.AMBIGUOUS.value, AttemptOutcome.STARTED.value]),
+    ),
+    ~exists().where(
+        _LATER.stream_id == A.stream_id,
+        _LATER.number > A.number,
+        _LATER.action == AttemptAction.RECONCILE.value,
+        _LATER.outcome == AttemptOutcome.ABSENT.value,
     ),
 )
 

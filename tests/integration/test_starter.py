@@ -262,3 +262,24 @@ def test_a_passing_error_fetching_an_adopted_key_retries_keeping_the_livestream(
         ("start", "ambiguous"), ("reconcile", "adopted"), ("fetch_key", "retryable"),
         ("reconcile", "adopted"), ("fetch_key", "fetched"),
     ]  # fmt: skip
+
+
+def test_a_reconcile_that_found_nothing_settles_the_unclear_call(settings, book) -> None:
+    """After `absent`, the earlier unclear start created nothing: later runs start without
+    asking again (and ops may cancel the booking)."""
+    stream = book()
+    answers = iter(
+        [
+            httpx.Response(502),
+            httpx.Response(404, json={"success": False, "error": {"message": "none"}}),
+            httpx.Response(408),
+            httpx.Response(201, json={"success": True, "data": {"id": "ls-5", "stream_key": "k5"}}),
+        ]
+    )
+    assert run_with_answers(settings, stream.id, lambda request: next(answers)) == "retrying"
+    assert run_with_answers(settings, stream.id, lambda request: next(answers)) == "retrying"
+    assert run_with_answers(settings, stream.id, lambda request: next(answers)) == "started"
+    assert outcomes(settings, stream.id) == [
+        ("start", "ambiguous"), ("reconcile", "absent"), ("start", "retryable"),
+        ("start", "started"),
+    ]  # fmt: skip
