@@ -97,6 +97,8 @@ class ScheduledStream(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the dispatcher last handed the row out (claimed it, or took it back).
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The process (worker_heartbeats.id) whose run confirmed the claim; NULL until a run does.
     claim_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # How often a claim was taken back from a run that vanished; bounded (worker.claims).

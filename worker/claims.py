@@ -109,6 +109,7 @@ def claim_due(
         state=StreamState.STARTING.value,
         lease_expires_at=horizon + timedelta(seconds=lease),
         claim_owner=None,
+        claimed_at=now,
         updated_at=now,
     )
 
@@ -120,13 +121,19 @@ MAX_RECLAIMS = 5
 
 def _lost(now: datetime, pickup_grace: float, owner_timeout: float | None) -> ColumnElement[bool]:
     """A ``starting`` row whose run has vanished: its lease ran out, no run took it up by
-    ``pickup_grace`` after its due instant (the message was lost with the broker, or sat in
-    a killed worker's prefetch), or its owner stopped beating (``owner_timeout``; None: do
-    not judge owners now). An owner that beats keeps its claim until the lease runs out, and
-    the lease outlives the longest call, so a call in flight is never taken over."""
+    ``pickup_grace`` after its due instant and after it was handed out (the message was lost
+    with the broker, or sat in a killed worker's prefetch), or its owner stopped beating
+    (``owner_timeout``; None: do not judge owners now). An owner that beats keeps its claim
+    until the lease runs out, and the lease outlives the longest call, so a call in flight is
+    never taken over."""
+    picked_up_by = now - timedelta(seconds=pickup_grace)
     lost = [
         S.lease_expires_at < now,
-        and_(S.claim_owner.is_(None), S.due_at < now - timedelta(seconds=pickup_grace)),
+        and_(
+            S.claim_owner.is_(None),
+            S.due_at < picked_up_by,
+            or_(S.claimed_at.is_(None), S.claimed_at < picked_up_by),
+        ),
     ]
     if owner_timeout is not None:
         alive = exists().where(
@@ -150,6 +157,7 @@ def reap(
 
     The row stays ``starting`` under a fresh token and no owner, so the old run, if it ever
     comes back, matches nothing. The new run reconciles any unfinished attempt before it posts.
+    It keeps its due instant, and so its place in the queue: oldest first, wherever it was.
     """
     return _take(
         session,
@@ -158,8 +166,8 @@ def reap(
         batch,
         lease_expires_at=now + timedelta(seconds=lease),
         claim_owner=None,
+        claimed_at=now,
         reclaims=S.reclaims + 1,
-        due_at=now,
         updated_at=now,
     )
 

@@ -35,6 +35,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("running_since", sa.DateTime(timezone=True), nullable=True))
 
     with op.batch_alter_table("scheduled_streams", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("claim_owner", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("reclaims", sa.Integer(), server_default="0", nullable=False))
 
@@ -57,6 +58,7 @@ def downgrade() -> None:
     with op.batch_alter_table("scheduled_streams", schema=None) as batch_op:
         batch_op.drop_column("reclaims")
         batch_op.drop_column("claim_owner")
+        batch_op.drop_column("claimed_at")
 
     with op.batch_alter_table("dispatcher_heartbeats", schema=None) as batch_op:
         batch_op.drop_column("running_since")

@@ -13,15 +13,18 @@ def test_the_runtime_is_built_once_per_process_and_again_after_a_fork(env, monke
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "t")
     monkeypatch.setenv("CLOUDFLARE_BASE_URL", "http://127.0.0.1:9/client/v4")
     runtime.install(None)
+    first = runtime.current()
     try:
-        first = runtime.current()
         assert runtime.current() is first
         assert first.starter.client is first.client
-        monkeypatch.setattr(runtime.os, "getpid", lambda: -1)  # as a forked child sees it
-        child = runtime.current()
-        assert child is not first and child.client is not first.client
-        assert runtime.current() is child
+        with monkeypatch.context() as forked:
+            forked.setattr(runtime.os, "getpid", lambda: -1)  # as a forked child sees it
+            child = runtime.current()
+            assert child is not first and child.client is not first.client
+            assert runtime.current() is child
+            runtime.install(None)  # the child's own: closed in the child
     finally:
+        first.close()  # the parent's, in the parent
         runtime.install(None)
 
 
