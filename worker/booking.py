@@ -114,6 +114,7 @@ def schedule(session: Session, settings: Settings, **fields: object) -> Schedule
         scheduled_at=request.scheduled_at,
         timezone=request.timezone,
         start_deadline=request.scheduled_at + timedelta(seconds=request.start_window),
+        start_window=request.start_window,
         due_at=request.scheduled_at,
         created_at=now,
         updated_at=now,
@@ -217,7 +218,7 @@ def reschedule(
     """Move a booking that has not started to another instant (and zone, if given)."""
     # A wall time without --tz is read in the booking's own zone.
     scheduled_at, zone_name = parse_instant(at, tz or stream.timezone)
-    window = _window(settings, start_window, stream)
+    window = _window(start_window, stream)
     now = db_now(session)
     if scheduled_at <= now:
         raise BookingError("at", f"{scheduled_at.isoformat()} is in the past")
@@ -230,6 +231,7 @@ def reschedule(
         scheduled_at=scheduled_at,
         due_at=scheduled_at,
         start_deadline=scheduled_at + timedelta(seconds=window),
+        start_window=window,
         timezone=zone_name,
     )
     return _applied(session, stream, ok, "reschedule", "scheduled or retrying")
@@ -248,7 +250,7 @@ def retry(
     due = now if at is None else parse_instant(at, stream.timezone)[0]
     if due < now - timedelta(seconds=1):
         raise BookingError("at", f"{due.isoformat()} is in the past")
-    window = _window(settings, start_window, stream)
+    window = _window(start_window, stream)
     ok = claims.transition(
         session,
         stream.id,
@@ -257,6 +259,7 @@ def retry(
         state=StreamState.SCHEDULED.value,
         due_at=due,
         start_deadline=due + timedelta(seconds=window),
+        start_window=window,
         last_error=None,
     )
     return _applied(session, stream, ok, "retry", "failed or missed")
@@ -273,11 +276,10 @@ def _applied(
     return stream
 
 
-def _window(settings: Settings, start_window: float | None, stream: ScheduledStream) -> float:
+def _window(start_window: float | None, stream: ScheduledStream) -> float:
+    """The window a new due instant gets: the one given, else the one the booking has."""
     if start_window is None:
-        return (
-            stream.start_deadline - stream.scheduled_at
-        ).total_seconds() or settings.start_window
+        return stream.start_window
     if not 0 < start_window <= 86400:
         raise BookingError("start_window", "must be between 0 and 86400 seconds")
     return start_window
@@ -298,7 +300,9 @@ def _same_or_conflict(existing: ScheduledStream, request: BookingRequest) -> Sch
         "name": request.name,
         "video_width": request.video_width,
         "video_height": request.video_height,
-        "start_deadline": request.scheduled_at + timedelta(seconds=request.start_window),
+        # The window as asked, not the deadline: an ops retry moves the deadline, and the
+        # caller's own retry of the booking call must still find its booking.
+        "start_window": request.start_window,
     }
     differ = [k for k, v in wanted.items() if getattr(existing, k) != v]
     if differ:
