@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from models import ScheduledStream, StartAttempt, StreamState
+from models import AttemptAction, AttemptOutcome, ScheduledStream, StartAttempt, StreamState
 from models.db import db_now
 from worker import claims
+from worker.attempts import UNCLEAR_START_CALL
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
 from worker.timeparse import parse_instant
@@ -31,6 +32,25 @@ NAME_MAX = 200
 IDENT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 REF_MAX = 200
 MAX_VIDEO_SIDE = 8192
+
+_A = StartAttempt
+_LATER = aliased(StartAttempt)
+# A start call that may have created a livestream, and that no later reconcile settled by
+# finding none (``absent``). UNCLEAR_START_CALL alone still matches after such a reconcile.
+_UNSETTLED_START_CALL = and_(
+    UNCLEAR_START_CALL,
+    ~exists().where(
+        _LATER.stream_id == _A.stream_id,
+        _LATER.number > _A.number,
+        _LATER.action == AttemptAction.RECONCILE.value,
+        _LATER.outcome == AttemptOutcome.ABSENT.value,
+    ),
+)
+# Cancel and reschedule wait for it: the next run looks for the livestream such a call may
+# have made. Part of the UPDATE's WHERE, so a dispatcher cannot slip in between.
+_NO_UNSETTLED_START_CALL = ~exists().where(
+    _A.stream_id == ScheduledStream.id, _UNSETTLED_START_CALL
+)
 
 
 @dataclass(frozen=True)
@@ -200,10 +220,11 @@ def cancel(session: Session, stream: ScheduledStream) -> ScheduledStream:
         stream.id,
         (StreamState.SCHEDULED, StreamState.RETRYING),
         now,
+        guard=_NO_UNSETTLED_START_CALL,
         state=StreamState.CANCELLED.value,
         last_error="cancelled by ops",
     )
-    return _applied(session, stream, ok, "cancel", "scheduled or retrying")
+    return _applied(session, stream, ok, "cancel", "scheduled or retrying", unsettled=True)
 
 
 def reschedule(
@@ -227,6 +248,7 @@ def reschedule(
         stream.id,
         (StreamState.SCHEDULED, StreamState.RETRYING),
         now,
+        guard=_NO_UNSETTLED_START_CALL,
         state=StreamState.SCHEDULED.value,
         scheduled_at=scheduled_at,
         due_at=scheduled_at,
@@ -234,7 +256,7 @@ def reschedule(
         start_window=window,
         timezone=zone_name,
     )
-    return _applied(session, stream, ok, "reschedule", "scheduled or retrying")
+    return _applied(session, stream, ok, "reschedule", "scheduled or retrying", unsettled=True)
 
 
 def retry(
@@ -266,14 +288,46 @@ def retry(
 
 
 def _applied(
-    session: Session, stream: ScheduledStream, ok: bool, verb: str, allowed: str
+    session: Session,
+    stream: ScheduledStream,
+    ok: bool,
+    verb: str,
+    allowed: str,
+    *,
+    unsettled: bool = False,
 ) -> ScheduledStream:
     session.refresh(stream)
-    if not ok:
+    if ok:
+        return stream
+    # The UPDATE decided; this only reads why, for the message.
+    call = _first_unsettled_call(session, stream) if unsettled else None
+    if call is not None and stream.state in (StreamState.SCHEDULED, StreamState.RETRYING):
         raise BookingConflict(
-            "state", f"cannot {verb} a booking that is {stream.state}; only {allowed}"
+            "state",
+            f"start call {call.number} of this booking ({_call_result(call)}) may have created "
+            f"a livestream upstream; the next attempt, due {stream.due_at.isoformat()}, looks "
+            f"for it first: {verb} after that",
         )
-    return stream
+    raise BookingConflict(
+        "state", f"cannot {verb} a booking that is {stream.state}; only {allowed}"
+    )
+
+
+def _first_unsettled_call(session: Session, stream: ScheduledStream) -> StartAttempt | None:
+    query = (
+        select(_A)
+        .where(_A.stream_id == stream.id, _UNSETTLED_START_CALL)
+        .order_by(_A.number)
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def _call_result(call: StartAttempt) -> str:
+    if call.outcome is None:
+        return "no outcome recorded"
+    said = f"HTTP {call.http_status}" if call.http_status is not None else "no HTTP answer"
+    return f"{said}, livestream {call.livestream_id}" if call.livestream_id else said
 
 
 def _window(start_window: float | None, stream: ScheduledStream) -> float:

@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from models import ScheduledStream
 from models.db import db_now, get_sessionmaker
+from tests.attempt_rows import add_calls
 from tests.dbdump import dump
 from worker import claims
 from worker.cli import cli
@@ -191,6 +192,28 @@ def test_booking_the_same_ref_again_after_an_ops_retry_is_the_same_booking(env) 
         "--start-window", "600",
     )  # fmt: skip
     assert code == 2 and "other start_window" in err
+
+
+def test_cancel_and_reschedule_wait_for_an_unclear_start_call(env) -> None:
+    # A 502 that may have created a livestream: cancelling now would lose track of it.
+    url = env["LIVESTREAMS_DATABASE_URL"]
+    booked = schedule()
+    add_calls(url, uuid.UUID(booked["id"]), ("start", "ambiguous", 502))
+    due = json.loads(run("show", booked["id"], "--json")[1])["due_at"].replace("Z", "+00:00")
+    before = dump(url)
+    for verb, extra in (("cancel", []), ("reschedule", ["--at", "2031-01-02T10:00:00Z"])):
+        code, out, err = run(verb, booked["id"], *extra)
+        assert (code, out) == (2, "")
+        assert err == (
+            "livestreams: error: state: start call 1 of this booking (HTTP 502) may have created"
+            f" a livestream upstream; the next attempt, due {due}, looks for it first: {verb}"
+            " after that\n"
+        )
+        assert dump(url) == before
+    # A reconcile found none: the unclear call is settled, and cancel goes through.
+    add_calls(url, uuid.UUID(booked["id"]), ("reconcile", "absent", 200))
+    assert run("cancel", booked["id"])[0] == 0
+    assert json.loads(run("show", booked["id"], "--json")[1])["state"] == "cancelled"
 
 
 def test_an_empty_database_says_to_upgrade(tmp_path, monkeypatch) -> None:
