@@ -148,25 +148,21 @@ def _set_state(env, stream_id: str, state: str) -> None:
         )
 
 
+def _due_and_deadline(*args: str) -> tuple[str, str]:
+    code, out, err = run(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)["due_at"], json.loads(out)["start_deadline"]
+
+
 def test_retry_and_reschedule_keep_the_booked_window(env) -> None:
     # The numbers: a 15 min window, retried 10 h later, then moved a day.
     booked = schedule("--start-window", "900")
     assert booked["start_deadline"] == "2031-01-01T10:15:00Z"
     _set_state(env, booked["id"], "failed")
-    code, out, err = run("retry", booked["id"], "--at", "2031-01-01T20:00:00Z", "--json")
-    assert code == 0, err
-    retried = json.loads(out)
-    assert (retried["due_at"], retried["start_deadline"]) == (
-        "2031-01-01T20:00:00Z",
-        "2031-01-01T20:15:00Z",
-    )
-    code, out, err = run("reschedule", booked["id"], "--at", "2031-01-02T10:00:00Z", "--json")
-    assert code == 0, err
-    moved = json.loads(out)
-    assert (moved["due_at"], moved["start_deadline"]) == (
-        "2031-01-02T10:00:00Z",
-        "2031-01-02T10:15:00Z",
-    )
+    retried = _due_and_deadline("retry", booked["id"], "--at", "2031-01-01T20:00:00Z")
+    assert retried == ("2031-01-01T20:00:00Z", "2031-01-01T20:15:00Z")
+    moved = _due_and_deadline("reschedule", booked["id"], "--at", "2031-01-02T10:00:00Z")
+    assert moved == ("2031-01-02T10:00:00Z", "2031-01-02T10:15:00Z")
     code, out, _ = run("show", booked["id"], "--json")
     assert code == 0 and json.loads(out)["start_window"] == 900.0
     # A new window, when given, is the one kept from then on.
