@@ -17,10 +17,10 @@ from worker import booking
 # Future rows for the scale cases: due a day or more ahead, so no tick of the run claims one.
 BULK_SQL = """
 INSERT INTO scheduled_streams (id, account_id, app_id, meeting_id, name, video_width,
-    video_height, scheduled_at, timezone, start_deadline, due_at, created_at, updated_at,
-    state, attempts)
+    video_height, scheduled_at, timezone, start_deadline, start_window, due_at, created_at,
+    updated_at, state, attempts)
 SELECT gen_random_uuid(), 'bench-account', 'bench-app', gen_random_uuid(), 'bulk-' || g, 1280,
-    720, t, 'UTC', t + interval '900 seconds', t, now(), now(), 'scheduled', 0
+    720, t, 'UTC', t + interval '900 seconds', 900, t, now(), now(), 'scheduled', 0
 FROM (SELECT g, now() + interval '1 day' + g * interval '1 second' AS t
       FROM generate_series(%(first)s::int, %(last)s::int) AS g) AS s
 """
@@ -28,10 +28,10 @@ FROM (SELECT g, now() + interval '1 day' + g * interval '1 second' AS t
 # Rows due now, each for a new meeting, for the in-process dispatch and start measurements.
 DUE_SQL = """
 INSERT INTO scheduled_streams (id, account_id, app_id, meeting_id, name, video_width,
-    video_height, scheduled_at, timezone, start_deadline, due_at, created_at, updated_at,
-    state, attempts)
+    video_height, scheduled_at, timezone, start_deadline, start_window, due_at, created_at,
+    updated_at, state, attempts)
 SELECT gen_random_uuid(), 'bench-account', 'bench-app', gen_random_uuid(), 'due-' || g, 1280,
-    720, t, 'UTC', t + interval '900 seconds', t, now(), now(), 'scheduled', 0
+    720, t, 'UTC', t + interval '900 seconds', 900, t, now(), now(), 'scheduled', 0
 FROM (SELECT g, now() - interval '1 second' AS t FROM generate_series(1, %(count)s::int) AS g) s
 """
 REARM_SQL = """

@@ -64,11 +64,35 @@ def run_migrations_online() -> None:
     engine = make_engine(_url())
     try:
         with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                _sqlite_foreign_keys(conn, on=False)
             _configure(conn)
             with context.begin_transaction():
                 context.run_migrations()
+                if sqlite:
+                    _check_foreign_keys(conn)
+            if sqlite:
+                _sqlite_foreign_keys(conn, on=True)
     finally:
         engine.dispose()
+
+
+def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
+    """Batch mode alters a SQLite table by copying it and dropping the old one; with foreign
+    keys on, that DROP fails while rows of another table point at it (SQLite's ALTER TABLE
+    docs: turn them off first). The PRAGMA is ignored inside a transaction, so it goes to the
+    driver (in autocommit, models.db) before SQLAlchemy begins one."""
+    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+        f"PRAGMA foreign_keys={'ON' if on else 'OFF'}"
+    )
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    """What foreign keys would have refused, refused before the migration commits."""
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise RuntimeError(f"migration left rows without their parent: {broken[:5]}")
 
 
 if context.is_offline_mode():

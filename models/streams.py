@@ -89,6 +89,10 @@ class ScheduledStream(Base):
     scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     start_deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Seconds after the due instant in which a start may still be tried, as the caller booked
+    # it. Kept, not derived from start_deadline - scheduled_at: a retry moves the deadline
+    # but not scheduled_at, so the derived window grew with every retry and reschedule.
+    start_window: Mapped[float] = mapped_column(Float)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Integer, String, Uuid, column, create_engine, inspect, select, table
 
-from models import Base
+from models import Base, UTCDateTime
 from worker.migrate import downgrade, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +58,66 @@ def test_alembic_command_line_upgrades_and_checks(tmp_path: Path) -> None:
     check = subprocess.run([*alembic, "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+# scheduled_streams and start_attempts as revision 0001 made them (the models have moved on).
+STREAMS_0001 = table(
+    "scheduled_streams",
+    *(column(name, String) for name in ("account_id", "app_id", "timezone", "state")),
+    column("id", Uuid),
+    column("meeting_id", Uuid),
+    *(column(name, UTCDateTime()) for name in ("scheduled_at", "start_deadline", "due_at")),
+    *(column(name, UTCDateTime()) for name in ("created_at", "updated_at")),
+    column("attempts", Integer),
+)
+ATTEMPTS_0001 = table(
+    "start_attempts",
+    column("stream_id", Uuid),
+    column("number", Integer),
+    column("action", String),
+    column("sent_at", UTCDateTime()),
+)
+AT = datetime(2031, 5, 1, 18, 0, tzinfo=UTC)
+
+
+def test_a_row_stored_at_0001_gets_its_window_at_0002_and_keeps_it_down_and_up(
+    db_url: str,
+) -> None:
+    downgrade(db_url, "0001")
+    windows = {
+        uuid.uuid4(): (timedelta(minutes=15), AT, 900.0),
+        uuid.uuid4(): (timedelta(seconds=1234, microseconds=567891), AT, 1234.567891),
+        # Retried before the upgrade: the deadline had moved with due_at, and the window the
+        # old code derived (deadline - scheduled_at) is all there is to keep.
+        uuid.uuid4(): (timedelta(hours=10, minutes=15), AT + timedelta(hours=10), 36900.0),
+    }
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for ident, (window, due, _) in windows.items():
+                conn.execute(
+                    STREAMS_0001.insert().values(
+                        id=ident, account_id="a", app_id="b", timezone="UTC", state="retrying",
+                        meeting_id=uuid.uuid4(), scheduled_at=AT, start_deadline=AT + window,
+                        due_at=due, created_at=AT, updated_at=AT, attempts=1,
+                    )
+                )  # fmt: skip
+                conn.execute(
+                    ATTEMPTS_0001.insert().values(
+                        stream_id=ident, number=1, action="start", sent_at=AT
+                    )
+                )
+        upgrade(db_url)
+        streams = Base.metadata.tables["scheduled_streams"]
+        with engine.connect() as conn:
+            stored = dict(conn.execute(select(streams.c.id, streams.c.start_window)).all())
+            attempts = conn.execute(select(ATTEMPTS_0001.c.stream_id)).scalars().all()
+        assert stored == {ident: seconds for ident, (_, _, seconds) in windows.items()}
+        assert sorted(attempts) == sorted(windows)  # SQLite's table copy kept the attempts
+        downgrade(db_url, "0001")
+        with engine.connect() as conn:
+            assert len(conn.execute(select(STREAMS_0001.c.id)).all()) == len(windows)
+    finally:
+        engine.dispose()
+        upgrade(db_url)
+    assert _diff(db_url) == []

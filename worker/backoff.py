@@ -6,6 +6,9 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+# 2.0 ** 1024 no longer fits a float (OverflowError); every base reaches any cap long before.
+MAX_DOUBLINGS = 1023
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -27,12 +30,16 @@ def next_due(
 
     Exponential with "equal jitter" (half fixed, half random), so a burst of failures does not
     come back as a burst, yet no retry is ever due at once. ``retry_after`` from the API is a
-    minimum. None means the next attempt could not begin before ``deadline``.
+    minimum. None means the next attempt could not begin before ``deadline``. Never raises,
+    whatever the failure count or the (finite) ``retry_after``.
     """
     draw = (rand or random).random()
-    exp = min(policy.cap, policy.base * 2 ** max(failures - 1, 0))
+    doublings = min(max(failures - 1, 0), MAX_DOUBLINGS)
+    exp = min(policy.cap, policy.base * 2.0**doublings)
     delay = max(policy.floor, exp / 2 + draw * exp / 2)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    due = now + timedelta(seconds=delay)
-    return None if due > deadline else due
+    # Compared in seconds first: a huge retry_after would overflow timedelta or datetime.
+    if delay > (deadline - now).total_seconds():
+        return None
+    return now + timedelta(seconds=delay)

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import ScheduledStream, StartAttempt, StreamState
 from models.db import db_now
 from worker import transitions
+from worker.attempts import UNCLEAR_START_CALL
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
 from worker.timeparse import parse_instant
@@ -31,6 +32,12 @@ NAME_MAX = 200
 IDENT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 REF_MAX = 200
 MAX_VIDEO_SIDE = 8192
+
+_A = StartAttempt
+# Cancel and reschedule wait while a start call may have created a livestream (and no later
+# reconcile found none): the next run looks for it. Part of the UPDATE's WHERE, so a
+# dispatcher cannot slip in between.
+_NO_UNCLEAR_START_CALL = ~exists().where(_A.stream_id == ScheduledStream.id, UNCLEAR_START_CALL)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ def schedule(session: Session, settings: Settings, **fields: object) -> Schedule
         scheduled_at=request.scheduled_at,
         timezone=request.timezone,
         start_deadline=request.scheduled_at + timedelta(seconds=request.start_window),
+        start_window=request.start_window,
         due_at=request.scheduled_at,
         created_at=now,
         updated_at=now,
@@ -199,10 +207,11 @@ def cancel(session: Session, stream: ScheduledStream) -> ScheduledStream:
         stream.id,
         (StreamState.SCHEDULED, StreamState.RETRYING),
         now,
+        guard=_NO_UNCLEAR_START_CALL,
         state=StreamState.CANCELLED.value,
         last_error="cancelled by ops",
     )
-    return _applied(session, stream, ok, "cancel", "scheduled or retrying")
+    return _applied(session, stream, ok, "cancel", "scheduled or retrying", unsettled=True)
 
 
 def reschedule(
@@ -217,7 +226,7 @@ def reschedule(
     """Move a booking that has not started to another instant (and zone, if given)."""
     # A wall time without --tz is read in the booking's own zone.
     scheduled_at, zone_name = parse_instant(at, tz or stream.timezone)
-    window = _window(settings, start_window, stream)
+    window = _window(start_window, stream)
     now = db_now(session)
     if scheduled_at <= now:
         raise BookingError("at", f"{scheduled_at.isoformat()} is in the past")
@@ -226,13 +235,15 @@ def reschedule(
         stream.id,
         (StreamState.SCHEDULED, StreamState.RETRYING),
         now,
+        guard=_NO_UNCLEAR_START_CALL,
         state=StreamState.SCHEDULED.value,
         scheduled_at=scheduled_at,
         due_at=scheduled_at,
         start_deadline=scheduled_at + timedelta(seconds=window),
+        start_window=window,
         timezone=zone_name,
     )
-    return _applied(session, stream, ok, "reschedule", "scheduled or retrying")
+    return _applied(session, stream, ok, "reschedule", "scheduled or retrying", unsettled=True)
 
 
 def retry(
@@ -248,7 +259,7 @@ def retry(
     due = now if at is None else parse_instant(at, stream.timezone)[0]
     if due < now - timedelta(seconds=1):
         raise BookingError("at", f"{due.isoformat()} is in the past")
-    window = _window(settings, start_window, stream)
+    window = _window(start_window, stream)
     ok = transitions.transition(
         session,
         stream.id,
@@ -257,27 +268,56 @@ def retry(
         state=StreamState.SCHEDULED.value,
         due_at=due,
         start_deadline=due + timedelta(seconds=window),
+        start_window=window,
         last_error=None,
     )
     return _applied(session, stream, ok, "retry", "failed or missed")
 
 
 def _applied(
-    session: Session, stream: ScheduledStream, ok: bool, verb: str, allowed: str
+    session: Session,
+    stream: ScheduledStream,
+    ok: bool,
+    verb: str,
+    allowed: str,
+    *,
+    unsettled: bool = False,
 ) -> ScheduledStream:
     session.refresh(stream)
-    if not ok:
+    if ok:
+        return stream
+    # The UPDATE decided; this only reads why, for the message.
+    call = _first_unsettled_call(session, stream) if unsettled else None
+    if call is not None and stream.state in (StreamState.SCHEDULED, StreamState.RETRYING):
         raise BookingConflict(
-            "state", f"cannot {verb} a booking that is {stream.state}; only {allowed}"
+            "state",
+            f"start call {call.number} of this booking ({_call_result(call)}) may have created "
+            f"a livestream upstream; the next attempt, due {stream.due_at.isoformat()}, looks "
+            f"for it first: {verb} after that",
         )
-    return stream
+    raise BookingConflict(
+        "state", f"cannot {verb} a booking that is {stream.state}; only {allowed}"
+    )
 
 
-def _window(settings: Settings, start_window: float | None, stream: ScheduledStream) -> float:
+def _first_unsettled_call(session: Session, stream: ScheduledStream) -> StartAttempt | None:
+    query = (
+        select(_A).where(_A.stream_id == stream.id, UNCLEAR_START_CALL).order_by(_A.number).limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def _call_result(call: StartAttempt) -> str:
+    if call.outcome is None:
+        return "no outcome recorded"
+    said = f"HTTP {call.http_status}" if call.http_status is not None else "no HTTP answer"
+    return f"{said}, livestream {call.livestream_id}" if call.livestream_id else said
+
+
+def _window(start_window: float | None, stream: ScheduledStream) -> float:
+    """The window a new due instant gets: the one given, else the one the booking has."""
     if start_window is None:
-        return (
-            stream.start_deadline - stream.scheduled_at
-        ).total_seconds() or settings.start_window
+        return stream.start_window
     if not 0 < start_window <= 86400:
         raise BookingError("start_window", "must be between 0 and 86400 seconds")
     return start_window
@@ -298,7 +338,9 @@ def _same_or_conflict(existing: ScheduledStream, request: BookingRequest) -> Sch
         "name": request.name,
         "video_width": request.video_width,
         "video_height": request.video_height,
-        "start_deadline": request.scheduled_at + timedelta(seconds=request.start_window),
+        # The window as asked, not the deadline: an ops retry moves the deadline, and the
+        # caller's own retry of the booking call must still find its booking.
+        "start_window": request.start_window,
     }
     differ = [k for k, v in wanted.items() if getattr(existing, k) != v]
     if differ:

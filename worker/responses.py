@@ -131,7 +131,8 @@ def load_json(body: bytes) -> Any:
 
 
 def error_details(doc: Any, body: bytes) -> tuple[str | None, str | None]:
-    """(code, message) from the v4 envelope, else RealtimeKit's, else the raw non-JSON body."""
+    """(code, message) from the v4 envelope, else RealtimeKit's, else a top-level message, else
+    the raw non-JSON body."""
     if isinstance(doc, dict):
         errors = doc.get("errors")
         if isinstance(errors, list):
@@ -144,6 +145,11 @@ def error_details(doc: Any, body: bytes) -> tuple[str | None, str | None]:
             return field_text(error.get("code"), 64), _short(str(_text(error.get("message"))))
         if isinstance(error, str) and error.strip():
             return None, _short(error)
+        # A third shape, seen for a body field the API does not allow: a bare top-level
+        # {"message": "...", "success": false}, with no code.
+        message = doc.get("message")
+        if isinstance(message, str) and message.strip():
+            return None, _short(message)
         # A JSON body with no error text is never echoed: it may carry a stream key.
         return None, None
     if doc is not None:

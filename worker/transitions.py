@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, and_, bindparam, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, update
 from sqlalchemy.orm import Session
 
 from models import ScheduledStream, StreamState
@@ -135,16 +135,22 @@ def transition(
     stream_id: uuid.UUID,
     from_states: tuple[StreamState, ...],
     now: datetime,
+    *,
+    guard: ColumnElement[bool] | None = None,
     **values: Any,
 ) -> bool:
     """An ops transition (cancel, retry, reschedule), only from ``from_states``. True if applied.
 
     Conditional, so a cancel that races the dispatcher either lands before the claim (no call
-    is made) or finds the row ``starting`` and changes nothing.
+    is made) or finds the row ``starting`` and changes nothing. ``guard`` is one more condition
+    of the same UPDATE, so it holds when the row changes, not only when it was read.
     """
+    conditions = [S.id == stream_id, S.state.in_([s.value for s in from_states])]
+    if guard is not None:
+        conditions.append(guard)
     stmt = (
         update(S)
-        .where(and_(S.id == stream_id, S.state.in_([s.value for s in from_states])))
+        .where(and_(*conditions))
         .values(updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )

@@ -8,8 +8,11 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import update
 
+from models import ScheduledStream
 from models.db import db_now, get_sessionmaker
+from tests.attempt_rows import add_calls
 from tests.dbdump import dump
 from worker import claims, transitions
 from worker.cli import cli
@@ -134,6 +137,79 @@ def test_cancel_and_retry_exit_codes(env) -> None:
     assert code == 2 and "cannot cancel a booking that is cancelled" in err
     code, _, err = run("retry", booked["id"])
     assert code == 2 and "only failed or missed" in err
+
+
+def _set_state(env, stream_id: str, state: str) -> None:
+    with get_sessionmaker(env["LIVESTREAMS_DATABASE_URL"]).begin() as s:
+        s.execute(
+            update(ScheduledStream)
+            .where(ScheduledStream.id == uuid.UUID(stream_id))
+            .values(state=state, last_error="start deadline passed")
+        )
+
+
+def _due_and_deadline(*args: str) -> tuple[str, str]:
+    code, out, err = run(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)["due_at"], json.loads(out)["start_deadline"]
+
+
+def test_retry_and_reschedule_keep_the_booked_window(env) -> None:
+    # The numbers: a 15 min window, retried 10 h later, then moved a day.
+    booked = schedule("--start-window", "900")
+    assert booked["start_deadline"] == "2031-01-01T10:15:00Z"
+    _set_state(env, booked["id"], "failed")
+    retried = _due_and_deadline("retry", booked["id"], "--at", "2031-01-01T20:00:00Z")
+    assert retried == ("2031-01-01T20:00:00Z", "2031-01-01T20:15:00Z")
+    moved = _due_and_deadline("reschedule", booked["id"], "--at", "2031-01-02T10:00:00Z")
+    assert moved == ("2031-01-02T10:00:00Z", "2031-01-02T10:15:00Z")
+    code, out, _ = run("show", booked["id"], "--json")
+    assert code == 0 and json.loads(out)["start_window"] == 900.0
+    # A new window, when given, is the one kept from then on.
+    _set_state(env, booked["id"], "missed")
+    code, out, err = run(
+        "retry", booked["id"], "--at", "2031-01-02T12:00:00Z", "--start-window", "60", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["start_deadline"] == "2031-01-02T12:01:00Z"
+    code, out, _ = run("reschedule", booked["id"], "--at", "2031-01-03T12:00:00Z", "--json")
+    assert json.loads(out)["start_deadline"] == "2031-01-03T12:01:00Z"
+    assert "start window  60 s" in run("show", booked["id"])[1]
+
+
+def test_booking_the_same_ref_again_after_an_ops_retry_is_the_same_booking(env) -> None:
+    booked = schedule("--ref", "evt-7", "--start-window", "900")
+    _set_state(env, booked["id"], "failed")
+    assert run("retry", booked["id"], "--at", "2031-01-01T20:00:00Z")[0] == 0
+    again = schedule("--ref", "evt-7", "--start-window", "900")
+    assert again["id"] == booked["id"] and again["created"] is False
+    code, _, err = run(
+        "schedule", "--meeting-id", MEETING, "--at", "2031-01-01T10:00:00Z", "--ref", "evt-7",
+        "--start-window", "600",
+    )  # fmt: skip
+    assert code == 2 and "other start_window" in err
+
+
+def test_cancel_and_reschedule_wait_for_an_unclear_start_call(env) -> None:
+    # A 502 that may have created a livestream: cancelling now would lose track of it.
+    url = env["LIVESTREAMS_DATABASE_URL"]
+    booked = schedule()
+    add_calls(url, uuid.UUID(booked["id"]), ("start", "ambiguous", 502))
+    due = json.loads(run("show", booked["id"], "--json")[1])["due_at"].replace("Z", "+00:00")
+    before = dump(url)
+    for verb, extra in (("cancel", []), ("reschedule", ["--at", "2031-01-02T10:00:00Z"])):
+        code, out, err = run(verb, booked["id"], *extra)
+        assert (code, out) == (2, "")
+        assert err == (
+            "livestreams: error: state: start call 1 of this booking (HTTP 502) may have created"
+            f" a livestream upstream; the next attempt, due {due}, looks for it first: {verb}"
+            " after that\n"
+        )
+        assert dump(url) == before
+    # A reconcile found none: the unclear call is settled, and cancel goes through.
+    add_calls(url, uuid.UUID(booked["id"]), ("reconcile", "absent", 200))
+    assert run("cancel", booked["id"])[0] == 0
+    assert json.loads(run("show", booked["id"], "--json")[1])["state"] == "cancelled"
 
 
 def test_an_empty_database_says_to_upgrade(tmp_path, monkeypatch) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from models import ScheduledStream, StreamState
 from models.db import get_sessionmaker
+from tests.attempt_rows import add_calls
 from tests.dbdump import dump
 from worker import booking
 from worker.errors import BookingConflict, BookingError, BookingNotFound
@@ -108,6 +109,58 @@ def test_cancel_then_cancel_again_is_refused(settings, book) -> None:
     with get_sessionmaker(settings.database_url).begin() as s, pytest.raises(BookingConflict):
         booking.cancel(s, booking.find(s, stream.id))
     assert dump(settings.database_url) == before
+
+
+UNCLEAR_502 = ("start", "ambiguous", 502)
+IN_FLIGHT = ("start", None, None)
+FOUND_NONE = ("reconcile", "absent", 200)
+
+
+@pytest.mark.parametrize(
+    ("calls", "unsettled"),
+    [
+        ([UNCLEAR_502], (1, "HTTP 502")),
+        ([IN_FLIGHT], (1, "no outcome recorded")),
+        ([UNCLEAR_502, ("reconcile", "retryable", 503)], (1, "HTTP 502")),
+        ([UNCLEAR_502, FOUND_NONE, ("start", "ambiguous", 504)], (3, "HTTP 504")),
+        # Settled: a reconcile found no livestream after the unclear call, or none was unclear.
+        ([UNCLEAR_502, FOUND_NONE], None),
+        ([UNCLEAR_502, FOUND_NONE, ("start", "retryable", 408)], None),
+        ([("start", "retryable", 408)], None),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("verb", ["cancel", "reschedule"])
+def test_cancel_and_reschedule_wait_for_an_unclear_start_call(
+    settings, book, calls, unsettled, verb
+) -> None:
+    stream = book(at=FUTURE)
+    url = settings.database_url
+    with get_sessionmaker(url)() as s:
+        # Read before the calls are written: the UPDATE decides, not what was read.
+        stale = booking.find(s, stream.id)
+        s.commit()  # SQLite: let add_calls write
+        add_calls(url, stream.id, *calls)
+        before = dump(url)
+        if verb == "cancel":
+            change = lambda: booking.cancel(s, stale)  # noqa: E731
+        else:
+            later = FUTURE + timedelta(days=1)
+            change = lambda: booking.reschedule(s, settings, stale, at=later)  # noqa: E731
+        if unsettled is None:
+            assert change().state == (
+                StreamState.CANCELLED if verb == "cancel" else StreamState.SCHEDULED
+            )
+            return
+        with pytest.raises(BookingConflict) as err:
+            change()
+        s.commit()
+    assert err.value.field == "state"
+    message = str(err.value)
+    number, result = unsettled
+    expected = f"state: start call {number} of this booking ({result}) may have created a "
+    assert message.startswith(expected + "livestream upstream; the next attempt, due"), message
+    assert message.endswith(f"{verb} after that") and "\n" not in message
+    assert dump(url) == before
 
 
 def test_reschedule_moves_instant_due_and_deadline(settings, book) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,6 +32,9 @@ class Fixed(random.Random):
         (4, 0.5, 6.0),
         (10, 1.0, 60.0),  # capped
         (30, 0.0, 30.0),  # capped, then halved by the fixed part
+        (1025, 1.0, 60.0),  # 2 ** 1024 does not fit a float: capped, not OverflowError
+        (10**6, 0.0, 30.0),
+        (2**63, 1.0, 60.0),
     ],
 )
 def test_exponential_with_equal_jitter(failures: int, draw: float, seconds: float) -> None:
@@ -57,6 +61,16 @@ def test_never_past_the_deadline() -> None:
     deadline = NOW + timedelta(seconds=5)
     assert next_due(POLICY, 1, NOW, deadline, retry_after=6) is None
     assert next_due(POLICY, 1, NOW, deadline, retry_after=5) == deadline
+
+
+@pytest.mark.parametrize("failures", [0, 1, 1024, 1025, 10**6, 2**63, 10**400])
+@pytest.mark.parametrize("retry_after", [None, -5.0, 0.0, 1e9, 1e300, sys.float_info.max])
+def test_never_raises(failures: int, retry_after: float | None) -> None:
+    due = next_due(POLICY, failures, NOW, FAR, retry_after=retry_after, rand=Fixed(1.0))
+    if retry_after is not None and retry_after > 3600:
+        assert due is None  # past the deadline, however far: no overflow on the way
+    else:
+        assert due is not None and NOW < due <= NOW + timedelta(seconds=60)
 
 
 def test_jitter_spreads_a_burst() -> None:

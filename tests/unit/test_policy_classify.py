@@ -37,6 +37,10 @@ def rtk(message: str, code: int = 404) -> bytes:
     return j({"success": False, "error": {"code": code, "message": message}})
 
 
+def bare(message: str) -> bytes:
+    return j({"message": message, "success": False})
+
+
 HTML_502 = b"<html><head><title>api.cloudflare.com | 502: Bad gateway</title></head>" + (
     b"<body>" + b"x" * 5000 + b"</body></html>"
 )
@@ -80,6 +84,13 @@ HTML_502 = b"<html><head><title>api.cloudflare.com | 502: Bad gateway</title></h
         (422, rtk("name must match", 422), {}, "final", None, "422", "name must match"),
         (418, b"", {}, "final", None, None, None),
         (451, b"legal", {}, "final", None, None, "legal"),
+        # a bare {"message", "success": false}: no code, the text cleaned and cut like the others
+        (400, bare('"video_config.fps" is not allowed'), {}, "final", None, None,
+         '"video_config.fps" is not allowed'),
+        (422, bare("bad\x1b[31m\n  name"), {}, "final", None, None, "bad?[31m? name"),
+        (400, bare("m" * 500), {}, "final", None, None, "m" * 147 + "..."),
+        (500, bare("Internal error"), {}, "ambiguous", None, None, "Internal error"),
+        (400, bare("  "), {}, "final", None, None, None),
     ],
 )  # fmt: skip
 def test_classify_table(status, body, headers, kind, retry_after, code, upstream):

@@ -70,6 +70,9 @@ UNCLEAR = AmbiguousError("start: HTTP 502", status=502)
         (START, TIMEOUT, 4, NOW, Decision(Next.RETRY, AttemptOutcome.RETRYABLE, s(8), "start: HTTP 408")),
         (START, TIMEOUT, 30, NOW, Decision(Next.RETRY, AttemptOutcome.RETRYABLE, s(60), "start: HTTP 408")),
         (START, TIMEOUT, 1, DEADLINE, Decision(Next.FAIL, AttemptOutcome.RETRYABLE, reason="deadline passed while retrying: start: HTTP 408")),
+        # Thousands of attempts (2 ** 4999 overflows a float): still the cap, or failed past the deadline.
+        (START, TIMEOUT, 5000, NOW, Decision(Next.RETRY, AttemptOutcome.RETRYABLE, s(60), "start: HTTP 408")),
+        (START, TIMEOUT, 5000, DEADLINE + timedelta(seconds=1), Decision(Next.FAIL, AttemptOutcome.RETRYABLE, reason="deadline passed while retrying: start: HTTP 408")),
         # A 429 pauses the whole token until retry-after (or the backoff cap without one).
         (START, RATE_LIMITED, 1, NOW, Decision(Next.RETRY, AttemptOutcome.RETRYABLE, s(30), "start: HTTP 429", s(30))),
         (START, RATE_LIMITED_NO_HEADER, 1, NOW, Decision(Next.RETRY, AttemptOutcome.RETRYABLE, s(1), "start: HTTP 429", s(60))),
