@@ -6,20 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.fixed_random import Fixed
 from worker.backoff import Backoff, next_due
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 FAR = NOW + timedelta(hours=1)
 POLICY = Backoff(base=1.0, cap=60.0, floor=0.5)
-
-
-class Fixed(random.Random):
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,12 @@ Each row is DESIGN.md "Retries" and "Exactly one start per booking" for one situ
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from models import AttemptAction, AttemptOutcome, StreamState
+from tests.fixed_random import Fixed
 from worker import policy
 from worker.backoff import Backoff
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
@@ -24,17 +24,6 @@ DEADLINE = NOW + timedelta(minutes=10)
 WINDOW = 900.0
 BACKOFF = Backoff(base=1.0, cap=60.0, floor=0.5)
 START, RECONCILE = AttemptAction.START, AttemptAction.RECONCILE
-
-
-class Fixed(random.Random):
-    """A random source that always draws ``value``: the jitter becomes a known number."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
 
 
 def s(seconds: float) -> datetime:
