@@ -188,7 +188,7 @@ class Decision:
     retry_at: datetime | None = None
     reason: str = ""
     pause_until: datetime | None = None
-    state: StreamState | None = None  # with STORE: started, or failed when there is no key
+    state: StreamState | None = None  # the booking's state once the livestream is stored
 
 
 def before_call(
@@ -303,7 +303,7 @@ def after_livestream(found: Livestream) -> Decision:
         f"livestream {found.id} exists but the API returned no stream key for it; "
         "not started again (fetch its key upstream or stop it)"
     )
-    return Decision(Next.STORE, state=StreamState.FAILED, reason=reason)
+    return Decision(Next.FAIL, state=StreamState.FAILED, reason=reason)
 
 
 def error_text(error: UpstreamError) -> str:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import AttemptAction, StreamState
+from models import AttemptAction
 from models.db import db_now, write_with_retries
 from worker import attempts, claims, pacing, policy, transitions
 from worker.backoff import Backoff
@@ -166,7 +166,7 @@ class Recorder:
 
         def write(session: Session, now: datetime) -> bool:
             close(session, now)
-            if decision.state is StreamState.STARTED and ciphertext is not None:
+            if decision.next is Next.STORE and ciphertext is not None:
                 return transitions.finish_started(
                     session, job.stream_id, job.token, now, found, ciphertext
                 )
@@ -176,11 +176,13 @@ class Recorder:
 
         if not self.write(write):
             return self.claim_lost(job, found)
+        if decision.next is not Next.STORE:
+            return self.report(job, decision)
         log.info(
             "livestream %s for booking %s (%s)", found.id, job.stream_id, result.value,
             extra={"action": "stream_started", "stream_id": str(job.stream_id)},
         )  # fmt: skip
-        return result if decision.state is StreamState.STARTED else RunResult.FAILED
+        return result
 
     def claim_lost(self, job: Job, found: Livestream) -> RunResult:
         log.warning(

@@ -158,7 +158,7 @@ def test_after_livestream_starts_only_with_a_stream_key() -> None:
     keyed = Livestream(id="ls-1", stream_key=Secret("sk-1"))
     assert policy.after_livestream(keyed) == Decision(Next.STORE, state=StreamState.STARTED)
     keyless = policy.after_livestream(Livestream(id="ls-2"))
-    assert keyless.state is StreamState.FAILED
+    assert keyless.next is Next.FAIL and keyless.state is StreamState.FAILED
     assert keyless.reason.startswith("livestream ls-2 exists but the API returned no stream key")
 
 
