@@ -9,7 +9,7 @@ never a second start.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,7 +91,13 @@ def _take(
 
 
 def claim_due(
-    session: Session, now: datetime, *, lookahead: float, lease: float, batch: int
+    session: Session,
+    now: datetime,
+    *,
+    lookahead: float,
+    lease: float,
+    batch: int,
+    not_before: datetime | None = None,
 ) -> list[Claim]:
     """Claim up to ``batch`` rows due by ``now + lookahead``, oldest first.
 
@@ -99,9 +105,12 @@ def claim_due(
     agree. Rows are claimed ahead of their instant so the start task can wait in the worker
     for its ETA and leave on time although the tick is coarse. The lease runs from the end of
     the lookahead, so it cannot run out before the task's ETA even for a row claimed early.
+    ``not_before`` (the end of a rate-limit pause within the lookahead) holds every claim
+    until then: the starts leave as the pause ends, not at the first tick after it.
     """
     horizon = now + timedelta(seconds=lookahead)
-    return _take(
+    handed_out = max(now, not_before) if not_before is not None else now
+    claimed = _take(
         session,
         [S.state.in_([s.value for s in CLAIMABLE_STATES]), S.due_at <= horizon],
         S.due_at,
@@ -109,9 +118,10 @@ def claim_due(
         state=StreamState.STARTING.value,
         lease_expires_at=horizon + timedelta(seconds=lease),
         claim_owner=None,
-        claimed_at=now,
+        claimed_at=handed_out,  # the pickup grace runs from when the run is expected
         updated_at=now,
     )
+    return [replace(c, due_at=max(c.due_at, handed_out)) for c in claimed]
 
 
 # A claim is taken back after this many vanished runs: the booking then fails with a reason

@@ -60,7 +60,11 @@ def tick(
         )  # fmt: skip
         key = pacing.token_hash(settings.api_token)
         paused = pacing.paused_until(session, key, now)
-        room = 0 if paused else pacing.budget(session, settings.rate_limit, now)
+        # While the token is paused nothing is claimed, until the pause's end falls within
+        # the lookahead: then the claims are handed out for that instant.
+        horizon = now + timedelta(seconds=settings.lookahead)
+        waiting = paused is not None and paused > horizon
+        room = 0 if waiting else pacing.budget(session, settings.rate_limit, now)
         fresh = (
             claims.claim_due(
                 session,
@@ -68,6 +72,7 @@ def tick(
                 lookahead=settings.lookahead,
                 lease=settings.lease,
                 batch=min(settings.claim_batch, room),
+                not_before=paused,
             )
             if room > 0
             else []

@@ -322,7 +322,7 @@ class Report:
         for row in sorted(self.rows, key=self.late_by, reverse=True)[:count]:
             calls = [a for a in self.attempts if a.stream_id == row.id]
             lines.append(
-                f"  late {self.late_by(row):.1f} s: due {at(row.scheduled_at)},"
+                f"  {str(row.id)[:8]} late {self.late_by(row):.1f} s: due {at(row.scheduled_at)},"
                 f" taken back {row.reclaims}x, calls "
                 + ", ".join(f"{at(a.sent_at)} {a.action} {a.outcome}" for a in calls)
             )

@@ -99,6 +99,28 @@ def test_a_rate_limit_pause_stops_claims(settings, book) -> None:
     assert report.paused_until > report.now + timedelta(seconds=20)
 
 
+def test_a_pause_ending_within_the_lookahead_hands_claims_out_for_its_end(settings, book) -> None:
+    """The starts leave as the pause ends, not at the first tick after it; the pickup grace
+    runs from then, so a claim held for the pause is not taken back meanwhile."""
+    stream = book()
+    _due(settings, [stream])
+    factory = get_sessionmaker(settings.database_url)
+    with factory.begin() as s:
+        until = db_now(s) + timedelta(seconds=settings.lookahead - 1)
+        pacing.pause(s, pacing.token_hash(settings.api_token), until)
+    got: list[Claim] = []
+    report = tick(factory, settings, got.append)
+    assert report.claimed == 1 and [c.due_at for c in got] == [until]
+    with factory.begin() as s:
+        later = until + timedelta(seconds=settings.pickup_grace - 1)
+        assert (
+            claims.reap(
+                s, later, lease=60, batch=10, pickup_grace=settings.pickup_grace, owner_timeout=5
+            )
+            == []
+        )
+
+
 def test_a_database_outage_costs_one_tick_and_one_log_line(monkeypatch, caplog) -> None:
     monkeypatch.setenv("LIVESTREAMS_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/none")
     runtime.install(None)  # built again from this environment
