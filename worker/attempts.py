@@ -123,14 +123,10 @@ def mark_orphaned(session: Session, stream_id: uuid.UUID, before: int, now: date
     )
 
 
-def first_unclear_call(session: Session, stream_id: uuid.UUID) -> datetime | None:
-    """When the booking's first start call whose effect is unknown was sent, if any."""
-    return session.scalar(
-        select(A.sent_at)
-        .where(A.stream_id == stream_id, UNCLEAR_START_CALL)
-        .order_by(A.number)
-        .limit(1)
-    )
+def first_unclear_call(session: Session, stream_id: uuid.UUID) -> StartAttempt | None:
+    """The booking's first start call whose effect is unknown (UNCLEAR_START_CALL), if any."""
+    query = select(A).where(A.stream_id == stream_id, UNCLEAR_START_CALL).order_by(A.number)
+    return session.scalars(query.limit(1)).first()
 
 
 def _status(call: CallInfo | None) -> int | None:

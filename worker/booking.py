@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from models import ScheduledStream, StartAttempt, StreamState
 from models.db import db_now
 from worker import transitions
-from worker.attempts import UNCLEAR_START_CALL
+from worker.attempts import UNCLEAR_START_CALL, first_unclear_call
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
 from worker.timeparse import parse_instant
@@ -287,7 +287,7 @@ def _applied(
     if ok:
         return stream
     # The UPDATE decided; this only reads why, for the message.
-    call = _first_unsettled_call(session, stream) if unsettled else None
+    call = first_unclear_call(session, stream.id) if unsettled else None
     if call is not None and stream.state in (StreamState.SCHEDULED, StreamState.RETRYING):
         raise BookingConflict(
             "state",
@@ -298,13 +298,6 @@ def _applied(
     raise BookingConflict(
         "state", f"cannot {verb} a booking that is {stream.state}; only {allowed}"
     )
-
-
-def _first_unsettled_call(session: Session, stream: ScheduledStream) -> StartAttempt | None:
-    query = (
-        select(_A).where(_A.stream_id == stream.id, UNCLEAR_START_CALL).order_by(_A.number).limit(1)
-    )
-    return session.scalars(query).first()
 
 
 def _call_result(call: StartAttempt) -> str:

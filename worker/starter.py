@@ -133,7 +133,8 @@ class Starter:
             if row is None or row.state != StreamState.STARTING or row.claim_token != token:
                 return RunResult.STALE  # a replayed message, or the reaper gave the row away
             unclear = attempts.first_unclear_call(session, stream_id)
-            job = Job.of(row, stream_id, token, first_unclear=unclear)
+            since = unclear.sent_at if unclear is not None else None
+            job = Job.of(row, stream_id, token, first_unclear=since)
             decision = policy.before_call(
                 now=now,
                 due_at=row.due_at,
