@@ -20,9 +20,11 @@ from benchmarks.data import book, states
 from benchmarks.procs import Celery, PeakRSS, cpu_snapshot, wait_until
 from benchmarks.report import Figure, figure, log, ratio
 from benchmarks.services import NOOP_KEY, Bench
+
 from models import ScheduledStream
 from models.db import get_sessionmaker
 
+APP = "benchmarks.app"  # the product's Celery app plus bench.noop
 CASE = "burst"
 GOAL_RATIO = 0.5
 POOL, CONCURRENCY = "prefork", 4
@@ -129,7 +131,8 @@ def burst(bench: Bench, count: int, *, url: str | None = None, noop: bool = True
     against the database at ``url`` (the run's own by default)."""
     url = url or bench.database_url
     with Celery(bench, {**ENV, "LIVESTREAMS_DATABASE_URL": url}) as celery:
-        worker = celery.worker("worker", pool=POOL, concurrency=CONCURRENCY)
+        # The product's app plus the no-op task, so both run on the very same worker.
+        worker = celery.worker("worker", pool=POOL, concurrency=CONCURRENCY, app=APP)
         beat = celery.beat("beat")
         sampler = PeakRSS({"worker": worker.pid, "beat": beat.pid})
         with sampler.running():
