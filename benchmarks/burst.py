@@ -20,7 +20,6 @@ from benchmarks.data import book, states
 from benchmarks.procs import Celery, PeakRSS, cpu_snapshot, wait_until
 from benchmarks.report import Figure, figure, log, ratio
 from benchmarks.services import NOOP_KEY, Bench
-
 from models import ScheduledStream
 from models.db import get_sessionmaker
 
