@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from worker import booking
-from worker.cli_http import api_key
+from worker import booking, listing
+from worker.cli_http import api_key, serve
 from worker.clitools import (
     EXIT_FAILURE,
     P,
@@ -25,26 +25,16 @@ from worker.clitools import (
     safe_url,
     session_scope,
 )
-from worker.crypto import StreamKeyCipher, cipher_for, new_key
-from worker.errors import SecretKeyError
+from worker.crypto import new_key
 from worker.present import (
     attempt_dict,
     explain,
+    reading_cipher,
     render_attempt,
     render_row,
     render_stream,
     stream_dict,
 )
-from worker.settings import Settings
-
-
-def _reading_cipher(settings: Settings, reveal: bool) -> StreamKeyCipher | None:
-    try:
-        return cipher_for(settings)
-    except SecretKeyError:
-        if reveal:
-            raise
-        return None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -125,9 +115,9 @@ def schedule(as_json: bool, **fields: Any) -> None:
 def list_command(as_json: bool, **filters: Any) -> None:
     """Bookings ordered by start time."""
     settings = current_settings()
-    cipher = _reading_cipher(settings, reveal=False)
+    cipher = reading_cipher(settings, reveal=False)
     with session_scope(settings) as session:
-        rows = [stream_dict(s, cipher) for s in booking.list_streams(session, **filters)]
+        rows = [stream_dict(s, cipher) for s in listing.list_streams(session, **filters)]
     emit(as_json, rows, "\n".join(render_row(r) for r in rows) or "no bookings")
 
 
@@ -144,7 +134,7 @@ def _target(func: Callable[P, R]) -> Callable[P, R]:
 def show(stream_id: str | None, ref: str | None, reveal_key: bool, as_json: bool) -> None:
     """What happened to one booking, and why, with every attempt."""
     settings = current_settings()
-    cipher = _reading_cipher(settings, reveal_key)
+    cipher = reading_cipher(settings, reveal_key)
     with session_scope(settings) as session:
         stream = booking.find(session, stream_id, ref=ref)
         tried = booking.attempts(session, stream)
@@ -304,6 +294,7 @@ def keygen(as_json: bool) -> None:
 
 
 cli.add_command(api_key)
+cli.add_command(serve)
 
 
 def main() -> None:

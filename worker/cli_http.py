@@ -1,4 +1,4 @@
-"""`livestreams api-key ...`: the HTTP app's commands."""
+"""`livestreams api-key ...` and `livestreams serve`: the HTTP app's commands."""
 
 from __future__ import annotations
 
@@ -64,3 +64,25 @@ def revoke(name_or_id: str, as_json: bool) -> None:
         row = apikeys.revoke(session, name_or_id)
         data = api_key_dict(row, db_now(session))
     emit(as_json, data, f"revoked {data['name']} ({data['prefix']}…) at {data['revoked_at']}")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@handle_errors
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API (/v1, /healthz, /openapi.json) with uvicorn."""
+    import uvicorn
+
+    current_settings()  # a bad setting stops here with one line, not in each worker process
+    # An import string, not an app object: uvicorn can only start --workers processes from
+    # one, and each process then builds its own engine and pool (no connections across fork).
+    uvicorn.run(
+        "worker.http.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )

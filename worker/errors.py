@@ -56,7 +56,14 @@ class BookingError(InputError):
 
 
 class BookingConflict(BookingError):
-    """The request disagrees with a booking already stored."""
+    """The request disagrees with a booking already stored.
+
+    ``fields`` names the stored fields that differ, when that is what the conflict is about.
+    """
+
+    def __init__(self, field: str, problem: str, *, fields: tuple[str, ...] = ()) -> None:
+        self.fields = fields
+        super().__init__(field, problem)
 
 
 class BookingNotFound(BookingError):

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from models import ApiKey, AttemptOutcome, ScheduledStream, StartAttempt, StreamState
-from worker.crypto import StreamKeyCipher, mask
+from worker.crypto import StreamKeyCipher, cipher_for, mask
 from worker.errors import SecretKeyError
-from worker.settings import Secret
+from worker.settings import Secret, Settings
 from worker.timeparse import describe
 
 
@@ -18,6 +18,17 @@ def _iso(value: datetime | None) -> str | None:
 
 def _local(value: datetime | None, zone_name: str) -> str | None:
     return None if value is None else describe(value, zone_name)
+
+
+def reading_cipher(settings: Settings, reveal: bool) -> StreamKeyCipher | None:
+    """The cipher to show stream keys with; without a key, None (keys show as encrypted),
+    unless they are to be revealed."""
+    try:
+        return cipher_for(settings)
+    except SecretKeyError:
+        if reveal:
+            raise
+        return None
 
 
 def stream_key_text(
