@@ -1,5 +1,6 @@
 """Mapping and engine/session factories; callers own their sessions."""
 
+from models.apikeys import ApiKey
 from models.base import Base, UTCDateTime
 from models.streams import (
     CLAIMABLE_STATES,
@@ -17,6 +18,7 @@ from models.streams import (
 __all__ = [
     "CLAIMABLE_STATES",
     "TERMINAL_STATES",
+    "ApiKey",
     "AttemptAction",
     "AttemptOutcome",
     "Base",

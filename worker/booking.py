@@ -1,4 +1,4 @@
-"""The Python API for bookings: schedule, reschedule, cancel, retry, find and list.
+"""The Python API for bookings: schedule, reschedule, cancel, retry and find (list: listing.py).
 
 Every function takes a Session that the caller owns and commits. Input is validated before
 anything is written; a refusal raises ``BookingError`` naming the field, and leaves the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -82,7 +81,7 @@ def validate(
     if not isinstance(window, int | float) or isinstance(window, bool) or not 0 < window <= 86400:
         raise BookingError("start_window", "must be between 0 and 86400 seconds")
     return BookingRequest(
-        meeting_id=_uuid("meeting_id", meeting_id),
+        meeting_id=parse_uuid("meeting_id", meeting_id),
         account_id=_ident("account_id", account_id or settings.account_id, "CLOUDFLARE_ACCOUNT_ID"),
         app_id=_ident("app_id", app_id or settings.app_id, "REALTIMEKIT_APP_ID"),
         scheduled_at=scheduled_at,
@@ -151,42 +150,11 @@ def find(
         if stream is None:
             raise BookingNotFound("ref", f"no booking with external_ref {ref!r}")
         return stream
-    stream_id = _uuid("id", ident)
+    stream_id = parse_uuid("id", ident)
     found = session.get(ScheduledStream, stream_id, populate_existing=True)
     if found is None:
         raise BookingNotFound("id", f"no booking with id {stream_id}")
     return found
-
-
-def list_streams(
-    session: Session,
-    *,
-    states: Sequence[str] = (),
-    meeting_id: str | uuid.UUID | None = None,
-    start: str | datetime | None = None,
-    end: str | datetime | None = None,
-    limit: int = 100,
-) -> list[ScheduledStream]:
-    """Bookings ordered by start time, filtered by state, meeting and start-time range."""
-    query = select(ScheduledStream)
-    if states:
-        known = {s.value for s in StreamState}
-        for state in states:
-            if state not in known:
-                raise BookingError(
-                    "state", f"unknown state {state!r}; one of {', '.join(sorted(known))}"
-                )
-        query = query.where(ScheduledStream.state.in_(list(states)))
-    if meeting_id is not None:
-        query = query.where(ScheduledStream.meeting_id == _uuid("meeting_id", meeting_id))
-    if start is not None:
-        query = query.where(ScheduledStream.scheduled_at >= parse_instant(start, None, "from")[0])
-    if end is not None:
-        query = query.where(ScheduledStream.scheduled_at < parse_instant(end, None, "to")[0])
-    if not 1 <= limit <= 10_000:
-        raise BookingError("limit", "must be between 1 and 10000")
-    query = query.order_by(ScheduledStream.scheduled_at, ScheduledStream.id).limit(limit)
-    return list(session.scalars(query))
 
 
 def attempts(session: Session, stream: ScheduledStream) -> list[StartAttempt]:
@@ -341,11 +309,12 @@ def _same_or_conflict(existing: ScheduledStream, request: BookingRequest) -> Sch
             "external_ref",
             f"{request.external_ref!r} is already booked as {existing.id} with other "
             f"{', '.join(differ)}",
+            fields=tuple(differ),
         )
     return existing
 
 
-def _uuid(field: str, value: str | uuid.UUID | None) -> uuid.UUID:
+def parse_uuid(field: str, value: str | uuid.UUID | None) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     try:

@@ -6,116 +6,35 @@ Exit codes: 0 success, 2 bad input (arguments, a refused booking, a bad setting)
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from models.db import get_sessionmaker
-from worker import booking
-from worker.crypto import StreamKeyCipher, cipher_for, new_key
-from worker.errors import BookingError, LivestreamsError, SecretKeyError, SettingsError
+from worker import booking, listing
+from worker.cli_http import api_key, serve
+from worker.clitools import (
+    EXIT_FAILURE,
+    P,
+    R,
+    current_settings,
+    emit,
+    handle_errors,
+    json_option,
+    safe_url,
+    session_scope,
+)
+from worker.crypto import new_key
 from worker.present import (
     attempt_dict,
     explain,
+    reading_cipher,
     render_attempt,
     render_row,
     render_stream,
     stream_dict,
 )
-from worker.settings import Settings
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-_SETTINGS = "livestreams.settings"  # the key of the invocation's settings in click's meta
-
-
-class Failure(click.ClickException):
-    """An error printed as one line, with the exit code that says what kind it is."""
-
-    def __init__(self, message: str, exit_code: int, as_json: bool = False) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
-        self.as_json = as_json
-
-    def show(self, file: Any = None) -> None:
-        if self.as_json:
-            click.echo(json.dumps({"error": self.message, "exit_code": self.exit_code}))
-        click.echo(f"livestreams: error: {self.message}", err=True)
-
-
-def _safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _db_message(exc: SQLAlchemyError, url: str) -> str:
-    text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    if "no such table" in text or ("relation" in text and "does not exist" in text):
-        return f"the database {_safe_url(url)} has no schema yet: run `livestreams db upgrade`"
-    return f"database {_safe_url(url)}: {text}"
-
-
-def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn the product's errors into one line on stderr and the documented exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        as_json = bool(kwargs.get("as_json"))
-        try:
-            return func(*args, **kwargs)
-        except (BookingError, SettingsError) as exc:
-            raise Failure(str(exc), EXIT_BAD_INPUT, as_json) from None
-        except LivestreamsError as exc:
-            raise Failure(str(exc), EXIT_FAILURE, as_json) from None
-        except SQLAlchemyError as exc:
-            url = current_settings().database_url  # read already: the error came from its URL
-            raise Failure(_db_message(exc, url), EXIT_FAILURE, as_json) from None
-
-    return wrapper
-
-
-def current_settings() -> Settings:
-    """This invocation's settings: read from the environment once, kept on click's context."""
-    meta = click.get_current_context().meta
-    settings = meta.get(_SETTINGS)
-    if settings is None:
-        settings = meta[_SETTINGS] = Settings.from_env()
-    assert isinstance(settings, Settings)
-    return settings
-
-
-def json_option(func: Callable[P, R]) -> Callable[P, R]:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
-
-
-@contextmanager
-def session_scope(settings: Settings) -> Iterator[Session]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
-    with get_sessionmaker(settings.database_url).begin() as session:
-        yield session
-
-
-def emit(as_json: bool, data: Any, text: str) -> None:
-    click.echo(json.dumps(data, indent=2) if as_json else text)
-
-
-def _reading_cipher(settings: Settings, reveal: bool) -> StreamKeyCipher | None:
-    try:
-        return cipher_for(settings)
-    except SecretKeyError:
-        if reveal:
-            raise
-        return None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -146,7 +65,7 @@ def db_upgrade(as_json: bool) -> None:
 
     settings = current_settings()
     upgrade(settings.database_url)
-    url = _safe_url(settings.database_url)
+    url = safe_url(settings.database_url)
     emit(as_json, {"database": url, "revision": "head"}, f"database {url} is at head")
 
 
@@ -196,9 +115,9 @@ def schedule(as_json: bool, **fields: Any) -> None:
 def list_command(as_json: bool, **filters: Any) -> None:
     """Bookings ordered by start time."""
     settings = current_settings()
-    cipher = _reading_cipher(settings, reveal=False)
+    cipher = reading_cipher(settings, reveal=False)
     with session_scope(settings) as session:
-        rows = [stream_dict(s, cipher) for s in booking.list_streams(session, **filters)]
+        rows = [stream_dict(s, cipher) for s in listing.list_streams(session, **filters)]
     emit(as_json, rows, "\n".join(render_row(r) for r in rows) or "no bookings")
 
 
@@ -215,7 +134,7 @@ def _target(func: Callable[P, R]) -> Callable[P, R]:
 def show(stream_id: str | None, ref: str | None, reveal_key: bool, as_json: bool) -> None:
     """What happened to one booking, and why, with every attempt."""
     settings = current_settings()
-    cipher = _reading_cipher(settings, reveal_key)
+    cipher = reading_cipher(settings, reveal_key)
     with session_scope(settings) as session:
         stream = booking.find(session, stream_id, ref=ref)
         tried = booking.attempts(session, stream)
@@ -372,6 +291,10 @@ def keygen(as_json: bool) -> None:
     """Print a new key for LIVESTREAMS_SECRET_KEY (put the newest first when rotating)."""
     key = new_key()
     emit(as_json, {"key": key}, key)
+
+
+cli.add_command(api_key)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -2,9 +2,16 @@
 
     LivestreamsError
     ├── SettingsError        a setting is missing or malformed: fix the environment, restart
-    ├── BookingError         bad input from a caller: nothing was stored or changed (exit 2)
-    │   ├── BookingConflict  the input disagrees with what is stored (same ref, other fields)
-    │   └── BookingNotFound  no booking with that id or reference
+    ├── InputError           bad input from a caller, naming the field: nothing was stored or
+    │   │                    changed (exit 2, HTTP 4xx)
+    │   ├── BookingError     a booking request was refused
+    │   │   ├── BookingConflict  the input disagrees with what is stored (same ref, other fields)
+    │   │   └── BookingNotFound  no booking with that id or reference
+    │   └── ApiKeyError      an API key request was refused (name, scope, expiry)
+    │       └── ApiKeyNotFound   no API key with that name or id
+    ├── AuthError            the HTTP app refused the presented API key; nothing was done
+    │   ├── NotAuthenticated no key, or an unknown, expired or revoked one (HTTP 401)
+    │   └── MissingScope     the key is good but lacks the endpoint's scope (HTTP 403)
     ├── SecretKeyError       the stream-key cipher is missing or cannot decrypt: fix the key
     ├── NotDueYet            a start ran before its instant (a clock ahead): run it again later
     ├── ProcessExitedError   a celery process of the demo (or a test) exited: read its log
@@ -13,8 +20,8 @@
         ├── AmbiguousError   something may have been created: reconcile before trying again
         └── FinalError       the API refused for good (400, 401, 403, 404, 422, other 4xx)
 
-The message of each error is safe to log and to show: no API token or stream key ever goes
-into one (the client builds messages from upstream error text, never from request headers).
+The message of each error is safe to log and to show: no API token, API key or stream key ever
+goes into one (the client builds messages from upstream error text, never from request headers).
 """
 
 from __future__ import annotations
@@ -35,8 +42,8 @@ class SettingsError(LivestreamsError):
         super().__init__(f"{variable}: {problem}")
 
 
-class BookingError(LivestreamsError):
-    """A booking request was refused; nothing was stored or changed."""
+class InputError(LivestreamsError):
+    """A caller's input was refused; ``field`` names what to fix. Nothing was stored or changed."""
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
@@ -44,12 +51,47 @@ class BookingError(LivestreamsError):
         super().__init__(f"{field}: {problem}")
 
 
+class BookingError(InputError):
+    """A booking request was refused; nothing was stored or changed."""
+
+
 class BookingConflict(BookingError):
-    """The request disagrees with a booking already stored."""
+    """The request disagrees with a booking already stored.
+
+    ``fields`` names the stored fields that differ, when that is what the conflict is about.
+    """
+
+    def __init__(self, field: str, problem: str, *, fields: tuple[str, ...] = ()) -> None:
+        self.fields = fields
+        super().__init__(field, problem)
 
 
 class BookingNotFound(BookingError):
     """No booking matches the id or external reference given."""
+
+
+class ApiKeyError(InputError):
+    """An API key could not be created or revoked as asked; nothing was stored or changed."""
+
+
+class ApiKeyNotFound(ApiKeyError):
+    """No API key has that name or id."""
+
+
+class AuthError(LivestreamsError):
+    """The HTTP app refused a request's API key. The message never contains the key."""
+
+
+class NotAuthenticated(AuthError):
+    """No API key was presented, or it is unknown, expired or revoked."""
+
+
+class MissingScope(AuthError):
+    """The API key is valid but does not grant the scope the endpoint needs."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__(f"this API key lacks the scope {scope!r}")
 
 
 class SecretKeyError(LivestreamsError):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from models import AttemptOutcome, ScheduledStream, StartAttempt, StreamState
-from worker.crypto import StreamKeyCipher, mask
+from models import ApiKey, AttemptOutcome, ScheduledStream, StartAttempt, StreamState
+from worker.crypto import StreamKeyCipher, cipher_for, mask
 from worker.errors import SecretKeyError
-from worker.settings import Secret
+from worker.settings import Secret, Settings
 from worker.timeparse import describe
 
 
@@ -18,6 +18,17 @@ def _iso(value: datetime | None) -> str | None:
 
 def _local(value: datetime | None, zone_name: str) -> str | None:
     return None if value is None else describe(value, zone_name)
+
+
+def reading_cipher(settings: Settings, reveal: bool) -> StreamKeyCipher | None:
+    """The cipher to show stream keys with; without a key, None (keys show as encrypted),
+    unless they are to be revealed."""
+    try:
+        return cipher_for(settings)
+    except SecretKeyError:
+        if reveal:
+            raise
+        return None
 
 
 def stream_key_text(
@@ -190,3 +201,37 @@ def _local_of(data: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     return describe(datetime.fromisoformat(value.replace("Z", "+00:00")), data["timezone"])
+
+
+def api_key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
+    """An API key as ops see it: the visible prefix only, never the key or its hash."""
+    if key.revoked_at is not None:
+        state = "revoked"
+    elif key.expires_at is not None and key.expires_at <= now:
+        state = "expired"
+    else:
+        state = "active"
+    return {
+        "id": str(key.id),
+        "name": key.name,
+        "prefix": f"lsk_{key.prefix}_",
+        "scopes": key.scopes.split(),
+        "state": state,
+        "created_at": _iso(key.created_at),
+        "expires_at": _iso(key.expires_at),
+        "revoked_at": _iso(key.revoked_at),
+        "last_used_at": _iso(key.last_used_at),
+    }
+
+
+def render_api_key(data: dict[str, Any]) -> str:
+    return "  ".join(
+        [
+            data["name"],
+            data["prefix"] + "…",
+            f"{data['state']:<7}",
+            ",".join(data["scopes"]),
+            f"expires {data['expires_at'] or 'never'}",
+            f"last used {data['last_used_at'] or 'never'}",
+        ]
+    )

@@ -12,7 +12,7 @@ from models import ScheduledStream, StreamState
 from models.db import get_sessionmaker
 from tests.attempt_rows import add_calls
 from tests.dbdump import dump
-from worker import booking
+from worker import booking, listing
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 
 FUTURE = datetime(2031, 5, 1, 18, 0, tzinfo=UTC)
@@ -208,13 +208,13 @@ def test_list_filters_and_orders_by_start(settings, book, session) -> None:
     late = book(meeting_id=meeting, at=FUTURE + timedelta(hours=2))
     early = book(meeting_id=meeting, at=FUTURE)
     book(at=FUTURE + timedelta(hours=1))
-    rows = booking.list_streams(session, meeting_id=meeting)
+    rows = listing.list_streams(session, meeting_id=meeting)
     assert [r.id for r in rows] == [early.id, late.id]
-    rows = booking.list_streams(
+    rows = listing.list_streams(
         session, start=FUTURE + timedelta(minutes=30), end=FUTURE + timedelta(hours=3)
     )
     assert len(rows) == 2
-    assert len(booking.list_streams(session, limit=1)) == 1
-    assert booking.list_streams(session, states=["cancelled"]) == []
+    assert len(listing.list_streams(session, limit=1)) == 1
+    assert listing.list_streams(session, states=["cancelled"]) == []
     with pytest.raises(BookingError, match="state"):
-        booking.list_streams(session, states=["sleeping"])
+        listing.list_streams(session, states=["sleeping"])

@@ -1,0 +1,88 @@
+"""`livestreams api-key ...` and `livestreams serve`: the HTTP app's commands."""
+
+from __future__ import annotations
+
+import click
+
+from models.db import db_now
+from worker import apikeys
+from worker.clitools import current_settings, emit, handle_errors, json_option, session_scope
+from worker.present import api_key_dict, render_api_key
+
+
+@click.group("api-key")
+def api_key() -> None:
+    """API keys for the HTTP app (`livestreams serve`); only their hash is stored."""
+
+
+@api_key.command("create")
+@click.option("--name", required=True, help="A unique name: who or what uses the key.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help=f"Repeatable, or comma-separated: {', '.join(apikeys.SCOPES)} "
+    "(ops includes bookings:read and bookings:write, not stream-keys:read).",
+)
+@click.option("--expires", help="An ISO 8601 instant with an offset, or a duration: 90d, 12h.")
+@json_option
+@handle_errors
+def create(name: str, scopes: tuple[str, ...], expires: str | None, as_json: bool) -> None:
+    """Make a key and print it: it is shown this once and cannot be shown again."""
+    settings = current_settings()
+    with session_scope(settings) as session:
+        row, key = apikeys.create(session, name=name, scopes=scopes, expires=expires)
+        data = api_key_dict(row, db_now(session))
+    emit(
+        as_json,
+        {**data, "key": key},
+        f"{key}\n(API key {data['name']!r}: store it now, it is not shown again)",
+    )
+
+
+@api_key.command("list")
+@json_option
+@handle_errors
+def list_command(as_json: bool) -> None:
+    """Every API key, by creation time (prefixes only, never the keys)."""
+    settings = current_settings()
+    with session_scope(settings) as session:
+        now = db_now(session)
+        rows = [api_key_dict(k, now) for k in apikeys.list_keys(session)]
+    emit(as_json, rows, "\n".join(render_api_key(r) for r in rows) or "no API keys")
+
+
+@api_key.command("revoke")
+@click.argument("name_or_id")
+@json_option
+@handle_errors
+def revoke(name_or_id: str, as_json: bool) -> None:
+    """Revoke a key by name or id, for good: requests with it get 401 from now on."""
+    settings = current_settings()
+    with session_scope(settings) as session:
+        row = apikeys.revoke(session, name_or_id)
+        data = api_key_dict(row, db_now(session))
+    emit(as_json, data, f"revoked {data['name']} ({data['prefix']}…) at {data['revoked_at']}")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@handle_errors
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API (/v1, /healthz, /openapi.json) with uvicorn."""
+    import uvicorn
+
+    current_settings()  # a bad setting stops here with one line, not in each worker process
+    # An import string, not an app object: uvicorn can only start --workers processes from
+    # one, and each process then builds its own engine and pool (no connections across fork).
+    uvicorn.run(
+        "worker.http.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )

@@ -1,0 +1,30 @@
+"""The ASGI app: `create_app(settings)`, and `app_from_env` for `livestreams serve` (uvicorn)."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from fastapi import FastAPI
+
+from worker.http import bookings, ops, problems
+from worker.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The HTTP API over ``settings``' database; engines are made per process on first use."""
+    app = FastAPI(
+        title="livestream-scheduler",
+        version=version("livestream-scheduler"),
+        description="Book Cloudflare RealtimeKit livestreams to start once, on time.",
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(ops.router)
+    app.include_router(bookings.router)
+    app.add_middleware(problems.BodyLimit)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory (`livestreams serve`): each worker process reads the environment."""
+    return create_app(Settings.from_env())

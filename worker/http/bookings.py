@@ -1,0 +1,129 @@
+"""/v1/bookings: the same calls as the CLI's schedule, list, show, cancel, reschedule, retry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+
+from worker import booking, listing
+from worker.errors import BookingNotFound
+from worker.http import cursor
+from worker.http.deps import ReadKey, SessionDep, SettingsDep, StreamKeysKey, WriteKey
+from worker.http.schemas import BookingIn, RescheduleIn, RetryIn
+from worker.present import attempt_dict, explain, reading_cipher, stream_dict, stream_key_text
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
+MAX_PAGE = 500
+
+
+@router.post("", status_code=201, responses={200: {"description": "booked before, same fields"}})
+def create(
+    body: BookingIn, response: Response, session: SessionDep, settings: SettingsDep, _key: WriteKey
+) -> dict[str, Any]:
+    """Book a livestream. The same `ref` again answers 200 with that booking; 409 if it differs."""
+    fields = body.model_dump(exclude={"ref"}, exclude_none=True)
+    result = booking.schedule(session, settings, external_ref=body.ref, **fields)
+    data = stream_dict(result.stream)
+    if result.created:
+        response.headers["Location"] = f"{router.prefix}/{data['id']}"
+    else:
+        response.status_code = 200
+    return {**data, "created": result.created}
+
+
+@router.get("")
+def list_bookings(
+    session: SessionDep,
+    settings: SettingsDep,
+    _key: ReadKey,
+    state: Annotated[list[str], Query()] = [],  # noqa: B006  (FastAPI copies the default)
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    meeting_id: str | None = None,
+    ref: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    after: Annotated[str | None, Query(alias="cursor")] = None,
+) -> dict[str, Any]:
+    """Bookings by start time, a page at a time: pass `next` back as `cursor`."""
+    rows = listing.list_streams(
+        session,
+        states=state,
+        meeting_id=meeting_id,
+        start=start,
+        end=end,
+        ref=ref,
+        after=None if after is None else cursor.decode(after),
+        limit=limit + 1,  # one more tells whether there is a next page
+    )
+    page = rows[:limit]
+    cipher = reading_cipher(settings, reveal=False)
+    last = page[-1] if len(rows) > limit else None
+    return {
+        "items": [stream_dict(s, cipher) for s in page],
+        "next": None if last is None else cursor.encode(last.scheduled_at, last.id),
+    }
+
+
+@router.get("/{stream_id}")
+def show(
+    stream_id: str, session: SessionDep, settings: SettingsDep, _key: ReadKey
+) -> dict[str, Any]:
+    """One booking with why it is where it is and every attempt; the stream key masked."""
+    stream = booking.find(session, stream_id)
+    tried = booking.attempts(session, stream)
+    data = stream_dict(stream, reading_cipher(settings, reveal=False))
+    return {**data, "why": explain(stream, tried), "attempt_log": [attempt_dict(a) for a in tried]}
+
+
+@router.post("/{stream_id}/cancel")
+def cancel(stream_id: str, session: SessionDep, _key: WriteKey) -> dict[str, Any]:
+    """Cancel a booking that is scheduled or waiting to retry."""
+    return stream_dict(booking.cancel(session, booking.find(session, stream_id)))
+
+
+@router.post("/{stream_id}/reschedule")
+def reschedule(
+    stream_id: str, body: RescheduleIn, session: SessionDep, settings: SettingsDep, _key: WriteKey
+) -> dict[str, Any]:
+    """Move a booking that has not started; a wall time without `tz` is read in its zone."""
+    stream = booking.find(session, stream_id)
+    return stream_dict(
+        booking.reschedule(session, settings, stream, **body.model_dump(exclude_none=True))
+    )
+
+
+@router.post("/{stream_id}/retry")
+def retry(
+    stream_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    _key: WriteKey,
+    body: Annotated[RetryIn | None, Body()] = None,
+) -> dict[str, Any]:
+    """Try a failed or missed booking again, now or at `at`; its history is kept."""
+    stream = booking.find(session, stream_id)
+    fields = body.model_dump(exclude_none=True) if body else {}
+    return stream_dict(booking.retry(session, settings, stream, **fields))
+
+
+@router.get("/{stream_id}/stream-key", tags=["stream keys"])
+def stream_key(
+    stream_id: str, session: SessionDep, settings: SettingsDep, key: StreamKeysKey
+) -> dict[str, Any]:
+    """The stream key in the clear (scope stream-keys:read); every reveal is logged."""
+    stream = booking.find(session, stream_id)
+    text = stream_key_text(stream, reading_cipher(settings, reveal=True), reveal=True)
+    if text is None:
+        raise BookingNotFound(
+            "stream_key", f"booking {stream.id} has no stream key ({stream.state})"
+        )
+    log.info(
+        "stream key of booking %s revealed to API key %r",
+        stream.id,
+        key.name,
+        extra={"action": "stream_key_reveal", "booking_id": str(stream.id), "api_key": key.name},
+    )
+    return {"id": str(stream.id), "stream_key": text}

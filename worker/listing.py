@@ -1,0 +1,62 @@
+"""Listing bookings: filters, and keyset pages ordered by (scheduled_at, id).
+
+A page after a cursor starts strictly after that (scheduled_at, id), so rows inserted or
+cancelled while a caller pages neither repeat nor shift rows that existed before (an OFFSET
+would do both).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from models import ScheduledStream, StreamState
+from worker.booking import parse_uuid
+from worker.errors import BookingError
+from worker.timeparse import parse_instant
+
+S = ScheduledStream
+MAX_LIMIT = 10_000
+
+
+def list_streams(
+    session: Session,
+    *,
+    states: Sequence[str] = (),
+    meeting_id: str | uuid.UUID | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    ref: str | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 100,
+) -> list[ScheduledStream]:
+    """Bookings ordered by start time (then id), filtered by state, meeting, start-time range
+    and external reference; with ``after``, only those after that (scheduled_at, id)."""
+    query = select(S)
+    if states:
+        known = {s.value for s in StreamState}
+        for state in states:
+            if state not in known:
+                raise BookingError(
+                    "state", f"unknown state {state!r}; one of {', '.join(sorted(known))}"
+                )
+        query = query.where(S.state.in_(list(states)))
+    if meeting_id is not None:
+        query = query.where(S.meeting_id == parse_uuid("meeting_id", meeting_id))
+    if start is not None:
+        query = query.where(S.scheduled_at >= parse_instant(start, None, "from")[0])
+    if end is not None:
+        query = query.where(S.scheduled_at < parse_instant(end, None, "to")[0])
+    if ref is not None:
+        query = query.where(S.external_ref == ref)
+    if after is not None:
+        at, last_id = after
+        query = query.where(or_(S.scheduled_at > at, and_(S.scheduled_at == at, S.id > last_id)))
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BookingError("limit", f"must be between 1 and {MAX_LIMIT}")
+    query = query.order_by(S.scheduled_at, S.id).limit(limit)
+    return list(session.scalars(query))
