@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from models import AttemptAction, AttemptOutcome, StartAttempt
@@ -121,6 +121,11 @@ def mark_orphaned(session: Session, stream_id: uuid.UUID, before: int, now: date
             error_message=ORPHANED,
         )
     )
+
+
+def calls_since(session: Session, since: datetime) -> int:
+    """How many calls were sent after ``since``, whatever came of them."""
+    return session.scalar(select(func.count()).where(A.sent_at > since)) or 0
 
 
 def first_unclear_call(session: Session, stream_id: uuid.UUID) -> StartAttempt | None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    func,
     or_,
     select,
     update,
@@ -152,6 +153,14 @@ def _lost(now: datetime, pickup_grace: float, owner_timeout: float | None) -> Co
         )
         lost.append(and_(S.claim_owner.is_not(None), ~alive))
     return and_(S.state == StreamState.STARTING.value, or_(*lost))
+
+
+def unconfirmed(session: Session, now: datetime) -> int:
+    """Claims handed out and due, that no run has confirmed yet: the queue in the broker."""
+    query = select(func.count()).where(
+        S.state == StreamState.STARTING.value, S.claim_owner.is_(None), S.due_at <= now
+    )
+    return session.scalar(query) or 0
 
 
 def reap(

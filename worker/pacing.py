@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
 from models.db import upsert_newer
+from worker.attempts import calls_since
 from worker.settings import RateLimit, Secret
 
 # Leave headroom under the published limit: the upstream counts arrivals by its own clock and
@@ -48,7 +49,7 @@ def paused_until(session: Session, key: str, now: datetime) -> datetime | None:
 def budget(session: Session, limit: RateLimit, now: datetime) -> int:
     """How many more rows may be claimed now without risking the rate limit."""
     since = now - timedelta(seconds=limit.window)
-    sent = session.scalar(select(func.count()).where(StartAttempt.sent_at > since)) or 0
+    sent = calls_since(session, since)
     # Claimed rows that have not sent yet will each make at least one call.
     pending = (
         session.scalar(
