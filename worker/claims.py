@@ -156,9 +156,13 @@ def _lost(now: datetime, pickup_grace: float, owner_timeout: float | None) -> Co
 
 
 def unconfirmed(session: Session, now: datetime) -> int:
-    """Claims handed out and due, that no run has confirmed yet: the queue in the broker."""
+    """Claims handed out for now or earlier, that no run has confirmed yet: the queue in the
+    broker (claims held for a later instant, their ETA, are not in it yet)."""
     query = select(func.count()).where(
-        S.state == StreamState.STARTING.value, S.claim_owner.is_(None), S.due_at <= now
+        S.state == StreamState.STARTING.value,
+        S.claim_owner.is_(None),
+        S.due_at <= now,
+        S.claimed_at <= now,
     )
     return session.scalar(query) or 0
 

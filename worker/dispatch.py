@@ -114,14 +114,16 @@ def _pickup_grace(session: Session, now: datetime, settings: Settings) -> float:
     """The pickup grace, stretched by the queue in front of a claim: a claim behind a backlog
     that the workers are working through (a burst) is late, not lost, and taking it back
     would only queue it again, behind the same backlog. Waiting claims at the rate of recent
-    calls; with no recent call nothing is working the queue, and the plain grace holds."""
+    calls; with no recent call nothing is working the queue, and the plain grace holds. It at
+    most doubles: a message lost while others flow (Redis restarted, a worker killed with
+    its prefetch) must still come back within seconds."""
     waiting = claims.unconfirmed(session, now)
     if not waiting:
         return settings.pickup_grace
     rate = attempts.calls_since(session, now - timedelta(seconds=RATE_WINDOW)) / RATE_WINDOW
     if rate <= 0:
         return settings.pickup_grace
-    return min(settings.pickup_grace + waiting / rate, settings.lease)
+    return settings.pickup_grace + min(waiting / rate, settings.pickup_grace)
 
 
 # Any fixed number: the key of the PostgreSQL advisory lock that one tick holds at a time.
