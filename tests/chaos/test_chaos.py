@@ -97,6 +97,19 @@ class Chaos:
     spawned: int = WORKERS
     log: list[str] = field(default_factory=list)
 
+    def revive(self) -> None:
+        """Replace workers that exited on their own, as a process supervisor would: Celery's
+        Redis transport can crash a worker when Redis goes away under it ("Unrecoverable
+        error" restoring unacked messages; celery#10205, kombu#970). The product's part is
+        to recover those workers' claims, not to keep Celery alive."""
+        for name, proc in list(self.pipeline.celery.procs.items()):
+            if name.startswith("worker-") and proc.poll() is not None:
+                self.pipeline.celery.procs.pop(name)
+                self.spawned += 1
+                self.pipeline.celery.worker(f"worker-{self.spawned}", wait=False)
+                self.log.append(f"{name} exited by itself ({proc.returncode}), "
+                                f"started worker-{self.spawned}")  # fmt: skip
+
     def kill_a_worker(self) -> None:
         alive = sorted(n for n in self.pipeline.celery.procs if n.startswith("worker-"))
         victim = self.rng.choice(alive)
@@ -128,6 +141,8 @@ class Chaos:
             at += self.rng.uniform(*KILL_EVERY)
             events.append((at, "kill", self.kill_a_worker))
         events.append((start + self.rng.uniform(6, 12), "redis", self.restart_redis))
+        for second in range(-2, int(SPREAD) + 3):  # a supervisor's look, once a second
+            events.append((start + second + 0.5, "revive", self.revive))
         outage = start + self.rng.uniform(17, 23)
         events.append((outage, "refuse", self.refuse_db))
         events.append((outage + OUTAGE, "allow", self.allow_db))
@@ -215,8 +230,10 @@ def test_chaos(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) ->
         try:
             for instant, _, action in events:
                 time.sleep(max(0.0, instant - time.monotonic()))
+                logged = len(chaos.log)
                 action()
-                chaos.log[-1] = f"{time.monotonic() - begun:+.1f} s {chaos.log[-1]}"
+                for i in range(logged, len(chaos.log)):
+                    chaos.log[i] = f"{time.monotonic() - begun:+.1f} s {chaos.log[i]}"
         finally:
             allow_connections(database)  # never leave the database closed, whatever failed
         last_due = max(r.scheduled_at for r in streams)
