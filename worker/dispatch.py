@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import attempts, claims, pacing
+from worker import claims, pacing
 from worker.claims import Claim
 from worker.settings import Settings
 
@@ -51,8 +51,7 @@ def tick(
         # Owners are judged only once ticks have run long enough for a live owner to have
         # beaten since the database came back: an outage silences every heartbeat at once.
         judge = (now - since).total_seconds() >= settings.owner_timeout
-        grace = _pickup_grace(session, now, settings)
-        owners = settings.owner_timeout if judge else None
+        grace, owners = settings.pickup_grace, settings.owner_timeout if judge else None
         expired = claims.expire_untried(session, now)
         expired += claims.fail_reclaimed(session, now, pickup_grace=grace, owner_timeout=owners)
         reaped = claims.reap(
@@ -66,6 +65,10 @@ def tick(
         horizon = now + timedelta(seconds=settings.lookahead)
         waiting = paused is not None and paused > horizon
         room = 0 if waiting else pacing.budget(session, settings.rate_limit, now)
+        # The broker holds at most a batch of claims that no run has taken up: a burst waits
+        # in the database, in order, rather than in a queue so long that its tail outlives
+        # the pickup grace and is taken back, and queued again, behind the same backlog.
+        room = min(room, settings.claim_batch - claims.unconfirmed(session, now))
         fresh = (
             claims.claim_due(
                 session,
@@ -104,26 +107,6 @@ def tick(
             extra={"action": "dispatch_tick", "claimed": len(fresh), "reaped": len(reaped)},
         )
     return report
-
-
-# Seconds of recent calls that measure how fast runs take claims up.
-RATE_WINDOW = 5.0
-
-
-def _pickup_grace(session: Session, now: datetime, settings: Settings) -> float:
-    """The pickup grace, stretched by the queue in front of a claim: a claim behind a backlog
-    that the workers are working through (a burst) is late, not lost, and taking it back
-    would only queue it again, behind the same backlog. Waiting claims at the rate of recent
-    calls; with no recent call nothing is working the queue, and the plain grace holds. It at
-    most doubles: a message lost while others flow (Redis restarted, a worker killed with
-    its prefetch) must still come back within seconds."""
-    waiting = claims.unconfirmed(session, now)
-    if not waiting:
-        return settings.pickup_grace
-    rate = attempts.calls_since(session, now - timedelta(seconds=RATE_WINDOW)) / RATE_WINDOW
-    if rate <= 0:
-        return settings.pickup_grace
-    return settings.pickup_grace + min(waiting / rate, settings.pickup_grace)
 
 
 # Any fixed number: the key of the PostgreSQL advisory lock that one tick holds at a time.
