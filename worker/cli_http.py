@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import click
 
 from models.db import db_now
@@ -85,4 +88,18 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level="info",
+        log_config=_log_config(),
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging plus the product's loggers (``worker.*``) at INFO on its handler.
+
+    Without them a served process logs nothing of its own: not even the audit line that each
+    stream-key reveal writes (worker.http.bookings), which uvicorn alone would drop.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["worker"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config

@@ -17,6 +17,8 @@ def test_serve_runs_uvicorn_with_the_factory_import_string(env, monkeypatch) -> 
     assert args == ("worker.http.app:app_from_env",)
     assert kwargs["factory"] is True and kwargs["workers"] == 3 and kwargs["port"] == 8123
     assert kwargs["host"] == "127.0.0.1"
+    # The product's own loggers too: each stream-key reveal writes an audit line at INFO.
+    assert kwargs["log_config"]["loggers"]["worker"]["level"] == "INFO"
 
 
 def test_serve_with_a_bad_setting_exits_2_in_one_line(monkeypatch) -> None:
