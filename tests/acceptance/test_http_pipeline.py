@@ -16,7 +16,7 @@ from tests.processes import wait_until
 from worker import apikeys
 from worker.processes import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
 def _bearer(key: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ from worker import apikeys
 from worker.crypto import new_key
 from worker.processes import free_port
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 MAX_EXAMPLES = 25  # per operation: enough to cross each parameter's edges, done in seconds
 
