@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import IN_CI
-from worker.processes import CeleryProcesses, isolated_env, wait_until
+from worker.processes import CeleryProcesses, free_port, isolated_env, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,9 +40,7 @@ class RedisServer:
     def __init__(self, tmp: Path) -> None:
         if shutil.which("redis-server") is None:
             (pytest.fail if IN_CI else pytest.skip)("redis-server is not installed")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.logfile = tmp / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -90,7 +90,7 @@ def validate(
         name=_name(name),
         video_width=_side("width", width),
         video_height=_side("height", height),
-        external_ref=_ref(external_ref),
+        external_ref=parse_ref(external_ref),
     )
 
 
@@ -355,7 +355,7 @@ def _side(field: str, value: int | None) -> int | None:
     return value
 
 
-def _ref(value: str | None) -> str | None:
+def parse_ref(value: str | None) -> str | None:
     if value is None:
         return None
     if not value or len(value) > REF_MAX or not value.isprintable() or value != value.strip():

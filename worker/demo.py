@@ -4,7 +4,9 @@ A SQLite database and a SQLite broker (kombu's SQLAlchemy transport) in ./.demo,
 RealtimeKit server on a free loopback port, real `celery beat` and `celery worker` processes,
 and a handful of bookings a few seconds ahead: one clean, one that meets a 5xx first, one
 that meets a 429, one the API refuses for good. It prints each result as it lands and exits
-0 once every booking has ended (1 if they have not after a bounded wait).
+0 once every booking has ended (1 if they have not after a bounded wait). Beside them runs
+`livestreams serve` on a free loopback port, with an API key of every scope printed, so the
+bookings can be looked at over HTTP while the demo runs.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from sqlalchemy import select
 
 from models import TERMINAL_STATES, ScheduledStream
 from models.db import dispose_all, get_sessionmaker
-from worker import booking
+from worker import apikeys, booking
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import ProcessExitedError
 from worker.fake_realtimekit import FakeRealtimeKit
 from worker.migrate import upgrade
 from worker.present import explain, stream_dict
-from worker.processes import CeleryProcesses
+from worker.processes import CeleryProcesses, free_port
 from worker.settings import Settings
 
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - the fake server's token, loopback only
@@ -100,11 +102,15 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
         upgrade(db_url)
         cipher = cipher_for(settings, create=True)
         echo(f"fake RealtimeKit API at {fake.base_url}; database {db_url}")
-        labels = _book(settings, fake, echo)
-        # Not waited for: the bookings are seconds ahead and _watch notices an early exit.
         # Ctrl-C lands here (the processes have groups of their own) and the block stops them.
         try:
             with CeleryProcesses(env, workdir, grace=10) as celery:
+                # Served first and waited for: started beside the worker, its start-up would
+                # slow the worker's and make the first booking late.
+                if not _serve(settings, celery, echo):
+                    return 1
+                labels = _book(settings, fake, echo)
+                # Not waited for: the bookings are seconds ahead and _watch notices an exit.
                 celery.beat("beat", wait=False)
                 celery.worker("worker", pool="threads", concurrency=4, wait=False)
                 return _watch(settings, labels, cipher, timeout, echo, celery)
@@ -114,6 +120,23 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
                 f"the fake API received {fake.starts_received} start call(s) and created "
                 f"{sum(len(v) for v in fake.created.values())} livestream(s)"
             )
+
+
+def _serve(settings: Settings, celery: CeleryProcesses, echo: Callable[[str], None]) -> bool:
+    """`livestreams serve` beside beat and worker, and a key of every scope to call it with;
+    stopped with them. False (and why) if it does not answer."""
+    with get_sessionmaker(settings.database_url).begin() as session:
+        _, key = apikeys.create(session, name="demo", scopes=apikeys.SCOPES)
+    port = free_port()
+    try:
+        celery.serve("serve", port)
+    except (ProcessExitedError, TimeoutError) as exc:
+        echo(f"livestreams serve did not start; see {celery.log('serve')} ({type(exc).__name__})")
+        return False
+    url = f"http://127.0.0.1:{port}"
+    echo(f"HTTP API at {url} (docs {url}/docs) while the demo runs; an API key of every scope:")
+    echo(f"    curl -H 'Authorization: Bearer {key}' {url}/v1/bookings")
+    return True
 
 
 def _book(

@@ -15,7 +15,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from models import ScheduledStream, StreamState
-from worker.booking import parse_uuid
+from worker.booking import parse_ref, parse_uuid
 from worker.errors import BookingError
 from worker.timeparse import parse_instant
 
@@ -52,7 +52,9 @@ def list_streams(
     if end is not None:
         query = query.where(S.scheduled_at < parse_instant(end, None, "to")[0])
     if ref is not None:
-        query = query.where(S.external_ref == ref)
+        # Checked as booking checks it: PostgreSQL refuses a NUL in a query, and that refusal
+        # read as "the database is unavailable" (503) for what is the caller's input.
+        query = query.where(S.external_ref == parse_ref(ref))
     if after is not None:
         at, last_id = after
         query = query.where(or_(S.scheduled_at > at, and_(S.scheduled_at == at, S.id > last_id)))

@@ -1,4 +1,5 @@
-"""Real ``celery worker`` and ``celery beat`` processes: start, wait until ready, watch, stop.
+"""Real ``celery worker``, ``celery beat`` and ``livestreams serve`` processes: start, wait until
+ready, watch, stop.
 
 The one harness behind ``livestreams demo``, the acceptance and chaos tests and the benchmarks.
 Each process runs in a process group (a session) of its own, so a stop or a kill takes its pool
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
+
+import httpx
 
 from worker.errors import ProcessExitedError
 
@@ -43,6 +47,14 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at this moment, picked by the OS, for a child to bind."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def isolated_env(settings: Mapping[str, str]) -> dict[str, str]:
     """This process's environment without any product setting, then ``settings``: a child
     sees exactly the settings it is given, never a developer's shell."""
@@ -51,7 +63,8 @@ def isolated_env(settings: Mapping[str, str]) -> dict[str, str]:
 
 
 class CeleryProcesses:
-    """Celery processes sharing one environment; every one is stopped on leaving the block.
+    """Celery (and `livestreams serve`) processes sharing one environment; every one is stopped
+    on leaving the block.
 
     ``env`` is the whole environment of each process (see :func:`isolated_env`); ``cwd`` is
     where they run (the checkout root when the app or ``celeryconfig`` is read from there);
@@ -79,11 +92,14 @@ class CeleryProcesses:
     def spawn(self, name: str, app: str, args: list[str]) -> subprocess.Popen[bytes]:
         """``celery -A app *args``, logging to :meth:`log`; appended to, so a name used again
         keeps the earlier run's lines (a ready check reads only the new ones)."""
+        return self._popen(name, [sys.executable, "-m", "celery", "-A", app, *args])
+
+    def _popen(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         path = self.log(name)
         with path.open("ab") as out:
             self._log_start[name] = out.tell()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", app, *args],
+                argv,
                 cwd=self.cwd,
                 env=self.env,
                 stdout=out,
@@ -132,6 +148,34 @@ class CeleryProcesses:
         if wait:
             self.wait_ready(name, BEAT_READY)
         return proc
+
+    def serve(
+        self, name: str, port: int, *, host: str = "127.0.0.1", workers: int = 1, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """``livestreams serve`` (the HTTP API) on ``host:port``; ``wait`` returns only once its
+        /healthz answers."""
+        proc = self._popen(
+            name,
+            [sys.executable, "-m", "worker.cli", "serve", "--host", host, "--port", str(port),
+             "--workers", str(workers)],
+        )  # fmt: skip
+        if wait:
+            self.wait_answering(name, f"http://{host}:{port}/healthz")
+        return proc
+
+    def wait_answering(self, name: str, url: str, timeout: float = READY_TIMEOUT) -> None:
+        """Until a GET of ``url`` answers 200; raises ProcessExitedError at once if ``name``
+        exits first."""
+        proc = self.procs[name]
+
+        def answers() -> bool:
+            self._check(name, proc)
+            try:
+                return httpx.get(url, timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, timeout, f"{name} to answer {url}", interval=0.2)
 
     def wait_ready(self, name: str, marker: bytes, timeout: float = READY_TIMEOUT) -> None:
         """Until ``marker`` is in what ``name`` logged since it was spawned; raises

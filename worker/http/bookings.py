@@ -11,15 +11,24 @@ from worker import booking, listing
 from worker.errors import BookingNotFound
 from worker.http import cursor
 from worker.http.deps import ReadKey, SessionDep, SettingsDep, StreamKeysKey, WriteKey
+from worker.http.problems import declared
 from worker.http.schemas import BookingIn, RescheduleIn, RetryIn
 from worker.present import attempt_dict, explain, reading_cipher, stream_dict, stream_key_text
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/bookings", tags=["bookings"])
+# Every route may answer these; each adds the ones only it can give.
+router = APIRouter(prefix="/v1/bookings", tags=["bookings"], responses=declared(401, 403, 422, 503))
+ONE = declared(404)
+CHANGE = declared(404, 409, 413)
+CHANGE_WITH_BODY = declared(400, 404, 409, 413)
 MAX_PAGE = 500
 
 
-@router.post("", status_code=201, responses={200: {"description": "booked before, same fields"}})
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"description": "booked before, same fields"}, **declared(400, 409, 413)},
+)
 def create(
     body: BookingIn, response: Response, session: SessionDep, settings: SettingsDep, _key: WriteKey
 ) -> dict[str, Any]:
@@ -67,7 +76,7 @@ def list_bookings(
     }
 
 
-@router.get("/{stream_id}")
+@router.get("/{stream_id}", responses=ONE)
 def show(
     stream_id: str, session: SessionDep, settings: SettingsDep, _key: ReadKey
 ) -> dict[str, Any]:
@@ -78,13 +87,13 @@ def show(
     return {**data, "why": explain(stream, tried), "attempt_log": [attempt_dict(a) for a in tried]}
 
 
-@router.post("/{stream_id}/cancel")
+@router.post("/{stream_id}/cancel", responses=CHANGE)
 def cancel(stream_id: str, session: SessionDep, _key: WriteKey) -> dict[str, Any]:
     """Cancel a booking that is scheduled or waiting to retry."""
     return stream_dict(booking.cancel(session, booking.find(session, stream_id)))
 
 
-@router.post("/{stream_id}/reschedule")
+@router.post("/{stream_id}/reschedule", responses=CHANGE_WITH_BODY)
 def reschedule(
     stream_id: str, body: RescheduleIn, session: SessionDep, settings: SettingsDep, _key: WriteKey
 ) -> dict[str, Any]:
@@ -95,7 +104,7 @@ def reschedule(
     )
 
 
-@router.post("/{stream_id}/retry")
+@router.post("/{stream_id}/retry", responses=CHANGE_WITH_BODY)
 def retry(
     stream_id: str,
     session: SessionDep,
@@ -109,7 +118,7 @@ def retry(
     return stream_dict(booking.retry(session, settings, stream, **fields))
 
 
-@router.get("/{stream_id}/stream-key", tags=["stream keys"])
+@router.get("/{stream_id}/stream-key", tags=["stream keys"], responses=ONE)
 def stream_key(
     stream_id: str, session: SessionDep, settings: SettingsDep, key: StreamKeysKey
 ) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from worker.health import check
 from worker.http.deps import OpsKey, SessionDep, SettingsDep
+from worker.http.problems import MEDIA_TYPE, PROBLEM_SCHEMA, declared
 
 router = APIRouter()
 
@@ -19,7 +20,13 @@ def healthz() -> dict[str, Any]:
     return {"ok": True}
 
 
-@router.get("/v1/status", tags=["ops"], responses={503: {"description": "unhealthy"}})
+UNHEALTHY = {
+    "description": "unhealthy (the health, as for 200), or the database is unavailable",
+    "content": {"application/json": {}, MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
+}
+
+
+@router.get("/v1/status", tags=["ops"], responses={**declared(401, 403), 503: UNHEALTHY})
 def status(session: SessionDep, settings: SettingsDep, _key: OpsKey) -> JSONResponse:
     """What `livestreams status --json` prints: 200 when healthy, 503 when not (scope ops)."""
     health = check(session, settings)

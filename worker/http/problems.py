@@ -45,6 +45,44 @@ HTTP_FIELDS = {
 }
 
 
+# The body of every problem answer, for the OpenAPI document (`declared`).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "errors"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+WHEN = {
+    400: "the body cannot be read as JSON text (not UTF-8)",
+    401: "no API key, or not a valid one",
+    403: "the API key lacks the scope",
+    404: "no such booking",
+    409: "disagrees with the booking as stored (its state, or another booking under the ref)",
+    413: f"the request body exceeds {MAX_BODY} bytes",
+    422: "the request is invalid: `errors` names each field",
+    503: "the database is unavailable; try again",
+}
+
+
+def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses=`` for problem answers with these statuses, so that the OpenAPI
+    document declares them (and replaces FastAPI's own 422, which this app never answers)."""
+    content = {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}
+    return {status: {"description": WHEN[status], "content": content} for status in statuses}
+
+
 def problem(
     status: int,
     detail: str,

@@ -1,0 +1,46 @@
+"""`livestreams demo` end to end: every booking ends, and its HTTP API answers while it runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from worker.demo import CASES, run_demo
+
+pytestmark = pytest.mark.slow
+CURL = re.compile(r"Bearer (lsk_\S+)' (http://127\.0\.0\.1:\d+)/v1/bookings")
+
+
+def test_the_demo_ends_every_booking_and_serves_them_over_http(tmp_path: Path) -> None:
+    lines: list[str] = []
+    listed: list[httpx.Response] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        # Asked here, outside the demo's own transactions (SQLite: one writer at a time), and
+        # before the demo stops its processes.
+        if line.strip() == "every booking has ended":
+            key, base = _served(lines)
+            listed.append(
+                httpx.get(f"{base}/v1/bookings", headers={"Authorization": f"Bearer {key}"})
+            )
+
+    code = run_demo(tmp_path / "demo", 90, echo)
+    out = "\n".join(lines)
+    assert code == 0, out
+    assert "every booking has ended" in out
+    (answer,) = listed
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["items"]) == len(CASES)
+    served = (tmp_path / "demo" / "serve.log").read_text()
+    assert "Finished server process" in served  # stopped with the rest
+    key, _ = _served(lines)
+    assert key not in served
+
+
+def _served(lines: list[str]) -> tuple[str, str]:
+    (match,) = [m for line in lines if (m := CURL.search(line))]
+    return match.group(1), match.group(2)
