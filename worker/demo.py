@@ -122,12 +122,16 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
             )
 
 
+# The port of `livestreams serve` and of the README's curl lines, when it is free.
+DEMO_API_PORT = 8000
+
+
 def _serve(settings: Settings, celery: CeleryProcesses, echo: Callable[[str], None]) -> bool:
     """`livestreams serve` beside beat and worker, and a key of every scope to call it with;
     stopped with them. False (and why) if it does not answer."""
     with get_sessionmaker(settings.database_url).begin() as session:
         _, key = apikeys.create(session, name="demo", scopes=apikeys.SCOPES)
-    port = free_port()
+    port = free_port(preferred=DEMO_API_PORT)
     try:
         celery.serve("serve", port)
     except (ProcessExitedError, TimeoutError) as exc:

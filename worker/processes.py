@@ -47,12 +47,18 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on at this moment, picked by the OS, for a child to bind."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
+    """A TCP port nothing listens on at this moment, for a child to bind: ``preferred`` if it
+    is free, else one the OS picks."""
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            chosen: int = probe.getsockname()[1]
+            return chosen
+    raise OSError(f"no free port on {host}")
 
 
 def isolated_env(settings: Mapping[str, str]) -> dict[str, str]:
