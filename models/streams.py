@@ -28,16 +28,53 @@ class StreamState(enum.StrEnum):
     SCHEDULED = "scheduled"  # booked, waiting for its instant
     STARTING = "starting"  # claimed by a dispatcher; a start task owns it until the lease ends
     RETRYING = "retrying"  # a retryable failure; due again at due_at
-    STARTED = "started"  # a livestream exists upstream and its details are stored (terminal)
+    STARTED = "started"  # a livestream exists upstream, not yet seen LIVE; tracked from here on
+    LIVE = "live"  # LIVE was observed (live_at); tracked until it ends
+    ENDED = "ended"  # stopped by us, or gone upstream (ended_at, end_reason) (terminal)
     FAILED = "failed"  # tried and refused, or ran out of time after trying (terminal)
     MISSED = "missed"  # its deadline passed before any attempt was made (terminal)
     CANCELLED = "cancelled"  # cancelled by a caller before it started (terminal)
 
 
+# States in which no start call is ever made again (the start side of the row is finished).
 TERMINAL_STATES = frozenset(
-    {StreamState.STARTED, StreamState.FAILED, StreamState.MISSED, StreamState.CANCELLED}
+    {
+        StreamState.STARTED,
+        StreamState.LIVE,
+        StreamState.ENDED,
+        StreamState.FAILED,
+        StreamState.MISSED,
+        StreamState.CANCELLED,
+    }
 )
 CLAIMABLE_STATES = (StreamState.SCHEDULED, StreamState.RETRYING)
+# A livestream exists upstream: the row's due_at is its next tracking action (a status check,
+# or its stop), claimed by the same dispatch tick and run by livestreams.track_stream.
+TRACKED_STATES = (StreamState.STARTED, StreamState.LIVE)
+
+
+class EndReason(enum.StrEnum):
+    """Why a livestream's row is ``ended``."""
+
+    SCHEDULED_STOP = "scheduled_stop"  # stopped by us at the booking's ends_at
+    OPS_STOP = "ops_stop"  # stopped by us on an ops request (CLI, HTTP API)
+    ENDED_UPSTREAM = "ended_upstream"  # no longer the meeting's active livestream upstream
+
+
+class Problem(enum.StrEnum):
+    """A flag on a started or live row that ops should look at; NULL when all is well."""
+
+    NOT_LIVE = "not_live"  # not seen LIVE by started_at + the live deadline
+    ERRORED = "errored"  # the provider reported ERRORED
+    STOP_FAILED = "stop_failed"  # the stop was refused for good (reason in last_error)
+
+
+class StatusSource(enum.StrEnum):
+    """Where an observed livestream status came from."""
+
+    START = "start"  # the start call's answer (or the reconcile that adopted it)
+    POLL = "poll"  # a status check of ours
+    WEBHOOK = "webhook"  # a signed livestreaming.statusUpdate from the provider
 
 
 class AttemptOutcome(enum.StrEnum):
@@ -50,12 +87,16 @@ class AttemptOutcome(enum.StrEnum):
     FATAL = "fatal"  # refused for good
     AMBIGUOUS = "ambiguous"  # may have been created; reconcile before sending again
     FETCHED = "fetched"  # a fetch_key call returned the livestream's stream key
+    OBSERVED = "observed"  # a status call found our livestream active and read its status
+    STOPPED = "stopped"  # a stop call stopped our livestream
 
 
 class AttemptAction(enum.StrEnum):
     START = "start"  # POST .../meetings/{id}/livestreams
     RECONCILE = "reconcile"  # GET .../meetings/{id}/active-livestream
     FETCH_KEY = "fetch_key"  # GET .../livestreams/{id}: the key an adopted livestream lacked
+    STATUS = "status"  # GET .../meetings/{id}/active-livestream: is ours active, and its status
+    STOP = "stop"  # POST .../meetings/{id}/active-livestream/stop, once ours was seen active
 
 
 def _check_in(column: str, values: type[enum.StrEnum]) -> str:
@@ -72,8 +113,14 @@ class ScheduledStream(Base):
         Index("ix_scheduled_streams_state_due_at", "state", "due_at"),
         Index("ix_scheduled_streams_meeting_id", "meeting_id"),
         Index("ix_scheduled_streams_scheduled_at", "scheduled_at"),
+        Index("ix_scheduled_streams_livestream_id", "livestream_id"),
+        Index("ix_scheduled_streams_problem", "problem"),
         CheckConstraint(_check_in("state", StreamState), name="state"),
         CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint(
+            f"end_reason IS NULL OR {_check_in('end_reason', EndReason)}", name="end_reason"
+        ),
+        CheckConstraint(f"problem IS NULL OR {_check_in('problem', Problem)}", name="problem"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -93,6 +140,8 @@ class ScheduledStream(Base):
     # it. Kept, not derived from start_deadline - scheduled_at: a retry moves the deadline
     # but not scheduled_at, so the derived window grew with every retry and reschedule.
     start_window: Mapped[float] = mapped_column(Float)
+    # When the livestream is to be stopped (UTC); NULL: it runs until it ends upstream.
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -114,8 +163,17 @@ class ScheduledStream(Base):
     playback_url: Mapped[str | None] = mapped_column(Text)
     # Fernet ciphertext, never the key itself: see worker.crypto.
     stream_key_ciphertext: Mapped[str | None] = mapped_column("stream_key", Text)
-    livestream_status: Mapped[str | None] = mapped_column(String(16))
+    livestream_status: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the stored livestream_status was observed (the provider's instant where it gave
+    # one): an older observation (a late webhook) never overwrites a newer one.
+    status_observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    live_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first time LIVE was seen
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    # Ops asked to stop it now (CLI stop, POST .../stop); the next track run stops it.
+    stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    problem: Mapped[str | None] = mapped_column(String(16))
 
     attempt_rows: Mapped[list[StartAttempt]] = relationship(
         back_populates="stream", order_by="StartAttempt.number", lazy="raise_on_sql"
@@ -155,6 +213,47 @@ class StartAttempt(Base):
     livestream_id: Mapped[str | None] = mapped_column(String(100))
 
     stream: Mapped[ScheduledStream] = relationship(back_populates="attempt_rows")
+
+
+class StatusEvent(Base):
+    """One observed livestream status: the timeline that ``livestreams show`` prints.
+
+    Written when an observation changes what is known (a new status, or the first of its
+    kind), not for every identical poll answer.
+    """
+
+    __tablename__ = "stream_status_events"
+    __table_args__ = (
+        Index("ix_stream_status_events_stream_id_observed_at", "stream_id", "observed_at"),
+        CheckConstraint(_check_in("source", StatusSource), name="source"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("scheduled_streams.id"))
+    livestream_id: Mapped[str | None] = mapped_column(String(100))
+    # Any value the provider sends: the documented LIVE / IDLE / ERRORED / INVOKED, OFFLINE
+    # from its webhook pages, or whatever comes next. Stored as received, never refused.
+    status: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProviderWebhook(Base):
+    """One webhook delivery received from the provider, keyed by its ``rtk-uuid``: a replay
+    finds its row and is applied once. Never holds the payload (it carries the stream key)."""
+
+    __tablename__ = "provider_webhooks"
+    __table_args__ = (Index("ix_provider_webhooks_received_at", "received_at"),)
+
+    delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    livestream_id: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str | None] = mapped_column(String(32))
+    stream_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # NULL: no booking of ours
+    # What it did: applied, stale (older than what is stored), unknown_stream, ignored.
+    result: Mapped[str] = mapped_column(String(16))
 
 
 class DispatcherHeartbeat(Base):

@@ -121,3 +121,75 @@ def test_a_row_stored_at_0001_gets_its_window_at_0002_and_keeps_it_down_and_up(
         engine.dispose()
         upgrade(db_url)
     assert _diff(db_url) == []
+
+
+OLD_STATES = ("scheduled", "starting", "retrying", "started", "failed", "missed", "cancelled")
+
+
+def test_rows_in_every_state_at_0004_survive_the_lifecycle_upgrade_and_back(db_url: str) -> None:
+    downgrade(db_url, "0004")
+    streams_0004 = table(
+        "scheduled_streams",
+        *(column(n, String) for n in ("account_id", "app_id", "timezone", "state")),
+        *(column(n, String) for n in ("livestream_id", "livestream_status")),
+        column("id", Uuid),
+        column("meeting_id", Uuid),
+        column("start_window", Integer),
+        *(column(n, UTCDateTime()) for n in ("scheduled_at", "start_deadline", "due_at")),
+        *(column(n, UTCDateTime()) for n in ("created_at", "updated_at", "started_at")),
+        column("attempts", Integer),
+    )
+    ids = {state: uuid.uuid4() for state in OLD_STATES}
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for state, ident in ids.items():
+                started = state == "started"
+                conn.execute(
+                    streams_0004.insert().values(
+                        id=ident, account_id="a", app_id="b", timezone="UTC", state=state,
+                        meeting_id=uuid.uuid4(), scheduled_at=AT, start_deadline=AT,
+                        start_window=900, due_at=AT, created_at=AT, updated_at=AT,
+                        attempts=1 if state not in ("scheduled", "missed") else 0,
+                        livestream_id="ls-1" if started else None,
+                        livestream_status="INVOKED" if started else None,
+                        started_at=AT if started else None,
+                    )
+                )  # fmt: skip
+                if state not in ("scheduled", "missed"):
+                    conn.execute(
+                        ATTEMPTS_0001.insert().values(
+                            stream_id=ident, number=1, action="start", sent_at=AT
+                        )
+                    )
+        upgrade(db_url)
+        streams = Base.metadata.tables["scheduled_streams"]
+        events = Base.metadata.tables["stream_status_events"]
+        with engine.connect() as conn:
+            stored = dict(conn.execute(select(streams.c.id, streams.c.state)).all())
+            observed = conn.execute(
+                select(streams.c.status_observed_at).where(streams.c.id == ids["started"])
+            ).scalar_one()
+            timeline = conn.execute(
+                select(events.c.stream_id, events.c.status, events.c.source, events.c.observed_at)
+            ).all()
+            attempts = conn.execute(select(ATTEMPTS_0001.c.stream_id)).scalars().all()
+        assert stored == {ident: state for state, ident in ids.items()}
+        assert observed == AT
+        assert [tuple(r) for r in timeline] == [(ids["started"], "INVOKED", "start", AT)]
+        assert len(attempts) == len(OLD_STATES) - 2
+        # Rows the new code moved on: live and ended read as started to the old schema.
+        with engine.begin() as conn:
+            conn.execute(
+                streams.update()
+                .where(streams.c.id == ids["started"])
+                .values(state="ended", end_reason="scheduled_stop", ended_at=AT)
+            )
+        downgrade(db_url, "0004")
+        with engine.connect() as conn:
+            back = dict(conn.execute(select(streams_0004.c.id, streams_0004.c.state)).all())
+        assert back == {ident: state for state, ident in ids.items()}
+    finally:
+        engine.dispose()
+        upgrade(db_url)
+    assert _diff(db_url) == []
