@@ -36,6 +36,17 @@ DEFAULT_POOL_TIMEOUT = 5.0
 # Cloudflare allows 1,200 requests per 5 minutes per token across its whole API.
 DEFAULT_RATE_LIMIT = "1200/300"
 DEFAULT_STALE_AFTER = 30.0  # `livestreams status` fails when the last tick is older
+# Following a livestream once it started (worker.tracking):
+DEFAULT_LIVE_DEADLINE = 300.0  # not LIVE this long after its start: flagged not_live
+DEFAULT_FIRST_CHECK = 2.0  # the first status check, this long after the start
+DEFAULT_CHECK_CAP = 30.0  # until LIVE is seen, checks back off up to this interval
+DEFAULT_LIVE_CHECK = 300.0  # while live, and no provider webhook came lately: check this often
+DEFAULT_LIVE_CHECK_WITH_WEBHOOKS = 1800.0  # while live, and provider webhooks are flowing
+DEFAULT_WEBHOOKS_FRESH = 600.0  # provider webhooks are "flowing" if one came this recently
+DEFAULT_MAX_DURATION = 86400.0  # ends_at at most this long after the start
+# Where the provider publishes its webhook signing key, for Cloudflare's own API; for any other
+# base URL (the fake API), the same path on its origin.
+CLOUDFLARE_WEBHOOK_KEY_URL = "https://api.realtime.cloudflare.com/.well-known/webhooks.json"
 
 
 class Secret:
@@ -95,10 +106,22 @@ class Settings:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     owner_timeout: float = DEFAULT_OWNER_TIMEOUT
     pickup_grace: float = DEFAULT_PICKUP_GRACE
+    live_deadline: float = DEFAULT_LIVE_DEADLINE
+    first_check: float = DEFAULT_FIRST_CHECK
+    check_cap: float = DEFAULT_CHECK_CAP
+    live_check: float = DEFAULT_LIVE_CHECK
+    live_check_with_webhooks: float = DEFAULT_LIVE_CHECK_WITH_WEBHOOKS
+    webhooks_fresh: float = DEFAULT_WEBHOOKS_FRESH
+    max_duration: float = DEFAULT_MAX_DURATION
+    # The provider's webhook signing key (PEM), given; None: fetched from webhook_key_url.
+    rtk_webhook_public_key: str | None = None
+    webhook_key_url: str = ""  # "": derived from base_url (see __post_init__)
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
             object.__setattr__(self, "lease", self.call_bound + LEASE_MARGIN)
+        if not self.webhook_key_url:
+            object.__setattr__(self, "webhook_key_url", _webhook_key_url(self.base_url))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +157,17 @@ class Settings:
             ),
             owner_timeout=_seconds(env, "LIVESTREAMS_OWNER_TIMEOUT", DEFAULT_OWNER_TIMEOUT),
             pickup_grace=_seconds(env, "LIVESTREAMS_PICKUP_GRACE", DEFAULT_PICKUP_GRACE),
+            live_deadline=_seconds(env, "LIVESTREAMS_LIVE_DEADLINE", DEFAULT_LIVE_DEADLINE),
+            first_check=_seconds(env, "LIVESTREAMS_FIRST_CHECK", DEFAULT_FIRST_CHECK),
+            check_cap=_seconds(env, "LIVESTREAMS_CHECK_CAP", DEFAULT_CHECK_CAP),
+            live_check=_seconds(env, "LIVESTREAMS_LIVE_CHECK", DEFAULT_LIVE_CHECK),
+            live_check_with_webhooks=_seconds(
+                env, "LIVESTREAMS_LIVE_CHECK_WITH_WEBHOOKS", DEFAULT_LIVE_CHECK_WITH_WEBHOOKS
+            ),
+            webhooks_fresh=_seconds(env, "LIVESTREAMS_WEBHOOKS_FRESH", DEFAULT_WEBHOOKS_FRESH),
+            max_duration=_seconds(env, "LIVESTREAMS_MAX_DURATION", DEFAULT_MAX_DURATION),
+            rtk_webhook_public_key=_public_key(env, "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY"),
+            webhook_key_url=_optional_url(env, "LIVESTREAMS_RTK_WEBHOOK_KEY_URL"),
         )
         settings.check()
         return settings
@@ -180,6 +214,10 @@ class Settings:
                 "must be at least 3 times LIVESTREAMS_HEARTBEAT_INTERVAL"
                 f" ({3 * self.heartbeat_interval:g} s)",
             )
+        if self.check_cap < self.first_check:
+            raise SettingsError(
+                "LIVESTREAMS_CHECK_CAP", "must not be below LIVESTREAMS_FIRST_CHECK"
+            )
 
     def require_token(self) -> Secret:
         if self.api_token is None:
@@ -199,6 +237,34 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
         raise SettingsError(name, f"must be an http(s) URL, got {value!r}")
     return value
+
+
+def _optional_url(env: Mapping[str, str], name: str) -> str:
+    return _url(env, name, "") if env.get(name, "").strip() else ""
+
+
+def _webhook_key_url(base_url: str) -> str:
+    if base_url == DEFAULT_BASE_URL:
+        return CLOUDFLARE_WEBHOOK_KEY_URL
+    origin = re.match(r"^https?://[^/]+", base_url)
+    return (origin.group(0) if origin else base_url) + "/.well-known/webhooks.json"
+
+
+def _public_key(env: Mapping[str, str], name: str) -> str | None:
+    """A PEM public key given inline, or the path of a file holding one."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith("-----BEGIN"):
+        try:
+            raw = Path(raw).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(
+                name, f"is neither a PEM key nor a readable file: {exc.strerror}"
+            ) from None
+    if "-----BEGIN PUBLIC KEY-----" not in raw:
+        raise SettingsError(name, "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+    return raw
 
 
 def _ident(env: Mapping[str, str], name: str) -> str | None:
