@@ -58,17 +58,20 @@ class Claim:
     stream_id: uuid.UUID
     token: uuid.UUID
     due_at: datetime
+    kind: str = "start"  # or "track" (worker.tracking): which task runs it
 
 
 def _skip_locked(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _take(
+def take(
     session: Session,
     where: list[ColumnElement[bool]],
     order_by: InstrumentedAttribute[Any],
     batch: int,
+    *,
+    params: dict[str, Any] | None = None,
     **values: Any,
 ) -> list[Claim]:
     """Set ``values`` and a fresh claim token on up to ``batch`` rows matching ``where``.
@@ -87,7 +90,7 @@ def _take(
         .returning(S.id, S.due_at)
         .execution_options(synchronize_session=False)
     )
-    rows = session.execute(stmt).all()
+    rows = session.execute(stmt, params or {}).all()
     return sorted((Claim(r[0], token, r[1]) for r in rows), key=lambda c: c.due_at)
 
 
@@ -111,7 +114,7 @@ def claim_due(
     """
     horizon = now + timedelta(seconds=lookahead)
     handed_out = max(now, not_before) if not_before is not None else now
-    claimed = _take(
+    claimed = take(
         session,
         [S.state.in_([s.value for s in CLAIMABLE_STATES]), S.due_at <= horizon],
         S.due_at,
@@ -182,7 +185,7 @@ def reap(
     comes back, matches nothing. The new run reconciles any unfinished attempt before it posts.
     It keeps its due instant, and so its place in the queue: oldest first, wherever it was.
     """
-    return _take(
+    return take(
         session,
         [_lost(now, pickup_grace, owner_timeout), S.reclaims < MAX_RECLAIMS],
         S.due_at,
@@ -273,7 +276,7 @@ def _confirm_statement(*guards: ColumnElement[bool], returning: list[Any]) -> Up
     )
 
 
-def _confirm(
+def confirm_with(
     session: Session,
     stmt: Update,
     stream_id: uuid.UUID,
@@ -315,7 +318,7 @@ def confirm_claim(
     exists before the request leaves and the lease covers it. ``owner`` is the process's
     heartbeat id (worker.heartbeat): while it beats, the claim is not taken back.
     """
-    confirmed = _confirm(session, _CONFIRM, stream_id, token, now, lease, owner)
+    confirmed = confirm_with(session, _CONFIRM, stream_id, token, now, lease, owner)
     return None if confirmed is None else (confirmed[1].attempts, confirmed[0])
 
 
@@ -351,6 +354,6 @@ def confirm_plain_start(
     None when anything is not plain (the claim is gone, the deadline passed, an earlier call
     is unclear, the token is paused): nothing was changed, and the caller looks closer.
     """
-    return _confirm(
+    return confirm_with(
         session, _CONFIRM_PLAIN_START, stream_id, token, now, lease, owner, token_key=token_key
     )

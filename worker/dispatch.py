@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import claims, pacing
+from worker import claims, pacing, tracking
 from worker.claims import Claim
 from worker.settings import Settings
 
@@ -32,6 +32,8 @@ class TickReport:
     reaped: int
     claimed: int
     enqueued: int
+    stops: int
+    checks: int
     paused_until: datetime | None
     budget: int
 
@@ -58,17 +60,24 @@ def tick(
             session, now, lease=settings.lease, batch=settings.claim_batch,
             pickup_grace=grace, owner_timeout=owners,
         )  # fmt: skip
+        reaped += tracking.reap(
+            session, now, lease=settings.lease, batch=settings.claim_batch,
+            pickup_grace=grace, owner_timeout=owners,
+        )  # fmt: skip
         key = pacing.token_hash(settings.api_token)
         paused = pacing.paused_until(session, key, now)
         # While the token is paused nothing is claimed, until the pause's end falls within
         # the lookahead: then the claims are handed out for that instant.
         horizon = now + timedelta(seconds=settings.lookahead)
         waiting = paused is not None and paused > horizon
-        room = 0 if waiting else pacing.budget(session, settings.rate_limit, now)
+        held_for = settings.lookahead + 2 * settings.lease
+        budget = (
+            0 if waiting else pacing.budget(session, settings.rate_limit, now, held_for=held_for)
+        )
         # The broker holds at most a batch of claims that no run has taken up: a burst waits
         # in the database, in order, rather than in a queue so long that its tail outlives
         # the pickup grace and is taken back, and queued again, behind the same backlog.
-        room = min(room, settings.claim_batch - claims.unconfirmed(session, now))
+        room = min(budget, settings.claim_batch - claims.unconfirmed(session, now))
         fresh = (
             claims.claim_due(
                 session,
@@ -81,13 +90,15 @@ def tick(
             if room > 0
             else []
         )
+        follow_up = _tracking_claims(session, now, settings, budget - len(fresh), paused)
         upsert_newer(
             session, DispatcherHeartbeat, "name", "last_tick_at",
             name=HEARTBEAT, last_tick_at=now, running_since=since,
             claimed=len(fresh), reaped=len(reaped), expired=expired,
         )  # fmt: skip
+    stops, checks = follow_up
     enqueued = 0
-    for claim in [*reaped, *fresh]:
+    for claim in [*reaped, *fresh, *stops, *checks]:
         try:
             enqueue(claim)
         except Exception:  # the broker is down: a later tick takes the row back
@@ -97,16 +108,44 @@ def tick(
             )
         else:
             enqueued += 1
-    report = TickReport(now, expired, len(reaped), len(fresh), enqueued, paused, room)
-    if expired or reaped or fresh:
+    report = TickReport(
+        now, expired, len(reaped), len(fresh), enqueued, len(stops), len(checks), paused, room
+    )
+    if expired or reaped or fresh or stops:
         log.info(
-            "dispatch tick: %d claimed, %d reaped, %d missed",
-            len(fresh),
-            len(reaped),
-            expired,
+            "dispatch tick: %d claimed, %d reaped, %d missed, %d stops, %d checks",
+            len(fresh), len(reaped), expired, len(stops), len(checks),
             extra={"action": "dispatch_tick", "claimed": len(fresh), "reaped": len(reaped)},
-        )
+        )  # fmt: skip
     return report
+
+
+def _tracking_claims(
+    session: Session,
+    now: datetime,
+    settings: Settings,
+    left: int,
+    paused: datetime | None,
+) -> tuple[list[Claim], list[Claim]]:
+    """Stops, then status checks, within what the budget has ``left`` after the starts.
+
+    Checks also leave room for every start due within the rate window: a burst of bookings
+    must never find the budget spent on asking how streams are doing.
+    """
+
+    def claim(batch: int, *, stops: bool) -> list[Claim]:
+        return tracking.claim(
+            session, now, lookahead=settings.lookahead, lease=settings.lease,
+            batch=min(settings.claim_batch, batch), stops=stops, not_before=paused,
+        )  # fmt: skip
+
+    stops = claim(left, stops=True)
+    left -= len(stops)
+    if left <= 0:
+        return stops, []
+    left -= tracking.starts_due_within(session, now, settings.rate_limit.window)
+    checks = claim(left, stops=False)
+    return stops, checks
 
 
 # Any fixed number: the key of the PostgreSQL advisory lock that one tick holds at a time.

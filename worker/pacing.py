@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from models import TRACKED_STATES, ScheduledStream, StartAttempt, StreamState, UpstreamPause
 from models.db import upsert_newer
 from worker.attempts import calls_since
 from worker.settings import RateLimit, Secret
@@ -46,15 +46,29 @@ def paused_until(session: Session, key: str, now: datetime) -> datetime | None:
     return until if until is not None and until > now else None
 
 
-def budget(session: Session, limit: RateLimit, now: datetime) -> int:
-    """How many more rows may be claimed now without risking the rate limit."""
+def budget(session: Session, limit: RateLimit, now: datetime, *, held_for: float = 0.0) -> int:
+    """How many more rows may be claimed now without risking the rate limit.
+
+    ``held_for``: how far ahead a held tracked row's due_at may lie (lookahead + lease): they
+    are found through the (state, due_at) index, not by scanning every tracked row.
+    """
     since = now - timedelta(seconds=limit.window)
     sent = calls_since(session, since)
+    S = ScheduledStream
+    held = or_(
+        S.state == StreamState.STARTING.value,
+        and_(
+            S.state.in_([s.value for s in TRACKED_STATES]),
+            S.due_at > now,
+            S.due_at <= now + timedelta(seconds=held_for),
+            S.claim_token.is_not(None),
+        ),
+    )
     # Claimed rows that have not sent yet will each make at least one call.
     pending = (
         session.scalar(
             select(func.count()).where(
-                ScheduledStream.state == StreamState.STARTING.value,
+                held,
                 ~select(StartAttempt.id)
                 .where(
                     StartAttempt.stream_id == ScheduledStream.id,

@@ -13,14 +13,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import AttemptAction
+from models import AttemptAction, StatusSource
 from models.db import db_now, write_with_retries
-from worker import attempts, claims, pacing, policy, transitions
+from worker import attempts, claims, observe, pacing, policy, transitions
 from worker.backoff import Backoff
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import UpstreamError
@@ -167,9 +167,14 @@ class Recorder:
         def write(session: Session, now: datetime) -> bool:
             close(session, now)
             if decision.next is Next.STORE and ciphertext is not None:
-                return transitions.finish_started(
-                    session, job.stream_id, job.token, now, found, ciphertext
+                first_check = now + timedelta(seconds=self.settings.first_check)
+                done = transitions.finish_started(
+                    session, job.stream_id, job.token, now, found, ciphertext, first_check
                 )
+                if done and found.status:
+                    seen = observe.Observation(found.id, found.status, now, StatusSource.START)
+                    observe.apply(session, job.stream_id, seen, now)  # LIVE already: live
+                return done
             return transitions.finish_failed(
                 session, job.stream_id, job.token, now, decision.reason, found
             )

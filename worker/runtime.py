@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +25,7 @@ from worker.heartbeat import Heartbeat
 from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
 from worker.starter import Starter
+from worker.tracker import Tracker
 
 
 class Runtime:
@@ -36,6 +38,7 @@ class Runtime:
         self.pid = os.getpid()
         self._client = client
         self._starter: Starter | None = None
+        self._tracker: Tracker | None = None
         self._heartbeat: Heartbeat | None = None
         self._lock = threading.Lock()  # the threads pool shares one runtime
 
@@ -57,11 +60,25 @@ class Runtime:
         client = self.client
         with self._lock:
             if self._starter is None:
-                heartbeat = Heartbeat(self.sessions, self.settings.heartbeat_interval)
-                heartbeat.start()
-                self._heartbeat = heartbeat
-                self._starter = Starter(self.sessions, self.settings, client, owner=heartbeat.id)
+                owner = self._beating()
+                self._starter = Starter(self.sessions, self.settings, client, owner=owner)
             return self._starter
+
+    @property
+    def tracker(self) -> Tracker:
+        """The tracker (started and live rows), owned by the same heartbeat as the starter."""
+        client = self.client
+        with self._lock:
+            if self._tracker is None:
+                owner = self._beating()
+                self._tracker = Tracker(self.sessions, self.settings, client, owner=owner)
+            return self._tracker
+
+    def _beating(self) -> uuid.UUID:
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(self.sessions, self.settings.heartbeat_interval)
+            self._heartbeat.start()
+        return self._heartbeat.id
 
     def close(self) -> None:
         """Stop beating and close the API client's sockets (this process's own only)."""
@@ -71,7 +88,7 @@ class Runtime:
                     self._heartbeat.stop()
                 if self._client is not None:
                     self._client.close()
-            self._client = self._starter = self._heartbeat = None
+            self._client = self._starter = self._tracker = self._heartbeat = None
 
 
 _lock = threading.Lock()

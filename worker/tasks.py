@@ -17,6 +17,7 @@ from worker.celery import app
 from worker.claims import Claim
 from worker.dispatch import tick
 from worker.errors import NotDueYet
+from worker.tracking import TRACK
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,8 @@ def _first_line(exc: SQLAlchemyError) -> str:
 
 
 def _enqueue(claim: Claim) -> None:
-    start_stream.apply_async(
-        args=(str(claim.stream_id), str(claim.token)),
-        eta=claim.due_at,
-    )
+    task = track_stream if claim.kind == TRACK else start_stream
+    task.apply_async(args=(str(claim.stream_id), str(claim.token)), eta=claim.due_at)
 
 
 @app.task(name="livestreams.dispatch_due", ignore_result=True)
@@ -78,5 +77,26 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
             stream_id,
             _first_line(exc),
             extra={"action": "start_db_error", "stream_id": stream_id},
+        )
+        raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
+
+
+@app.task(name="livestreams.track_stream", ignore_result=True, bind=True)
+def track_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
+    """Check one started or live booking's livestream, and stop or end it when due; a no-op
+    unless the claim is still this one.
+
+    A database error is retried a second later, like a start: the claim's token changed when
+    the call was written ahead, so a repeat after that point does nothing, and the row comes
+    due again at the end of its lease (the next run checks before it stops anything).
+    """
+    try:
+        return runtime.current().tracker.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+    except OperationalError as exc:
+        log.warning(
+            "tracking of %s interrupted by a database error, trying again: %s",
+            stream_id,
+            _first_line(exc),
+            extra={"action": "track_db_error", "stream_id": stream_id},
         )
         raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None

@@ -31,9 +31,10 @@ def finish_started(
     now: datetime,
     livestream: Livestream,
     stream_key: str,
+    first_check: datetime,
 ) -> bool:
     """``started``: the livestream and its key (``stream_key``, encrypted) are stored. True if
-    written.
+    written. From here the row is tracked: its first status check is due at ``first_check``.
 
     Written in the transaction that closes the call's attempt, so a booking is never
     ``started`` without the call that started it, nor the reverse.
@@ -41,7 +42,8 @@ def finish_started(
     return _finish(
         session, stream_id, token, now,
         state=StreamState.STARTED.value, started_at=now, last_error=None,
-        stream_key_ciphertext=stream_key, **_livestream_columns(livestream),
+        stream_key_ciphertext=stream_key, due_at=first_check, status_observed_at=now,
+        **_livestream_columns(livestream),
     )  # fmt: skip
 
 

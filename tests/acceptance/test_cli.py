@@ -259,6 +259,7 @@ def _store_started(env, stream_id: str, key: str) -> None:
             now,
             Livestream(id="ls-1"),
             cipher.encrypt(Secret(key)),
+            now,
         )
 
 

@@ -203,3 +203,63 @@ def test_the_broker_holds_at_most_a_batch_of_claims_no_run_took_up(settings, boo
         for claimed in s.scalars(select(S).where(S.state == "starting").limit(4)):
             claimed.claim_owner = uuid.uuid4()
     assert tick(factory, small, lambda c: None).claimed == 4
+
+
+def _tracked(settings, book, n: int, **values) -> list[uuid.UUID]:
+    """``n`` started rows whose next tracking action is due now (``values``: more columns)."""
+    ids = [book().id for _ in range(n)]
+    with get_sessionmaker(settings.database_url).begin() as s:
+        now = db_now(s)
+        s.execute(
+            update(S)
+            .where(S.id.in_(ids))
+            .values(state="started", livestream_id="ls", started_at=now, due_at=now, **values)
+        )
+    return ids
+
+
+def test_starts_and_stops_come_first_and_checks_leave_room_for_starts_due_soon(
+    settings, book
+) -> None:
+    settings = replace(settings, rate_limit=RateLimit(20, 300.0))  # 18 with the safety margin
+    checks = _tracked(settings, book, 5)
+    with get_sessionmaker(settings.database_url)() as s:
+        stops = _tracked(settings, book, 2, ends_at=db_now(s))
+    starts_now = [book() for _ in range(10)]
+    _due(settings, starts_now)
+    _due(settings, [book() for _ in range(3)], seconds=60)  # inside the rate window
+    got: list[Claim] = []
+    report = tick(get_sessionmaker(settings.database_url), settings, got.append)
+    assert report.claimed == 10 and report.stops == 2
+    assert report.checks == 18 - 10 - 2 - 3
+    by_kind = {kind: {c.stream_id for c in got if c.kind == kind} for kind in ("start", "track")}
+    assert by_kind["start"] == {s.id for s in starts_now}
+    assert set(stops) <= by_kind["track"] and len(by_kind["track"] & set(checks)) == 3
+    # A claimed tracked row keeps its state; its due_at moves to the lease's end.
+    with get_sessionmaker(settings.database_url)() as s:
+        held = s.get(S, stops[0])
+        assert held.state == "started" and held.claim_token is not None
+        assert held.due_at > report.now + timedelta(seconds=settings.lease - 1)
+    # The next tick does not hand the held rows out again.
+    again: list[Claim] = []
+    tick(get_sessionmaker(settings.database_url), settings, again.append)
+    assert not {c.stream_id for c in again} & (by_kind["track"])
+
+
+def test_a_tracked_claim_no_worker_took_up_is_taken_back_within_the_pickup_grace(
+    settings, book
+) -> None:
+    (ident,) = _tracked(settings, book, 1)
+    first: list[Claim] = []
+    tick(get_sessionmaker(settings.database_url), settings, first.append)
+    assert [c.stream_id for c in first] == [ident]
+    with get_sessionmaker(settings.database_url).begin() as s:  # as if the grace has passed
+        s.execute(
+            update(S)
+            .where(S.id == ident)
+            .values(claimed_at=db_now(s) - timedelta(seconds=settings.pickup_grace + 1))
+        )
+    second: list[Claim] = []
+    report = tick(get_sessionmaker(settings.database_url), settings, second.append)
+    assert report.reaped == 1 and [c.stream_id for c in second] == [ident]
+    assert second[0].kind == "track" and second[0].token != first[0].token
