@@ -143,7 +143,10 @@ def _tracking_claims(
     left -= len(stops)
     if left <= 0:
         return stops, []
-    left -= tracking.starts_due_within(session, now, settings.rate_limit.window)
+    # A check claimed now may leave up to a lookahead and a pickup grace later, and counts
+    # against the budget for a whole window after that.
+    reach = settings.rate_limit.window + settings.lookahead + settings.pickup_grace
+    left -= tracking.starts_due_within(session, now, reach)
     checks = claim(left, stops=False)
     return stops, checks
 
