@@ -144,8 +144,9 @@ def revoke(session: Session, name_or_id: str) -> ApiKey:
     return row
 
 
-def authenticate(session: Session, presented: str | None) -> ApiKey:
-    """The stored key matching ``presented``, if it is neither expired nor revoked.
+def authenticate(session: Session, presented: str | None, now: datetime | None = None) -> ApiKey:
+    """The stored key matching ``presented``, if it is neither expired nor revoked at ``now``
+    (the database's clock when not given).
 
     Raises NotAuthenticated otherwise; its message never contains what was presented.
     """
@@ -156,7 +157,7 @@ def authenticate(session: Session, presented: str | None) -> ApiKey:
     # Compared in constant time, so response timing tells nothing about the hash.
     if row is None or not hmac.compare_digest(row.hash, digest(match[0])):
         raise NotAuthenticated("unknown API key")
-    now = db_now(session)
+    now = now or db_now(session)
     if row.revoked_at is not None:
         raise NotAuthenticated("this API key was revoked")
     if row.expires_at is not None and row.expires_at <= now:
@@ -164,9 +165,9 @@ def authenticate(session: Session, presented: str | None) -> ApiKey:
     return row
 
 
-def touch(session: Session, key: ApiKey) -> None:
+def touch(session: Session, key: ApiKey, now: datetime | None = None) -> None:
     """Note that ``key`` was used (at most once per TOUCH_EVERY)."""
-    now = db_now(session)
+    now = now or db_now(session)
     if key.last_used_at is None or now - key.last_used_at >= TOUCH_EVERY:
         key.last_used_at = now
         session.flush()

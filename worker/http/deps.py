@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from models import ApiKey
-from models.db import get_sessionmaker
+from models.db import db_now, get_sessionmaker
 from worker import apikeys
 from worker.errors import MissingScope
 from worker.settings import Settings
@@ -52,10 +52,11 @@ def require_scope(scope: str) -> Callable[[Session, HTTPAuthorizationCredentials
     """
 
     def authorized(session: SessionDep, credentials: Credentials) -> ApiKey:
-        key = apikeys.authenticate(session, credentials.credentials if credentials else None)
+        now = db_now(session)  # once per request: the clock is a round trip on PostgreSQL
+        key = apikeys.authenticate(session, credentials.credentials if credentials else None, now)
         if scope not in apikeys.granted(key):
             raise MissingScope(scope)
-        apikeys.touch(session, key)
+        apikeys.touch(session, key, now)
         return key
 
     return authorized
