@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from tests.webhook_signing import public_pem, sign, signing_key
+from worker.deliveries import Result, expected
 from worker.errors import BadDelivery, BadSignature, SettingsError, WebhookKeyUnavailable
 from worker.provider_webhooks import (
     STATUS_UPDATE,
@@ -289,3 +291,16 @@ def test_settings_refuse_a_configured_key_that_is_not_an_rsa_public_key(tmp_path
     broken = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
     with pytest.raises(SettingsError, match=f"^{name}: must be an RSA public key"):
         Settings.from_env({name: broken})
+
+
+@pytest.mark.parametrize(
+    ("delivery", "found", "result"),
+    [
+        (Delivery("meeting.started"), False, Result.IGNORED),
+        (Delivery("meeting.started"), True, Result.IGNORED),
+        (Delivery(STATUS_UPDATE, "ls-1", "LIVE"), False, Result.UNKNOWN_STREAM),
+        (Delivery(STATUS_UPDATE, "ls-1", "LIVE"), True, Result.APPLIED),
+    ],
+)
+def test_what_a_first_delivery_comes_to(delivery, found, result) -> None:
+    assert expected(delivery, uuid.uuid4() if found else None) is result
