@@ -22,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from models import ProviderWebhook, ScheduledStream, StatusEvent, StreamState
 from models.db import db_now, get_sessionmaker
 from tests.dbdump import dump
+from tests.http_api import Api
 from tests.webhook_signing import (
     PATH,
     KeyServer,
@@ -40,6 +42,7 @@ from tests.webhook_signing import (
     status_update,
 )
 from worker import booking, deliveries
+from worker.cli import cli
 from worker.http.app import create_app
 from worker.processes import free_port
 from worker.provider_webhooks import Delivery, WebhookKeys
@@ -487,6 +490,52 @@ def test_a_missing_signature_is_refused_without_fetching_the_key(settings, key_s
     provider = _fetching(settings, key_server.url)
     answer = provider.client.post(PATH, content=encode(status_update("ls-1", "LIVE")))
     assert answer.status_code == 401 and key_server.fetches == 0
+
+
+# What ops see: `livestreams status` and /v1/status.
+
+
+def test_status_counts_the_last_hours_deliveries_by_result(
+    provider, keyed, env, started, monkeypatch
+) -> None:
+    _, livestream_id = started()
+    provider.deliver(status_update(livestream_id, "LIVE", updatedAt=at(10)[0]))
+    provider.deliver(status_update(livestream_id, "IDLE", updatedAt=at(20)[0]))
+    provider.deliver(status_update("ls-nobody", "LIVE"))
+    provider.deliver({"event": "meeting.started"})
+    provider.deliver({"event": "meeting.ended"}, delivery="d-old")
+    with get_sessionmaker(keyed.database_url).begin() as s:  # out of the last hour
+        s.execute(
+            update(ProviderWebhook)
+            .where(ProviderWebhook.delivery_id == "d-old")
+            .values(received_at=db_now(s) - timedelta(hours=2))
+        )
+    expected = {"applied": 1, "stale": 1, "unknown_stream": 1, "ignored": 1}
+
+    api = Api(keyed)
+    answer = api.client.get("/v1/status", headers=api.auth("ops"))
+    data = answer.json()
+    assert data["provider_webhooks"] == expected
+    last = datetime.fromisoformat(data["last_provider_webhook_at"])
+    assert abs((datetime.now(UTC) - last).total_seconds()) < 30
+
+    result = CliRunner().invoke(cli, ["status", "--json"])
+    assert json.loads(result.output)["provider_webhooks"] == expected
+    text = CliRunner().invoke(cli, ["status"]).output
+    assert "provider webhooks, last hour: applied=1  stale=1  unknown_stream=1  ignored=1" in text
+
+
+def test_status_with_no_deliveries_says_never(settings) -> None:
+    result = CliRunner().invoke(cli, ["status", "--json"])
+    data = json.loads(result.output)
+    assert data["provider_webhooks"] == {
+        "applied": 0,
+        "stale": 0,
+        "unknown_stream": 0,
+        "ignored": 0,
+    }
+    assert data["last_provider_webhook_at"] is None
+    assert "(last never)" in CliRunner().invoke(cli, ["status"]).output
 
 
 # Two replicas given the same delivery at once (PostgreSQL: the real concurrent case).
