@@ -80,7 +80,9 @@ WHEN = {
 }
 
 
-def declared(*statuses: int, when: Mapping[int, str] | None = None) -> dict[int | str, Any]:
+def declared(
+    *statuses: int, when: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """FastAPI ``responses=`` for problem answers with these statuses, so that the OpenAPI
     document declares them (and replaces FastAPI's own 422, which this app never answers);
     ``when`` describes a status where the route means something else by it than WHEN."""
