@@ -90,7 +90,19 @@ def _text(data: dict[str, Any], field: str) -> str:
     if not isinstance(value, str) or not value:
         problem = "is missing" if value is None else "must be a non-empty string"
         raise BadDelivery(field, problem)
+    # JSON may spell what no database stores: NUL (PostgreSQL refuses it, a 503 the provider
+    # would retry for ever) and lone surrogates (no UTF-8 encoding: a 500).
+    if "\x00" in value or not _utf8(value):
+        raise BadDelivery(field, "holds characters that cannot be stored (NUL, lone surrogates)")
     return value
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_instant(value: object) -> datetime | None:

@@ -347,6 +347,10 @@ def test_other_events_are_counted_and_ignored(provider, keyed, started) -> None:
         ),
         ({"event": UPDATE, "streamId": "ls-1", "status": None}, "status"),
         ({"event": UPDATE, "streamId": "ls-1", "status": ["LIVE"]}, "status"),
+        # What no database can store: NUL (PostgreSQL), a lone surrogate (no UTF-8 for it).
+        ({"event": UPDATE, "streamId": "ls-1\u0000", "status": "LIVE"}, "streamId"),
+        ({"event": UPDATE, "streamId": "ls-1", "status": "LIVE\ud800"}, "status"),
+        ({"event": "meeting.\u0000started"}, "event"),
     ],
 )
 def test_a_signed_body_we_cannot_read_is_400_naming_the_field(

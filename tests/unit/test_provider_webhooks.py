@@ -27,6 +27,7 @@ from worker.provider_webhooks import (
 )
 from worker.settings import Settings
 
+STORED = "holds characters that cannot be stored (NUL, lone surrogates)"
 UPDATE = {"event": STATUS_UPDATE, "streamId": "ls-1", "status": "LIVE", "streamKey": "sk_SECRET"}
 
 
@@ -69,6 +70,17 @@ def test_parse_delivery_keeps_what_we_use_and_never_the_key(payload, delivery) -
             "must be a non-empty string",
         ),
         (b'{"event": "livestreaming.statusUpdate", "streamId": "ls"}', "status", "is missing"),
+        (b'{"event": "a\\u0000"}', "event", STORED),
+        (
+            b'{"event": "livestreaming.statusUpdate", "streamId": "\\ud800", "status": "LIVE"}',
+            "streamId",
+            STORED,
+        ),
+        (
+            b'{"event": "livestreaming.statusUpdate", "streamId": "ls", "status": "LIVE\\u0000"}',
+            "status",
+            STORED,
+        ),
         (
             b'{"event": "livestreaming.statusUpdate", "streamId": "ls", "status": {"a": 1}}',
             "status",
