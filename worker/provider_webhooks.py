@@ -43,7 +43,7 @@ WEBHOOK_ID_HEADER = "rtk-webhook-id"
 STATUS_UPDATE = "livestreaming.statusUpdate"
 # provider_webhooks.delivery_id is 64 characters: a longer (or missing) id is hashed to fit.
 DELIVERY_ID_MAX = 64
-KEY_FETCH_TIMEOUT = 5.0  # seconds for the whole fetch: a request thread waits for it
+KEY_FETCH_TIMEOUT = 5.0  # seconds per phase (connect, read): a request thread waits for it
 # A signature that fails with a fetched key fetches the key again at most this often: enough
 # to follow a rotation, too seldom for forged deliveries to make us hammer the provider.
 KEY_REFRESH_EVERY = 300.0
