@@ -217,7 +217,7 @@ def reschedule(
 @json_option
 @handle_errors
 def status(as_json: bool) -> None:
-    """Counts per state, overdue and stuck rows, the last dispatch tick.
+    """Counts per state, overdue and stuck rows, the last dispatch tick, provider webhooks.
 
     Exits 1 when the dispatcher is stale or rows are overdue or stuck, so it can serve as a
     health check [stale after LIVESTREAMS_STALE_AFTER seconds, default 30].

@@ -12,6 +12,10 @@
     ├── AuthError            the HTTP app refused the presented API key; nothing was done
     │   ├── NotAuthenticated no key, or an unknown, expired or revoked one (HTTP 401)
     │   └── MissingScope     the key is good but lacks the endpoint's scope (HTTP 403)
+    ├── WebhookError         a provider webhook delivery was not taken in; nothing was stored
+    │   ├── BadSignature     its rtk-signature is missing or does not hold (HTTP 401)
+    │   ├── BadDelivery      signed, but not a delivery we can read, naming the field (HTTP 400)
+    │   └── WebhookKeyUnavailable  the signing key cannot be had: the provider retries (HTTP 503)
     ├── SecretKeyError       the stream-key cipher is missing or cannot decrypt: fix the key
     ├── NotDueYet            a start ran before its instant (a clock ahead): run it again later
     ├── ProcessExitedError   a celery process of the demo (or a test) exited: read its log
@@ -92,6 +96,28 @@ class MissingScope(AuthError):
     def __init__(self, scope: str) -> None:
         self.scope = scope
         super().__init__(f"this API key lacks the scope {scope!r}")
+
+
+class WebhookError(LivestreamsError):
+    """A provider webhook delivery was refused; nothing was stored. The message never holds
+    any of its payload (which carries the stream key in the clear)."""
+
+
+class BadSignature(WebhookError):
+    """The delivery's ``rtk-signature`` is missing, malformed or not the provider's."""
+
+
+class BadDelivery(WebhookError):
+    """The signed body is not a delivery we can read; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class WebhookKeyUnavailable(WebhookError):
+    """The provider's signing key is neither configured nor fetchable just now."""
 
 
 class SecretKeyError(LivestreamsError):

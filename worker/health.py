@@ -1,4 +1,5 @@
-"""`livestreams status`: counts per state, what is overdue or stuck, and the dispatcher's pulse."""
+"""`livestreams status`: counts per state, what is overdue or stuck, the dispatcher's pulse,
+and the provider webhooks of the last hour."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from sqlalchemy.orm import Session
 
 from models import CLAIMABLE_STATES, ScheduledStream, StreamState
 from models.db import db_now
+from worker import deliveries
 from worker.dispatch import last_tick
 from worker.settings import Settings
 
 S = ScheduledStream
+WEBHOOK_WINDOW = timedelta(hours=1)  # provider webhooks are counted over this last stretch
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Health:
     stuck: int  # rows `starting` whose lease ran out longer ago than the stale limit
     starting_past_deadline: int  # rows `starting` although their start deadline has passed
     problems: list[str]
+    webhooks: dict[str, int]  # provider webhooks received in the last hour, by result
+    last_webhook_at: datetime | None
 
     @property
     def healthy(self) -> bool:
@@ -54,6 +59,10 @@ class Health:
             },
             "stuck_starting": self.stuck,
             "starting_past_deadline": self.starting_past_deadline,
+            "provider_webhooks": self.webhooks,
+            "last_provider_webhook_at": (
+                self.last_webhook_at.isoformat() if self.last_webhook_at else None
+            ),
         }
 
 
@@ -104,7 +113,11 @@ def check(session: Session, settings: Settings) -> Health:
         problems.append(f"{stuck} booking(s) stuck in starting past their lease")
     if past_deadline:
         problems.append(f"{past_deadline} booking(s) still starting past their start deadline")
-    return Health(now, counts, tick, overdue, stuck, past_deadline, problems)
+    webhooks = deliveries.counts_since(session, now - WEBHOOK_WINDOW)
+    last_webhook = deliveries.last_received_at(session)
+    return Health(
+        now, counts, tick, overdue, stuck, past_deadline, problems, webhooks, last_webhook
+    )
 
 
 def render(health: Health) -> str:
@@ -119,4 +132,8 @@ def render(health: Health) -> str:
         lines.append(
             f"  oldest overdue: {o['id']} ({o['state']}, {o['overdue_seconds']:.0f} s late)"
         )
+    counted = "  ".join(f"{k}={v}" for k, v in health.webhooks.items())
+    last = health.last_webhook_at
+    when = "never" if last is None else f"{(health.now - last).total_seconds():.0f} s ago"
+    lines.append(f"  provider webhooks, last hour: {counted} (last {when})")
     return "\n".join(lines)

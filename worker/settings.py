@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker.errors import SettingsError
+from worker.provider_webhooks import load_public_key
 
 DEFAULT_DATABASE_URL = "sqlite:///livestreams.db"
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
@@ -264,6 +265,11 @@ def _public_key(env: Mapping[str, str], name: str) -> str | None:
             ) from None
     if "-----BEGIN PUBLIC KEY-----" not in raw:
         raise SettingsError(name, "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+    # Read now, so that a key that cannot verify anything stops start-up, not each delivery.
+    try:
+        load_public_key(raw)
+    except ValueError as exc:
+        raise SettingsError(name, f"must be an RSA public key in PEM: {exc}") from None
     return raw
 
 

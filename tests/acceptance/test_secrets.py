@@ -11,6 +11,11 @@ none of these holds the token or any stream key the fake created in the clear:
   whose stream key column holds ciphertext that decrypts to the key;
 - the default output of ``list``, ``show``, ``attempts`` and ``status`` (text and ``--json``).
 ``show --reveal-key``, which prints the key on purpose, is the positive control.
+
+The provider's webhooks carry the stream key in the clear: `livestreams serve` is given signed
+deliveries of every kind (applied, replayed, stale, unknown stream, another event, a forged
+signature, a body it cannot read), each with a stream key in it, and none of those keys is in
+the database, the serve log or any answer either.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -33,13 +39,24 @@ from models import StreamState
 from tests.dbdump import dump
 from tests.pipeline import TOKEN, Pipeline, pipeline_for
 from tests.processes import own_redis, wait_until
+from tests.webhook_signing import (
+    PATH,
+    encode,
+    public_pem,
+    signed_headers,
+    signing_key,
+    status_update,
+)
 from worker.cli import cli
 from worker.crypto import cipher_for
+from worker.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 TERMINAL = (StreamState.STARTED, StreamState.FAILED, StreamState.MISSED)
 BODY = re.compile(rb'body\\": \\"([A-Za-z0-9+/=]+)\\"')
+# The stream key of a livestream that is not ours, in a webhook: recognisable anywhere.
+WEBHOOK_KEY = "sk_live_WEBHOOK_ONLY_7f3a9c1e5b"
 
 
 @contextmanager
@@ -63,7 +80,10 @@ def run(tmp_path: Path) -> Iterator[tuple[Pipeline, Path]]:
         pipeline_for(
             "postgresql",
             tmp_path,
-            env={"LIVESTREAMS_BROKER_URL": server.url},
+            env={
+                "LIVESTREAMS_BROKER_URL": server.url,
+                "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY": public_pem(signing_key()),
+            },
             workers=2,
         ) as pipeline,
     ):
@@ -79,6 +99,37 @@ def broker_traffic(raw: bytes) -> bytes:
         except (binascii.Error, ValueError):
             continue
     return raw + b"\n" + b"\n".join(decoded)
+
+
+def deliver_webhooks(pipeline: Pipeline, livestream_id: str, stream_key: str) -> str:
+    """Signed deliveries of every kind to a `livestreams serve` of the pipeline, each carrying
+    a stream key; returns every answer (status, headers, body) as text."""
+    port = free_port()
+    pipeline.celery.serve("serve", port)
+    live = status_update(livestream_id, "LIVE", streamKey=stream_key)
+    older = status_update(
+        livestream_id, "OFFLINE", streamKey=stream_key, updatedAt="2020-01-01T00:00:00.000Z"
+    )
+    deliveries = [
+        (live, "d-live", None, 200),
+        (live, "d-live", None, 200),  # replayed
+        (older, "d-older", None, 200),
+        (status_update("ls-not-ours", "LIVE", streamKey=WEBHOOK_KEY), "d-unknown", None, 200),
+        ({"event": "meeting.started", "streamKey": WEBHOOK_KEY}, "d-other", None, 200),
+        (status_update(livestream_id, "IDLE", streamKey=WEBHOOK_KEY), "d-forged", "forger", 401),
+        ({"event": "livestreaming.statusUpdate", "streamKey": WEBHOOK_KEY}, "d-bad", None, 400),
+        (b'{"streamKey": "' + WEBHOOK_KEY.encode() + b'", ', "d-cut", None, 400),
+    ]
+    answers = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        for payload, delivery, signer, expected in deliveries:
+            body = encode(payload)
+            key = signing_key(signer) if signer else None
+            answer = client.post(PATH, content=body, headers=signed_headers(body, delivery, key))
+            assert answer.status_code == expected, (delivery, answer.text)
+            answers.append(f"{answer.status_code} {answer.headers} {answer.text}")
+    assert [a.split(" ", 1)[0] for a in answers] == [str(d[3]) for d in deliveries]
+    return "\n".join(answers)
 
 
 def cli_output(pipeline: Pipeline, *args: str) -> str:
@@ -121,13 +172,27 @@ def test_no_token_or_stream_key_in_logs_broker_errors_or_cli(run) -> None:
             f"part of stream key {key[:6]}...": key[i : i + 16] for i in range(len(key) - 15)
         }
 
+    # The provider's webhooks, each with a stream key in the clear, before anything is read.
+    answers = deliver_webhooks(pipeline, created.id, created.stream_key)
+    secrets["the stream key of a webhook"] = WEBHOOK_KEY
+    assert '"result":"duplicate"' in answers and '"result":"unknown_stream"' in answers
+    assert pipeline.row(first.id).state == StreamState.LIVE
+
     # The database: ciphertext only, and it decrypts to what the fake created.
     cipher = cipher_for(pipeline.settings)
     for row in started:
         (made,) = pipeline.created_for(row.meeting_id)
         assert row.stream_key_ciphertext is not None
         assert cipher.decrypt(row.stream_key_ciphertext).get() == made.stream_key
-    haystacks: dict[str, str] = {"database": repr(dump(pipeline.settings.database_url))}
+    database = dump(pipeline.settings.database_url)
+    haystacks: dict[str, str] = {"database": repr(database), "webhook answers": answers}
+    stored = {row[0]: row[-1] for row in database["provider_webhooks"]}
+    assert stored == {
+        "d-live": "applied",
+        "d-older": "stale",
+        "d-unknown": "unknown_stream",
+        "d-other": "ignored",
+    }
 
     # Error texts stored for ops, and what every process logged.
     for row in rows:
@@ -156,6 +221,8 @@ def test_no_token_or_stream_key_in_logs_broker_errors_or_cli(run) -> None:
     # Positive controls: each source was really captured, and the key is findable on purpose.
     assert str(first.id) in traffic, "MONITOR saw no start message"
     assert any(str(first.id) in v for k, v in haystacks.items() if k.startswith("log worker"))
+    assert "provider webhook d-unknown" in haystacks["log serve.log"]
+    assert "provider webhook d-forged refused" in haystacks["log serve.log"]
     assert str(first.id) in outputs["list"]
     revealed = cli_output(pipeline, "show", str(first.id), "--reveal-key")
     assert created.stream_key in revealed

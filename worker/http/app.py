@@ -6,7 +6,8 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from worker.http import bookings, ops, problems
+from worker.http import bookings, ops, problems, webhooks
+from worker.provider_webhooks import WebhookKeys
 from worker.settings import Settings
 
 
@@ -18,9 +19,12 @@ def create_app(settings: Settings) -> FastAPI:
         description="Book Cloudflare RealtimeKit livestreams to start once, on time.",
     )
     app.state.settings = settings
+    # One per process (uvicorn builds the app in each worker): a fetched key is kept here.
+    app.state.webhook_keys = WebhookKeys.from_settings(settings)
     problems.install(app)
     app.include_router(ops.router)
     app.include_router(bookings.router)
+    app.include_router(webhooks.router)
     app.add_middleware(problems.BodyLimit)
     return app
 

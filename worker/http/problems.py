@@ -23,16 +23,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from worker.errors import (
     ApiKeyNotFound,
     AuthError,
+    BadDelivery,
     BookingConflict,
     BookingNotFound,
     InputError,
     LivestreamsError,
     MissingScope,
+    WebhookError,
+    WebhookKeyUnavailable,
 )
 
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
+SIGNATURE_CHALLENGE = 'RTK-Signature header="rtk-signature"'
 MAX_BODY = 16 * 1024
 
 # The domain's field names where the HTTP body spells them otherwise (BookingIn).
@@ -76,11 +80,15 @@ WHEN = {
 }
 
 
-def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def declared(
+    *statuses: int, when: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """FastAPI ``responses=`` for problem answers with these statuses, so that the OpenAPI
-    document declares them (and replaces FastAPI's own 422, which this app never answers)."""
+    document declares them (and replaces FastAPI's own 422, which this app never answers);
+    ``when`` describes a status where the route means something else by it than WHEN."""
     content = {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}
-    return {status: {"description": WHEN[status], "content": content} for status in statuses}
+    described = {**WHEN, **(when or {})}
+    return {status: {"description": described[status], "content": content} for status in statuses}
 
 
 def problem(
@@ -125,11 +133,23 @@ def _auth_error(exc: AuthError) -> JSONResponse:
     return problem(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
 
 
+def _webhook_error(exc: WebhookError) -> JSONResponse:
+    # The provider retries a 5xx, never a 4xx: only "cannot tell now" is a 503.
+    if isinstance(exc, WebhookKeyUnavailable):
+        return problem(503, "the provider's signing key is unavailable; try again")
+    if isinstance(exc, BadDelivery):
+        return problem(400, str(exc), [{"field": exc.field, "message": exc.problem}])
+    # RFC 9110 section 11.6.1: a 401 names how to authenticate; here, by signature.
+    return problem(401, str(exc), headers={"WWW-Authenticate": SIGNATURE_CHALLENGE})
+
+
 async def _domain(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InputError):
         return _input_error(exc)
     if isinstance(exc, AuthError):
         return _auth_error(exc)
+    if isinstance(exc, WebhookError):
+        return _webhook_error(exc)
     log.error("request failed: %s", exc, extra={"action": "http_error", "path": request.url.path})
     return problem(500, str(exc))
 
