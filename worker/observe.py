@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, insert, or_, select, update
@@ -68,6 +68,10 @@ def apply(
     """Apply ``seen`` to booking ``stream_id`` (whose livestream it is), in the caller's
     transaction; ``keep``: add it to the timeline (a poll that repeats the stored status
     is not kept: it would add a row per check and say nothing new)."""
+    # Never later than our own clock: an instant from a provider clock running ahead (or a
+    # bogus one) would otherwise make every later observation, our polls included, "stale".
+    if seen.observed_at > now:
+        seen = replace(seen, observed_at=now)
     mine = and_(S.id == stream_id, S.livestream_id == seen.livestream_id)
     status = seen.status
     stored = session.execute(

@@ -274,6 +274,19 @@ def test_a_late_delivery_does_not_move_the_status_back(provider, keyed, started)
     assert ("OFFLINE", "webhook", older_at) in timeline(keyed, stream_id)
 
 
+def test_an_instant_from_a_clock_running_ahead_does_not_hide_later_news(
+    provider, keyed, started
+) -> None:
+    stream_id, livestream_id = started()
+    ahead = provider.deliver(status_update(livestream_id, "LIVE", updatedAt=at(-3600)[0]))
+    assert ahead.json() == {"result": "applied"}
+    stored = row(keyed, stream_id).status_observed_at
+    assert stored is not None and stored < at(-60)[1]  # taken as the database's now
+    later = provider.deliver(status_update(livestream_id, "OFFLINE", updatedAt=at(-1)[0]))
+    assert later.json() == {"result": "applied"}
+    assert row(keyed, stream_id).livestream_status == "OFFLINE"
+
+
 def test_errored_flags_the_booking_and_a_later_live_clears_it(provider, keyed, started) -> None:
     stream_id, livestream_id = started()
     provider.deliver(status_update(livestream_id, "LIVE", updatedAt=at(30)[0]))
