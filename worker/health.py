@@ -1,4 +1,5 @@
-"""`livestreams status`: counts per state, what is overdue or stuck, and the dispatcher's pulse."""
+"""`livestreams status`: counts per state and per problem flag, what is overdue or stuck, and the
+dispatcher's pulse."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import CLAIMABLE_STATES, ScheduledStream, StreamState
+from models import CLAIMABLE_STATES, Problem, ScheduledStream, StreamState
 from models.db import db_now
 from worker.dispatch import last_tick
 from worker.settings import Settings
@@ -21,6 +22,9 @@ S = ScheduledStream
 class Health:
     now: datetime
     counts: dict[str, int]
+    # Bookings flagged for ops (not_live, errored, stop_failed); a flag is not ill health of
+    # the pipeline, so it never makes the check fail.
+    problem_counts: dict[str, int]
     last_tick_at: datetime | None
     oldest_overdue: ScheduledStream | None
     stuck: int  # rows `starting` whose lease ran out longer ago than the stale limit
@@ -38,6 +42,7 @@ class Health:
             "problems": self.problems,
             "now": self.now.isoformat(),
             "counts": self.counts,
+            "problem_counts": self.problem_counts,
             "last_tick_at": self.last_tick_at.isoformat() if self.last_tick_at else None,
             "last_tick_age_seconds": (
                 None
@@ -64,6 +69,10 @@ def check(session: Session, settings: Settings) -> Health:
     counts = {s.value: 0 for s in StreamState}
     for state, count in session.execute(select(S.state, func.count()).group_by(S.state)):
         counts[state] = count
+    flagged = {p.value: 0 for p in Problem}
+    query = select(S.problem, func.count()).where(S.problem.is_not(None)).group_by(S.problem)
+    for problem, count in session.execute(query):  # ix_scheduled_streams_problem
+        flagged[problem] = count
     tick = last_tick(session)
     overdue = session.scalars(
         select(S)
@@ -104,7 +113,7 @@ def check(session: Session, settings: Settings) -> Health:
         problems.append(f"{stuck} booking(s) stuck in starting past their lease")
     if past_deadline:
         problems.append(f"{past_deadline} booking(s) still starting past their start deadline")
-    return Health(now, counts, tick, overdue, stuck, past_deadline, problems)
+    return Health(now, counts, flagged, tick, overdue, stuck, past_deadline, problems)
 
 
 def render(health: Health) -> str:
@@ -112,6 +121,7 @@ def render(health: Health) -> str:
     lines = ["healthy" if health.healthy else "UNHEALTHY"]
     lines += [f"  problem: {p}" for p in health.problems]
     lines.append("  " + "  ".join(f"{k}={v}" for k, v in health.counts.items()))
+    lines.append("  flagged: " + "  ".join(f"{k}={v}" for k, v in health.problem_counts.items()))
     age = data["last_tick_age_seconds"]
     lines.append(f"  last dispatch tick: {'never' if age is None else f'{age:.1f} s ago'}")
     if data["oldest_overdue"]:
