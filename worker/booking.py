@@ -13,11 +13,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, exists, select
+from sqlalchemy import case, exists, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import TRACKED_STATES, ScheduledStream, StartAttempt, StreamState
+from models import TRACKED_STATES, ScheduledStream, StartAttempt, StreamState, UTCDateTime
 from models.db import db_now
 from worker import ending, transitions
 from worker.attempts import UNCLEAR_START_CALL, first_unclear_call
@@ -295,7 +295,11 @@ def stop(session: Session, stream: ScheduledStream) -> ScheduledStream:
         # An idle row is due now, so the next tick hands it to a tracking run. A row held by a
         # run keeps its due_at: that run reads stop_requested_at when it finishes and makes
         # the stop its next action; moving due_at under it would be overwritten anyway.
-        due_at=case((ScheduledStream.claim_token.is_(None), now), else_=ScheduledStream.due_at),
+        due_at=case(
+            # Typed as the column: SQLite compares these instants as text, in one format.
+            (ScheduledStream.claim_token.is_(None), literal(now, UTCDateTime())),
+            else_=ScheduledStream.due_at,
+        ),
     )
     session.refresh(stream)
     if ok:
