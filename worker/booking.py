@@ -1,4 +1,5 @@
-"""The Python API for bookings: schedule, reschedule, cancel, retry and find (list: listing.py).
+"""The Python API for bookings: schedule, reschedule, cancel, retry, stop and find (list:
+listing.py).
 
 Every function takes a Session that the caller owns and commits. Input is validated before
 anything is written; a refusal raises ``BookingError`` naming the field, and leaves the
@@ -12,13 +13,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import case, exists, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import ScheduledStream, StartAttempt, StreamState
+from models import TRACKED_STATES, ScheduledStream, StartAttempt, StreamState, UTCDateTime
 from models.db import db_now
-from worker import transitions
+from worker import ending, transitions
 from worker.attempts import UNCLEAR_START_CALL, first_unclear_call
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
@@ -37,6 +38,8 @@ _A = StartAttempt
 # reconcile found none): the next run looks for it. Part of the UPDATE's WHERE, so a
 # dispatcher cannot slip in between.
 _NO_UNCLEAR_START_CALL = ~exists().where(_A.stream_id == ScheduledStream.id, UNCLEAR_START_CALL)
+# A stop is asked for once: a second request would move due_at again and say nothing new.
+_NO_STOP_REQUESTED = ScheduledStream.stop_requested_at.is_(None)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class BookingRequest:
     video_width: int | None = None
     video_height: int | None = None
     external_ref: str | None = None
+    ends_at: datetime | None = None
+    # What the caller gave for the end ("ends_at" or "duration"): a conflict names that one.
+    end_field: str = "ends_at"
 
 
 @dataclass(frozen=True)
@@ -74,12 +80,17 @@ def validate(
     height: int | None = None,
     external_ref: str | None = None,
     start_window: float | None = None,
+    ends_at: str | datetime | None = None,
+    duration: str | float | timedelta | None = None,
 ) -> BookingRequest:
     """Check every field; the first problem raises BookingError naming it."""
     scheduled_at, zone_name = parse_instant(at, tz)
     window = settings.start_window if start_window is None else start_window
     if not isinstance(window, int | float) or isinstance(window, bool) or not 0 < window <= 86400:
         raise BookingError("start_window", "must be between 0 and 86400 seconds")
+    end = ending.end_instant(
+        scheduled_at, ends_at=ends_at, duration=duration, tz=tz, max_duration=settings.max_duration
+    )
     return BookingRequest(
         meeting_id=parse_uuid("meeting_id", meeting_id),
         account_id=_ident("account_id", account_id or settings.account_id, "CLOUDFLARE_ACCOUNT_ID"),
@@ -91,6 +102,8 @@ def validate(
         video_width=_side("width", width),
         video_height=_side("height", height),
         external_ref=parse_ref(external_ref),
+        ends_at=end,
+        end_field="duration" if duration is not None else "ends_at",
     )
 
 
@@ -121,6 +134,7 @@ def schedule(session: Session, settings: Settings, **fields: object) -> Schedule
         timezone=request.timezone,
         start_deadline=request.scheduled_at + timedelta(seconds=request.start_window),
         start_window=request.start_window,
+        ends_at=request.ends_at,
         due_at=request.scheduled_at,
         created_at=now,
         updated_at=now,
@@ -190,11 +204,33 @@ def reschedule(
     at: str | datetime,
     tz: str | None = None,
     start_window: float | None = None,
+    ends_at: str | datetime | None = None,
+    duration: str | float | timedelta | None = None,
 ) -> ScheduledStream:
-    """Move a booking that has not started to another instant (and zone, if given)."""
+    """Move a booking that has not started to another instant (and zone, if given).
+
+    The booked length is kept (the end moves with the start) unless ``ends_at`` or
+    ``duration`` gives a new one.
+    """
     # A wall time without --tz is read in the booking's own zone.
     scheduled_at, zone_name = parse_instant(at, tz or stream.timezone)
     window = _window(start_window, stream)
+    if ends_at is None and duration is None:
+        # From the row as read: a reschedule racing this one keeps the same length, so the
+        # end is right whichever UPDATE lands last.
+        end = (
+            None
+            if stream.ends_at is None
+            else scheduled_at + (stream.ends_at - stream.scheduled_at)
+        )
+    else:
+        end = ending.end_instant(
+            scheduled_at,
+            ends_at=ends_at,
+            duration=duration,
+            tz=tz or stream.timezone,
+            max_duration=settings.max_duration,
+        )
     now = db_now(session)
     if scheduled_at <= now:
         raise BookingError("at", f"{scheduled_at.isoformat()} is in the past")
@@ -210,6 +246,7 @@ def reschedule(
         start_deadline=scheduled_at + timedelta(seconds=window),
         start_window=window,
         timezone=zone_name,
+        ends_at=end,
     )
     return _applied(session, stream, ok, "reschedule", "scheduled or retrying", unsettled=True)
 
@@ -240,6 +277,35 @@ def retry(
         last_error=None,
     )
     return _applied(session, stream, ok, "retry", "failed or missed")
+
+
+def stop(session: Session, stream: ScheduledStream) -> ScheduledStream:
+    """Ask for a started or live booking's livestream to be stopped now; the tracking run
+    stops it upstream. Refused (BookingConflict, with the reason) in any other state, and
+    when a stop was asked for already.
+    """
+    now = db_now(session)
+    ok = transitions.transition(  # STOP_REQUEST
+        session,
+        stream.id,
+        TRACKED_STATES,
+        now,
+        guard=_NO_STOP_REQUESTED,
+        stop_requested_at=now,
+        # An idle row is due now, so the next tick hands it to a tracking run. A row held by a
+        # run keeps its due_at: that run reads stop_requested_at when it finishes and makes
+        # the stop its next action; moving due_at under it would be overwritten anyway.
+        due_at=case(
+            # Typed as the column: SQLite compares these instants as text, in one format.
+            (ScheduledStream.claim_token.is_(None), literal(now, UTCDateTime())),
+            else_=ScheduledStream.due_at,
+        ),
+    )
+    session.refresh(stream)
+    if ok:
+        return stream
+    field, reason = ending.stop_refusal(stream)
+    raise BookingConflict(field, reason)
 
 
 def _applied(
@@ -302,8 +368,10 @@ def _same_or_conflict(existing: ScheduledStream, request: BookingRequest) -> Sch
         # The window as asked, not the deadline: an ops retry moves the deadline, and the
         # caller's own retry of the booking call must still find its booking.
         "start_window": request.start_window,
+        "ends_at": request.ends_at,
     }
     differ = [k for k, v in wanted.items() if getattr(existing, k) != v]
+    differ = [request.end_field if k == "ends_at" else k for k in differ]
     if differ:
         raise BookingConflict(
             "external_ref",

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from worker import booking, listing
+from worker import booking, listing, observe
 from worker.cli_http import api_key, serve
 from worker.clitools import (
     EXIT_FAILURE,
@@ -28,13 +28,21 @@ from worker.clitools import (
 from worker.crypto import new_key
 from worker.present import (
     attempt_dict,
+    event_dict,
     explain,
     reading_cipher,
     render_attempt,
+    render_event,
     render_row,
     render_stream,
     stream_dict,
 )
+
+ENDS_AT_HELP = (
+    "When to stop the livestream, read like --at (default: it runs until it ends upstream); "
+    "at most LIVESTREAMS_MAX_DURATION (default 24h) after the start."
+)
+DURATION_HELP = "Or how long it runs: seconds, or a form like 90m, 2h, 1h30m."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -90,10 +98,12 @@ def db_upgrade(as_json: bool) -> None:
     help="Seconds after the instant during which a start may still be tried "
     "[env: LIVESTREAMS_START_WINDOW, default 900].",
 )
+@click.option("--ends-at", help=ENDS_AT_HELP)
+@click.option("--duration", help=DURATION_HELP)
 @json_option
 @handle_errors
 def schedule(as_json: bool, **fields: Any) -> None:
-    """Book a livestream to start at an instant."""
+    """Book a livestream to start at an instant (and, if given, to stop at another)."""
     settings = current_settings()
     with session_scope(settings) as session:
         result = booking.schedule(session, settings, **fields)
@@ -106,6 +116,12 @@ def schedule(as_json: bool, **fields: Any) -> None:
 
 @cli.command("list")
 @click.option("--state", "states", multiple=True, help="Only these states (repeatable).")
+@click.option(
+    "--problem",
+    "problems",
+    multiple=True,
+    help="Only bookings flagged so (repeatable): not_live, errored, stop_failed.",
+)
 @click.option("--meeting-id", help="Only this meeting.")
 @click.option("--from", "start", help="Only starts at or after this ISO 8601 instant.")
 @click.option("--to", "end", help="Only starts before this ISO 8601 instant.")
@@ -132,7 +148,7 @@ def _target(func: Callable[P, R]) -> Callable[P, R]:
 @json_option
 @handle_errors
 def show(stream_id: str | None, ref: str | None, reveal_key: bool, as_json: bool) -> None:
-    """What happened to one booking, and why, with every attempt."""
+    """What happened to one booking, and why, with every attempt and every status seen."""
     settings = current_settings()
     cipher = reading_cipher(settings, reveal_key)
     with session_scope(settings) as session:
@@ -141,10 +157,13 @@ def show(stream_id: str | None, ref: str | None, reveal_key: bool, as_json: bool
         data = stream_dict(stream, cipher, reveal=reveal_key)
         why = explain(stream, tried)
         rows = [attempt_dict(a) for a in tried]
+        seen = [event_dict(e, stream.timezone) for e in observe.timeline(session, stream.id)]
     text = render_stream(data, why)
     if rows:
         text += "\n\nattempts:\n" + "\n".join("  " + render_attempt(r) for r in rows)
-    emit(as_json, {**data, "why": why, "attempt_log": rows}, text)
+    if seen:
+        text += "\n\ntimeline:\n" + "\n".join("  " + render_event(e) for e in seen)
+    emit(as_json, {**data, "why": why, "attempt_log": rows, "timeline": seen}, text)
 
 
 @cli.command()
@@ -175,6 +194,24 @@ def cancel(stream_id: str | None, ref: str | None, as_json: bool) -> None:
 
 @cli.command()
 @_target
+@json_option
+@handle_errors
+def stop(stream_id: str | None, ref: str | None, as_json: bool) -> None:
+    """Ask for a started or live livestream to be stopped now (by the tracking run)."""
+    settings = current_settings()
+    with session_scope(settings) as session:
+        stream = booking.stop(session, booking.find(session, stream_id, ref=ref))
+        data = stream_dict(stream)
+    emit(
+        as_json,
+        data,
+        f"stop of {data['id']} requested at {data['stop_requested_at']}; "
+        "the livestream is stopped upstream on its next tracking run",
+    )
+
+
+@cli.command()
+@_target
 @click.option("--at", help="When to try again (default: now).")
 @click.option("--start-window", type=float, help="Seconds the new attempt may take to start.")
 @json_option
@@ -199,16 +236,26 @@ def retry(
 @_target
 @click.option("--at", required=True, help="The new start instant (as for schedule).")
 @click.option("--tz", help="IANA zone for a wall time (default: the booking's zone).")
+@click.option("--ends-at", help="A new end, read like --at (default: the booked length kept).")
+@click.option("--duration", help=DURATION_HELP)
 @json_option
 @handle_errors
 def reschedule(
-    stream_id: str | None, ref: str | None, at: str, tz: str | None, as_json: bool
+    stream_id: str | None,
+    ref: str | None,
+    at: str,
+    tz: str | None,
+    ends_at: str | None,
+    duration: str | None,
+    as_json: bool,
 ) -> None:
-    """Move a booking that has not started to another instant."""
+    """Move a booking that has not started to another instant; its end moves with it."""
     settings = current_settings()
     with session_scope(settings) as session:
         stream = booking.find(session, stream_id, ref=ref)
-        stream = booking.reschedule(session, settings, stream, at=at, tz=tz)
+        stream = booking.reschedule(
+            session, settings, stream, at=at, tz=tz, ends_at=ends_at, duration=duration
+        )
         data = stream_dict(stream)
     emit(as_json, data, f"{data['id']} now starts at {data['scheduled_at_local']}")
 

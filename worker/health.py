@@ -1,5 +1,5 @@
-"""`livestreams status`: counts per state, what is overdue or stuck, the dispatcher's pulse,
-and the provider webhooks of the last hour."""
+"""`livestreams status`: counts per state and per problem flag, what is overdue or stuck, the
+dispatcher's pulse, and the provider webhooks of the last hour."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import CLAIMABLE_STATES, ScheduledStream, StreamState
+from models import CLAIMABLE_STATES, Problem, ScheduledStream, StreamState
 from models.db import db_now
 from worker import deliveries
 from worker.dispatch import last_tick
@@ -24,6 +24,9 @@ WEBHOOK_WINDOW = timedelta(hours=1)  # provider webhooks are counted over this l
 class Health:
     now: datetime
     counts: dict[str, int]
+    # Bookings flagged for ops (not_live, errored, stop_failed); a flag is not ill health of
+    # the pipeline, so it never makes the check fail.
+    problem_counts: dict[str, int]
     last_tick_at: datetime | None
     oldest_overdue: ScheduledStream | None
     stuck: int  # rows `starting` whose lease ran out longer ago than the stale limit
@@ -43,6 +46,7 @@ class Health:
             "problems": self.problems,
             "now": self.now.isoformat(),
             "counts": self.counts,
+            "problem_counts": self.problem_counts,
             "last_tick_at": self.last_tick_at.isoformat() if self.last_tick_at else None,
             "last_tick_age_seconds": (
                 None
@@ -73,6 +77,10 @@ def check(session: Session, settings: Settings) -> Health:
     counts = {s.value: 0 for s in StreamState}
     for state, count in session.execute(select(S.state, func.count()).group_by(S.state)):
         counts[state] = count
+    flagged = {p.value: 0 for p in Problem}
+    query = select(S.problem, func.count()).where(S.problem.is_not(None)).group_by(S.problem)
+    for problem, count in session.execute(query):  # ix_scheduled_streams_problem
+        flagged[problem] = count
     tick = last_tick(session)
     overdue = session.scalars(
         select(S)
@@ -116,8 +124,9 @@ def check(session: Session, settings: Settings) -> Health:
     webhooks = deliveries.counts_since(session, now - WEBHOOK_WINDOW)
     last_webhook = deliveries.last_received_at(session)
     return Health(
-        now, counts, tick, overdue, stuck, past_deadline, problems, webhooks, last_webhook
-    )
+        now, counts, flagged, tick, overdue, stuck, past_deadline, problems, webhooks,
+        last_webhook,
+    )  # fmt: skip
 
 
 def render(health: Health) -> str:
@@ -125,6 +134,7 @@ def render(health: Health) -> str:
     lines = ["healthy" if health.healthy else "UNHEALTHY"]
     lines += [f"  problem: {p}" for p in health.problems]
     lines.append("  " + "  ".join(f"{k}={v}" for k, v in health.counts.items()))
+    lines.append("  flagged: " + "  ".join(f"{k}={v}" for k, v in health.problem_counts.items()))
     age = data["last_tick_age_seconds"]
     lines.append(f"  last dispatch tick: {'never' if age is None else f'{age:.1f} s ago'}")
     if data["oldest_overdue"]:

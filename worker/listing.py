@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from models import ScheduledStream, StreamState
+from models import Problem, ScheduledStream, StreamState
 from worker.booking import parse_ref, parse_uuid
 from worker.errors import BookingError
 from worker.timeparse import parse_instant
@@ -27,6 +28,7 @@ def list_streams(
     session: Session,
     *,
     states: Sequence[str] = (),
+    problems: Sequence[str] = (),
     meeting_id: str | uuid.UUID | None = None,
     start: str | datetime | None = None,
     end: str | datetime | None = None,
@@ -34,17 +36,16 @@ def list_streams(
     after: tuple[datetime, uuid.UUID] | None = None,
     limit: int = 100,
 ) -> list[ScheduledStream]:
-    """Bookings ordered by start time (then id), filtered by state, meeting, start-time range
-    and external reference; with ``after``, only those after that (scheduled_at, id)."""
+    """Bookings ordered by start time (then id), filtered by state, problem flag, meeting,
+    start-time range and external reference; with ``after``, only those after that
+    (scheduled_at, id)."""
     query = select(S)
     if states:
-        known = {s.value for s in StreamState}
-        for state in states:
-            if state not in known:
-                raise BookingError(
-                    "state", f"unknown state {state!r}; one of {', '.join(sorted(known))}"
-                )
-        query = query.where(S.state.in_(list(states)))
+        query = query.where(S.state.in_(_known("state", states, StreamState)))
+    if problems:
+        # Flags are rare, so PostgreSQL reads them off ix_scheduled_streams_problem and sorts
+        # the few it finds, instead of walking every booking in start order.
+        query = query.where(S.problem.in_(_known("problem", problems, Problem)))
     if meeting_id is not None:
         query = query.where(S.meeting_id == parse_uuid("meeting_id", meeting_id))
     if start is not None:
@@ -62,3 +63,13 @@ def list_streams(
         raise BookingError("limit", f"must be between 1 and {MAX_LIMIT}")
     query = query.order_by(S.scheduled_at, S.id).limit(limit)
     return list(session.scalars(query))
+
+
+def _known(field: str, values: Sequence[str], kind: type[StrEnum]) -> list[str]:
+    known = {k.value for k in kind}
+    for value in values:
+        if value not in known:
+            raise BookingError(
+                field, f"unknown {field} {value!r}; one of {', '.join(sorted(known))}"
+            )
+    return list(values)

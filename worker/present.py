@@ -1,15 +1,25 @@
-"""What ops see: a booking and its attempts as a dict (for --json) and as text, with the why."""
+"""What ops see: a booking, its attempts and its status timeline as a dict (for --json) and as
+text, with the why."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from models import ApiKey, AttemptOutcome, ScheduledStream, StartAttempt, StreamState
+from models import (
+    ApiKey,
+    AttemptOutcome,
+    EndReason,
+    Problem,
+    ScheduledStream,
+    StartAttempt,
+    StatusEvent,
+    StreamState,
+)
 from worker.crypto import StreamKeyCipher, cipher_for, mask
 from worker.errors import SecretKeyError
 from worker.settings import Secret, Settings
-from worker.timeparse import describe
+from worker.timeparse import describe, describe_duration
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -63,11 +73,19 @@ def stream_dict(
         "timezone": stream.timezone,
         "start_deadline": _iso(stream.start_deadline),
         "start_window": stream.start_window,
+        "ends_at": _iso(stream.ends_at),
+        "ends_at_local": _local(stream.ends_at, stream.timezone),
+        "duration_seconds": (
+            None
+            if stream.ends_at is None
+            else (stream.ends_at - stream.scheduled_at).total_seconds()
+        ),
         "due_at": _iso(stream.due_at),
         "attempts": stream.attempts,
         "last_error": stream.last_error,
         "livestream_id": stream.livestream_id,
         "livestream_status": stream.livestream_status,
+        "status_observed_at": _iso(stream.status_observed_at),
         "ingest_server": stream.ingest_server,
         "playback_url": stream.playback_url,
         "stream_key": stream_key_text(stream, cipher, reveal=reveal),
@@ -77,6 +95,11 @@ def stream_dict(
             if stream.started_at is None
             else round((stream.started_at - stream.scheduled_at).total_seconds(), 3)
         ),
+        "live_at": _iso(stream.live_at),
+        "stop_requested_at": _iso(stream.stop_requested_at),
+        "ended_at": _iso(stream.ended_at),
+        "end_reason": stream.end_reason,
+        "problem": stream.problem,
         "created_at": _iso(stream.created_at),
         "updated_at": _iso(stream.updated_at),
     }
@@ -95,6 +118,16 @@ def attempt_dict(attempt: StartAttempt) -> dict[str, Any]:
         "ray_id": attempt.ray_id,
         "duration_seconds": attempt.duration,
         "livestream_id": attempt.livestream_id,
+    }
+
+
+def event_dict(event: StatusEvent, zone_name: str) -> dict[str, Any]:
+    """One entry of a booking's status timeline, its instant in UTC and in the booking's zone."""
+    return {
+        "observed_at": _iso(event.observed_at),
+        "observed_at_local": _local(event.observed_at, zone_name),
+        "status": event.status,
+        "source": event.source,
     }
 
 
@@ -120,12 +153,51 @@ def explain(stream: ScheduledStream, attempts: list[StartAttempt]) -> str:
             if any(a.outcome == AttemptOutcome.ADOPTED for a in attempts)
             else f"started on start call {tried}"
         )
-        return f"started {late:+.3f} s from the booked instant; {how}"
+        return f"started {late:+.3f} s from the booked instant; {how}" + _following(stream)
+    if state is StreamState.LIVE:
+        since = f" since {_iso(stream.live_at)}" if stream.live_at else ""
+        return f"live{since}" + _following(stream)
+    if state is StreamState.ENDED:
+        why = _ENDED.get(stream.end_reason or "", stream.end_reason or "no reason stored")
+        at = f" at {_iso(stream.ended_at)}" if stream.ended_at else ""
+        return f"ended{at}: {why}" + _flag(stream)
     if state is StreamState.FAILED:
         return f"failed after {tried} start call(s): {stream.last_error or 'no reason stored'}"
     if state is StreamState.MISSED:
         return f"missed, no call was made: {stream.last_error or 'deadline passed'}"
     return f"cancelled: {stream.last_error or 'by ops'}"
+
+
+_ENDED: dict[str, str] = {
+    EndReason.SCHEDULED_STOP: "stopped at its ends_at",
+    EndReason.OPS_STOP: "stopped on request",
+    EndReason.ENDED_UPSTREAM: "no longer the meeting's active livestream upstream",
+}
+_PROBLEMS: dict[str, str] = {
+    Problem.NOT_LIVE: "not seen LIVE within the live deadline",
+    Problem.ERRORED: "the provider reported ERRORED",
+    Problem.STOP_FAILED: "the stop was refused",
+}
+
+
+def _following(stream: ScheduledStream) -> str:
+    """What comes next for a started or live livestream, and its flag if it has one."""
+    if stream.stop_requested_at is not None:
+        next_step = f"; a stop was requested at {_iso(stream.stop_requested_at)}"
+    elif stream.ends_at is not None:
+        next_step = f"; to be stopped at {_iso(stream.ends_at)}"
+    else:
+        next_step = "; runs until it ends upstream"
+    return next_step + _flag(stream)
+
+
+def _flag(stream: ScheduledStream) -> str:
+    if stream.problem is None:
+        return ""
+    said = _PROBLEMS.get(stream.problem, stream.problem)
+    if stream.problem == Problem.STOP_FAILED and stream.last_error:
+        said = f"{said}: {stream.last_error}"
+    return f"; problem {stream.problem}: {said}"
 
 
 def render_stream(data: dict[str, Any], why: str | None = None) -> str:
@@ -140,11 +212,12 @@ def render_stream(data: dict[str, Any], why: str | None = None) -> str:
         ("scheduled", data["scheduled_at_local"]),
         ("deadline", _local_of(data, "start_deadline")),
         ("start window", f"{data['start_window']:g} s"),
+        ("ends", _ends(data)),
         ("due", _local_of(data, "due_at")),
         ("attempts", data["attempts"]),
         ("last error", data["last_error"]),
         ("livestream", data["livestream_id"]),
-        ("status", data["livestream_status"]),
+        ("status", _status(data)),
         ("ingest server", data["ingest_server"]),
         ("playback url", data["playback_url"]),
         ("stream key", data["stream_key"]),
@@ -153,6 +226,10 @@ def render_stream(data: dict[str, Any], why: str | None = None) -> str:
             "lateness",
             None if data["lateness_seconds"] is None else f"{data['lateness_seconds']:+.3f} s",
         ),
+        ("live", _local_of(data, "live_at")),
+        ("stop request", _local_of(data, "stop_requested_at")),
+        ("ended", _ended(data)),
+        ("problem", data["problem"]),
     ]
     return "\n".join(f"{k:<14}{v}" for k, v in rows if v not in (None, ""))
 
@@ -178,16 +255,41 @@ def render_attempt(data: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def render_event(data: dict[str, Any]) -> str:
+    return "  ".join([data["observed_at_local"], f"{data['status']:<8}", data["source"]])
+
+
 def render_row(data: dict[str, Any]) -> str:
-    return "  ".join(
-        [
-            data["id"],
-            f"{data['state']:<9}",
-            data["scheduled_at_local"] or "",
-            data["meeting_id"],
-            data["livestream_id"] or "-",
-        ]
-    )
+    parts = [
+        data["id"],
+        f"{data['state']:<9}",
+        data["scheduled_at_local"] or "",
+        data["meeting_id"],
+        data["livestream_id"] or "-",
+    ]
+    if data["problem"]:
+        parts.append(f"problem {data['problem']}")
+    return "  ".join(parts)
+
+
+def _ends(data: dict[str, Any]) -> str | None:
+    if data["ends_at"] is None:
+        return None
+    length = describe_duration(timedelta(seconds=data["duration_seconds"]))
+    return f"{data['ends_at_local']}, {length} after the start"
+
+
+def _status(data: dict[str, Any]) -> str | None:
+    status: str | None = data["livestream_status"]
+    if status is None or data["status_observed_at"] is None:
+        return status
+    return f"{status} (observed {data['status_observed_at']})"
+
+
+def _ended(data: dict[str, Any]) -> str | None:
+    if data["ended_at"] is None:
+        return None
+    return f"{_local_of(data, 'ended_at')}: {data['end_reason'] or 'no reason stored'}"
 
 
 def _video(data: dict[str, Any]) -> str | None:

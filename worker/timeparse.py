@@ -1,7 +1,9 @@
-"""Turning what a caller typed into one UTC instant, refusing anything that could mean two."""
+"""Turning what a caller typed into one UTC instant (or a length of time), refusing anything
+that could mean two."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,9 +51,11 @@ def parse_instant(value: str | datetime, tz: str | None, field: str = "at") -> t
     return instant, zone_name
 
 
-def _quote(value: str | datetime) -> str:
+def _quote(value: object) -> str:
     # repr keeps a stray newline from splitting the one-line error in two
-    return repr(value.strip()) if isinstance(value, str) else value.isoformat()
+    if isinstance(value, str):
+        return repr(value.strip())
+    return value.isoformat() if isinstance(value, datetime) else repr(value)
 
 
 def _instant(value: str | datetime, tz: str | None, where: ZoneInfo, field: str) -> datetime:
@@ -110,3 +114,63 @@ def describe(instant: datetime, zone_name: str) -> str:
         return utc
     local = instant.astimezone(ZoneInfo(zone_name))
     return f"{utc} ({local.strftime('%Y-%m-%d %H:%M:%S %Z')}, {zone_name})"
+
+
+# Seconds ("5400", "5400.5"), or units from the largest down: "2h", "90m", "1h30m", "1d", "45s".
+_SECONDS = re.compile(r"-?\d{1,12}(?:\.\d{1,6})?")  # negative: refused as such, not as a typo
+_UNITS = re.compile(
+    r"(?:(?P<d>\d{1,9})d)?\s*(?:(?P<h>\d{1,9})h)?\s*(?:(?P<m>\d{1,9})m)?\s*"
+    r"(?:(?P<s>\d{1,9}(?:\.\d{1,6})?)s)?"
+)
+_UNIT_NAMES = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(value: str | float | timedelta, field: str = "duration") -> timedelta:
+    """A positive length of time: a number of seconds, or a form like ``90m``, ``2h``, ``1h30m``.
+
+    Units go from the largest down (d, h, m, s), each at most once, so ``30m1h`` (a typo more
+    likely than a wish) is refused rather than added up.
+    """
+    try:
+        length = _duration(value, field)
+    except OverflowError:
+        raise BookingError(field, f"{_quote(value)} is too long") from None
+    if length <= timedelta(0):
+        raise BookingError(field, f"must be positive, got {_quote(value)}")
+    return length
+
+
+def _duration(value: object, field: str) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise BookingError(field, f"must be a finite number of seconds, got {value!r}")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise BookingError(field, f"must be seconds or a form like 1h30m, got {value!r}")
+    text = value.strip().lower()
+    if _SECONDS.fullmatch(text):
+        return timedelta(seconds=float(text))
+    units = _UNITS.fullmatch(text)
+    if not text or units is None:
+        raise BookingError(
+            field,
+            f"{_quote(value)} is not a duration: give seconds (5400) or a form like 90m, 2h, 1h30m",
+        )
+    parts = {_UNIT_NAMES[k]: float(v) for k, v in units.groupdict().items() if v is not None}
+    return timedelta(**parts)
+
+
+def describe_duration(length: timedelta) -> str:
+    """``1h30m``, ``45s``, ``1d2h``: the form parse_duration reads, for messages and display."""
+    seconds = length.total_seconds()
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    fraction = seconds - whole
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    if secs or fraction or not parts:
+        parts.append(f"{secs + fraction:g}s")
+    return "".join(parts)

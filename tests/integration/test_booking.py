@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models import ScheduledStream, StreamState
-from models.db import get_sessionmaker
+from models.db import db_now, get_sessionmaker
 from tests.attempt_rows import add_calls
 from tests.dbdump import dump
 from worker import booking, listing
@@ -218,3 +219,201 @@ def test_list_filters_and_orders_by_start(settings, book, session) -> None:
     assert listing.list_streams(session, states=["cancelled"]) == []
     with pytest.raises(BookingError, match="state"):
         listing.list_streams(session, states=["sleeping"])
+
+
+# -- the end of a booking: ends_at / duration ------------------------------------------------
+FALL_BACK = "2031-10-26T00:00Z"  # 02:30 happens twice in Berlin an hour or two later
+
+
+def _stored(settings, stream_id: uuid.UUID) -> ScheduledStream:
+    with get_sessionmaker(settings.database_url)() as s:
+        row = s.get(ScheduledStream, stream_id)
+        assert row is not None
+        return row
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        {"duration": "1h30m"},
+        {"duration": 5400},
+        {"ends_at": "2031-05-01 21:30", "tz": "Europe/Berlin"},
+        {"ends_at": "2031-05-01T19:30:00Z"},
+    ],
+)
+def test_the_end_is_stored_as_one_utc_instant(settings, book, end) -> None:
+    stream = book(at=FUTURE, **end)
+    assert _stored(settings, stream.id).ends_at == FUTURE + timedelta(hours=1, minutes=30)
+
+
+def test_no_end_given_stores_none(settings, book) -> None:
+    assert _stored(settings, book(at=FUTURE).id).ends_at is None
+
+
+@pytest.mark.parametrize(
+    ("end", "field"),
+    [
+        ({"ends_at": "2031-05-01T18:00:00Z"}, "ends_at"),  # the start itself
+        ({"ends_at": "2031-05-01T17:00:00Z"}, "ends_at"),
+        ({"ends_at": "2031-05-02T18:00:01Z"}, "ends_at"),  # past the 24 h maximum
+        ({"duration": "25h"}, "duration"),
+        ({"duration": "-1h"}, "duration"),
+        ({"duration": "soon"}, "duration"),
+        ({"ends_at": "2031-05-01T19:00:00Z", "duration": "1h"}, "ends_at"),
+        ({"at": FALL_BACK, "tz": "Europe/Berlin", "ends_at": "2031-10-26 02:30"}, "ends_at"),
+    ],
+)  # fmt: skip
+def test_a_refused_end_names_its_field_and_stores_nothing(settings, book, end, field) -> None:
+    book(external_ref="already-there")
+    before = dump(settings.database_url)
+    with pytest.raises(BookingError) as err:
+        book(**{"at": FUTURE, **end})
+    assert err.value.field == field
+    assert dump(settings.database_url) == before
+
+
+def test_the_maximum_follows_the_setting(settings, session) -> None:
+    short = dataclasses.replace(settings, max_duration=3600.0)
+    with pytest.raises(BookingError, match="at most 1h"):
+        booking.schedule(session, short, meeting_id=str(uuid.uuid4()), at=FUTURE, duration="61m")
+    ok = booking.schedule(session, short, meeting_id=str(uuid.uuid4()), at=FUTURE, duration="1h")
+    assert ok.stream.ends_at == FUTURE + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("again", "conflict"),
+    [
+        ({"duration": "1h"}, None),
+        ({"ends_at": "2031-05-01T19:00:00Z"}, None),  # the same instant, said the other way
+        ({"duration": "2h"}, "duration"),
+        ({"ends_at": "2031-05-01T20:00:00Z"}, "ends_at"),
+        ({}, "ends_at"),
+    ],
+)
+def test_the_same_ref_with_another_end_is_a_conflict(settings, book, again, conflict) -> None:
+    meeting = str(uuid.uuid4())
+    first = book(meeting_id=meeting, at=FUTURE, external_ref="evt-end", duration="1h")
+    before = dump(settings.database_url)
+    if conflict is None:
+        assert book(meeting_id=meeting, at=FUTURE, external_ref="evt-end", **again).id == first.id
+    else:
+        with pytest.raises(BookingConflict) as err:
+            book(meeting_id=meeting, at=FUTURE, external_ref="evt-end", **again)
+        assert err.value.fields == (conflict,)
+    assert dump(settings.database_url) == before
+
+
+def _reschedule(settings, stream_id: uuid.UUID, **fields) -> ScheduledStream:
+    with get_sessionmaker(settings.database_url).begin() as s:
+        return booking.reschedule(s, settings, booking.find(s, stream_id), **fields)
+
+
+def test_reschedule_keeps_the_booked_length_unless_given_a_new_end(settings, book) -> None:
+    stream = book(at=FUTURE, tz="Europe/Berlin", duration="1h30m")
+    later = FUTURE + timedelta(days=1)
+    moved = _reschedule(settings, stream.id, at="2031-05-02 20:00")
+    assert (moved.scheduled_at, moved.ends_at) == (later, later + timedelta(minutes=90))
+    moved = _reschedule(settings, stream.id, at="2031-05-02 20:00", duration="45m")
+    assert moved.ends_at == later + timedelta(minutes=45)
+    # A wall time is read in the booking's zone, as for --at.
+    moved = _reschedule(settings, stream.id, at="2031-05-02 20:00", ends_at="2031-05-02 23:00")
+    assert moved.ends_at == later + timedelta(hours=3)
+    before = dump(settings.database_url)
+    with pytest.raises(BookingError) as err:
+        _reschedule(settings, stream.id, at="2031-05-03 20:00", ends_at="2031-05-02 23:00")
+    assert err.value.field == "ends_at" and "is not after the start" in str(err.value)
+    assert dump(settings.database_url) == before
+
+
+def test_reschedule_of_a_booking_without_an_end_adds_none(settings, book) -> None:
+    stream = book(at=FUTURE)
+    assert _reschedule(settings, stream.id, at=FUTURE + timedelta(hours=1)).ends_at is None
+
+
+# -- stop ------------------------------------------------------------------------------------
+def _follow(settings, stream_id: uuid.UUID, state: str, **values) -> None:
+    """Put a booking where a start run or a tracking run leaves it."""
+    with get_sessionmaker(settings.database_url).begin() as s:
+        now = db_now(s)
+        s.execute(
+            update(ScheduledStream)
+            .where(ScheduledStream.id == stream_id)
+            .values(
+                state=state, livestream_id="ls-1", started_at=now,
+                due_at=now + timedelta(minutes=5), **values,
+            )
+        )  # fmt: skip
+
+
+def _stop(settings, stream_id: uuid.UUID) -> ScheduledStream:
+    with get_sessionmaker(settings.database_url).begin() as s:
+        return booking.stop(s, booking.find(s, stream_id))
+
+
+@pytest.mark.parametrize("state", ["started", "live"])
+def test_stop_records_the_request_and_makes_an_idle_row_due_now(settings, book, state) -> None:
+    stream = book(at=FUTURE)
+    _follow(settings, stream.id, state)
+    stopped = _stop(settings, stream.id)
+    row = _stored(settings, stream.id)
+    assert row.state == state  # the tracking run stops it and ends the row, not this call
+    assert row.stop_requested_at is not None and row.stop_requested_at == stopped.stop_requested_at
+    assert row.due_at == row.stop_requested_at == row.updated_at
+
+
+def test_stop_of_a_row_held_by_a_tracking_run_keeps_its_due_at(settings, book) -> None:
+    stream = book(at=FUTURE)
+    token = uuid.uuid4()
+    _follow(settings, stream.id, "live", claim_token=token)
+    due = _stored(settings, stream.id).due_at
+    _stop(settings, stream.id)
+    row = _stored(settings, stream.id)
+    assert row.stop_requested_at is not None
+    assert (row.due_at, row.claim_token) == (due, token)
+
+
+def test_a_second_stop_is_refused_with_the_first_request_and_changes_nothing(
+    settings, book
+) -> None:
+    stream = book(at=FUTURE)
+    _follow(settings, stream.id, "live")
+    first = _stop(settings, stream.id).stop_requested_at
+    assert first is not None
+    before = dump(settings.database_url)
+    with pytest.raises(BookingConflict) as err:
+        _stop(settings, stream.id)
+    assert err.value.field == "stop_requested_at"
+    assert str(err.value).endswith(
+        f"already requested at {first.isoformat()}".replace("+00:00", "Z")
+    )
+    assert dump(settings.database_url) == before
+
+
+@pytest.mark.parametrize(
+    ("state", "values", "reason"),
+    [
+        ("scheduled", {}, "booking is scheduled: nothing to stop yet"),
+        ("retrying", {}, "booking is retrying: nothing to stop yet"),
+        ("starting", {}, "booking is starting: nothing to stop yet"),
+        ("failed", {}, "booking is failed: it has no livestream to stop"),
+        ("cancelled", {}, "booking is cancelled: it has no livestream to stop"),
+        (
+            "ended",
+            {"ended_at": FUTURE, "end_reason": "ops_stop"},
+            "already ended (ops_stop at 2031-05-01T18:00:00Z)",
+        ),
+    ],
+)
+def test_stop_is_refused_where_nothing_runs(settings, book, state, values, reason) -> None:
+    stream = book(at=FUTURE)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        s.execute(
+            update(ScheduledStream)
+            .where(ScheduledStream.id == stream.id)
+            .values(state=state, **values)
+        )
+    before = dump(settings.database_url)
+    with pytest.raises(BookingConflict) as err:
+        _stop(settings, stream.id)
+    assert err.value.field == "state" and reason in str(err.value)
+    assert dump(settings.database_url) == before

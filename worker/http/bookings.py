@@ -1,4 +1,5 @@
-"""/v1/bookings: the same calls as the CLI's schedule, list, show, cancel, reschedule, retry."""
+"""/v1/bookings: the same calls as the CLI's schedule, list, show, cancel, reschedule, retry,
+stop."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
-from worker import booking, listing
+from worker import booking, listing, observe
 from worker.errors import BookingNotFound
 from worker.http import cursor
 from worker.http.deps import ReadKey, SessionDep, SettingsDep, StreamKeysKey, WriteKey
 from worker.http.problems import declared
 from worker.http.schemas import BookingIn, RescheduleIn, RetryIn
-from worker.present import attempt_dict, explain, reading_cipher, stream_dict, stream_key_text
+from worker.present import (
+    attempt_dict,
+    event_dict,
+    explain,
+    reading_cipher,
+    stream_dict,
+    stream_key_text,
+)
 
 log = logging.getLogger(__name__)
 # Every route may answer these; each adds the ones only it can give.
@@ -49,6 +57,7 @@ def list_bookings(
     settings: SettingsDep,
     _key: ReadKey,
     state: Annotated[list[str], Query()] = [],  # noqa: B006  (FastAPI copies the default)
+    problem: Annotated[list[str], Query()] = [],  # noqa: B006
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
     meeting_id: str | None = None,
@@ -60,6 +69,7 @@ def list_bookings(
     rows = listing.list_streams(
         session,
         states=state,
+        problems=problem,
         meeting_id=meeting_id,
         start=start,
         end=end,
@@ -80,11 +90,17 @@ def list_bookings(
 def show(
     stream_id: str, session: SessionDep, settings: SettingsDep, _key: ReadKey
 ) -> dict[str, Any]:
-    """One booking with why it is where it is and every attempt; the stream key masked."""
+    """One booking with why it is where it is, every attempt and every status seen (the
+    timeline, oldest first); the stream key masked."""
     stream = booking.find(session, stream_id)
     tried = booking.attempts(session, stream)
     data = stream_dict(stream, reading_cipher(settings, reveal=False))
-    return {**data, "why": explain(stream, tried), "attempt_log": [attempt_dict(a) for a in tried]}
+    return {
+        **data,
+        "why": explain(stream, tried),
+        "attempt_log": [attempt_dict(a) for a in tried],
+        "timeline": [event_dict(e, stream.timezone) for e in observe.timeline(session, stream.id)],
+    }
 
 
 @router.post("/{stream_id}/cancel", responses=CHANGE)
@@ -93,11 +109,25 @@ def cancel(stream_id: str, session: SessionDep, _key: WriteKey) -> dict[str, Any
     return stream_dict(booking.cancel(session, booking.find(session, stream_id)))
 
 
+@router.post(
+    "/{stream_id}/stop",
+    status_code=202,
+    responses={
+        202: {"description": "the stop is requested; a tracking run carries it out"},
+        **CHANGE,
+    },
+)
+def stop(stream_id: str, session: SessionDep, _key: WriteKey) -> dict[str, Any]:
+    """Ask for a started or live livestream to be stopped now; 409 with the reason otherwise."""
+    return stream_dict(booking.stop(session, booking.find(session, stream_id)))
+
+
 @router.post("/{stream_id}/reschedule", responses=CHANGE_WITH_BODY)
 def reschedule(
     stream_id: str, body: RescheduleIn, session: SessionDep, settings: SettingsDep, _key: WriteKey
 ) -> dict[str, Any]:
-    """Move a booking that has not started; a wall time without `tz` is read in its zone."""
+    """Move a booking that has not started; a wall time without `tz` is read in its zone. The
+    booked length is kept unless `ends_at` or `duration` is given."""
     stream = booking.find(session, stream_id)
     return stream_dict(
         booking.reschedule(session, settings, stream, **body.model_dump(exclude_none=True))

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 
 class Body(BaseModel):
     # Unknown fields are refused: a typo such as "start_windw" must not book with a default.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# Seconds (5400) or a form like "1h30m". Declared so, but taken as anything: worker.booking
+# checks it and names the field "duration"; a pydantic union would name "duration.str".
+Duration = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}],
+            "examples": [5400, "1h30m"],
+        }
+    ),
+]
 
 
 class BookingIn(Body):
@@ -23,12 +38,18 @@ class BookingIn(Body):
     height: int | None = None
     ref: str | None = None
     start_window: float | None = None
+    ends_at: str | None = None
+    duration: Duration = None
 
 
 class RescheduleIn(Body):
+    """A new start; the booked length is kept unless `ends_at` or `duration` is given."""
+
     at: str
     tz: str | None = None
     start_window: float | None = None
+    ends_at: str | None = None
+    duration: Duration = None
 
 
 class RetryIn(Body):
