@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from models import ScheduledStream, StartAttempt
 from models.db import dispose_all, get_sessionmaker
-from tests.conftest import REDIS_URL, fresh_pg_database, require_service
-from tests.processes import Celery, wait_until
+from tests.conftest import fresh_pg_database
+from tests.processes import Celery, own_redis, wait_until
 from worker import booking
 from worker.crypto import new_key
 from worker.fake_realtimekit import FakeRealtimeKit
@@ -100,16 +100,10 @@ def _backend(kind: str, tmp: Path, broker: str | None) -> Iterator[tuple[str, st
         with fresh_pg_database("livestreams_pipeline") as url:
             yield url, broker
         return
-    require_service("Redis", "127.0.0.1", 6379)
-    import redis
-
-    broker = f"{REDIS_URL}/5"
-    client = redis.Redis.from_url(broker)
-    client.flushdb()
-    with fresh_pg_database("livestreams_pipeline") as url:
-        yield url, broker
-    client.flushdb()
-    client.close()
+    # A Redis of the run's own: a shared one (even a database of it) lets two test runs at
+    # once, in two checkouts, take each other's start messages.
+    with own_redis(tmp) as server, fresh_pg_database("livestreams_pipeline") as url:
+        yield url, server.url
 
 
 @contextmanager
