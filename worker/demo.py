@@ -3,10 +3,11 @@
 A SQLite database and a SQLite broker (kombu's SQLAlchemy transport) in ./.demo, the fake
 RealtimeKit server on a free loopback port, real `celery beat` and `celery worker` processes,
 and a handful of bookings a few seconds ahead: one clean, one that meets a 5xx first, one
-that meets a 429, one the API refuses for good. It prints each result as it lands and exits
-0 once every booking has ended (1 if they have not after a bounded wait). Beside them runs
-`livestreams serve` on a free loopback port, with an API key of every scope printed, so the
-bookings can be looked at over HTTP while the demo runs.
+that meets a 429, one the API refuses for good, and one booked with an end, stopped there.
+It prints each change of each booking as it lands (started, live, ended, failed) and exits 0
+once every booking has reached what its case is about (1 if not after a bounded wait).
+Beside them runs `livestreams serve` on a free loopback port, with an API key of every scope
+printed, so the bookings can be looked at over HTTP while the demo runs.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from models import TERMINAL_STATES, ScheduledStream
 from models.db import dispose_all, get_sessionmaker
-from worker import apikeys, booking
+from worker import apikeys, booking, observe
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import ProcessExitedError
 from worker.fake_realtimekit import FakeRealtimeKit
@@ -52,6 +54,8 @@ class Case:
     label: str
     delay: float  # seconds from now
     script: Callable[[FakeRealtimeKit, str], None]
+    goal: str = "live"  # the state the demo waits for
+    duration: float | None = None  # booked with an end this long after its start
 
 
 def _clean(fake: FakeRealtimeKit, meeting: str) -> None:
@@ -71,12 +75,13 @@ def _refused(fake: FakeRealtimeKit, meeting: str) -> None:
 
 
 CASES = [
-    Case("clean start", 3, _clean),
+    Case("clean start, goes live", 3, _clean),
     Case("503 first, then started", 4, _five_hundred_first),
     Case("429 with retry-after 2 s, then started", 5, _rate_limited),
-    Case("refused with 403", 6, _refused),
-    Case("clean start", 8, _clean),
+    Case("refused with 403", 6, _refused, goal="failed"),
+    Case("booked for 6 s: goes live, stopped at its end", 8, _clean, "ended", 6.0),
 ]
+GOALS = {"live": ("live", "ended"), "ended": ("ended",), "failed": ("failed",)}
 
 
 def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
@@ -96,6 +101,9 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
             "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
             "REALTIMEKIT_APP_ID": APP,
             "LIVESTREAMS_BACKOFF_BASE": "1",
+            # Check a new livestream every second or two, so the demo sees it go live at once.
+            "LIVESTREAMS_FIRST_CHECK": "1",
+            "LIVESTREAMS_CHECK_CAP": "2",
         }
         env.pop("CLOUDFLARE_API_TOKEN_FILE", None)
         settings = Settings.from_env(env)
@@ -145,8 +153,8 @@ def _serve(settings: Settings, celery: CeleryProcesses, echo: Callable[[str], No
 
 def _book(
     settings: Settings, fake: FakeRealtimeKit, echo: Callable[[str], None]
-) -> dict[uuid.UUID, str]:
-    labels: dict[uuid.UUID, str] = {}
+) -> dict[uuid.UUID, Case]:
+    labels: dict[uuid.UUID, Case] = {}
     now = datetime.now(UTC)
     with get_sessionmaker(settings.database_url).begin() as session:
         for i, case in enumerate(CASES, 1):
@@ -156,21 +164,23 @@ def _book(
                 session, settings,
                 meeting_id=meeting, at=now + timedelta(seconds=case.delay),
                 tz="Europe/Berlin", name=f"demo-{i}", width=1280, height=720,
+                duration=case.duration,
             ).stream  # fmt: skip
-            labels[stream.id] = case.label
+            labels[stream.id] = case
             echo(f"booked {stream.id} at +{case.delay:.0f} s: {case.label}")
     return labels
 
 
 def _watch(
     settings: Settings,
-    labels: dict[uuid.UUID, str],
+    labels: dict[uuid.UUID, Case],
     cipher: StreamKeyCipher,
     timeout: float,
     echo: Callable[[str], None],
     celery: CeleryProcesses,
 ) -> int:
-    shown: set[uuid.UUID] = set()
+    seen: dict[uuid.UUID, str] = {}  # the state last shown
+    done: set[uuid.UUID] = set()
     deadline = time.monotonic() + timeout
     factory = get_sessionmaker(settings.database_url)
     while time.monotonic() < deadline:
@@ -182,18 +192,36 @@ def _watch(
         with factory() as session:
             query = select(ScheduledStream).where(ScheduledStream.id.in_(list(labels)))
             for row in session.scalars(query):
-                if row.id in shown or row.state not in TERMINAL_STATES:
+                if seen.get(row.id) == row.state or row.state not in TERMINAL_STATES:
                     continue
-                shown.add(row.id)
-                data = stream_dict(row, cipher)
-                why = explain(row, booking.attempts(session, row))
-                echo(f"\n[{labels[row.id]}] {data['id']}: {data['state']}\n    why: {why}")
-                for key in SHOWN_FIELDS:
-                    if data[key] is not None:
-                        echo(f"    {key:<18}{data[key]}")
-        if len(shown) == len(labels):
-            echo("\nevery booking has ended")
+                _show(session, row, labels[row.id], cipher, echo, first=row.id not in seen)
+                seen[row.id] = row.state
+                if row.state in GOALS[labels[row.id].goal]:
+                    done.add(row.id)
+        if len(done) == len(labels):
+            echo("\nevery booking has reached what its case is about")
             return 0
         time.sleep(0.2)
-    echo(f"\ntimed out after {timeout:.0f} s with {len(labels) - len(shown)} booking(s) not ended")
+    echo(f"\ntimed out after {timeout:.0f} s with {len(labels) - len(done)} booking(s) not there")
     return 1
+
+
+def _show(
+    session: Session,
+    row: ScheduledStream,
+    case: Case,
+    cipher: StreamKeyCipher,
+    echo: Callable[[str], None],
+    *,
+    first: bool,
+) -> None:
+    why = explain(row, booking.attempts(session, row))
+    echo(f"\n[{case.label}] {row.id}: {row.state}\n    why: {why}")
+    if first:
+        data = stream_dict(row, cipher)
+        for key in SHOWN_FIELDS:
+            if data[key] is not None:
+                echo(f"    {key:<18}{data[key]}")
+    if row.state in ("live", "ended"):
+        steps = [f"{e.status} ({e.source})" for e in observe.timeline(session, row.id)]
+        echo(f"    timeline          {' -> '.join(steps)}")

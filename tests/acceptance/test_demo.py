@@ -1,4 +1,5 @@
-"""`livestreams demo` end to end: every booking ends, and its HTTP API answers while it runs."""
+"""`livestreams demo` end to end: every booking reaches its case's end (one goes live, one is
+stopped at its end), and its HTTP API answers while it runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from worker.demo import CASES, run_demo
 
 pytestmark = pytest.mark.slow
+DONE = "every booking has reached what its case is about"
 CURL = re.compile(r"Bearer (lsk_\S+)' (http://127\.0\.0\.1:\d+)/v1/bookings")
 
 
@@ -22,7 +24,7 @@ def test_the_demo_ends_every_booking_and_serves_them_over_http(tmp_path: Path) -
         lines.append(line)
         # Asked here, outside the demo's own transactions (SQLite: one writer at a time), and
         # before the demo stops its processes.
-        if line.strip() == "every booking has ended":
+        if line.strip() == DONE:
             key, base = _served(lines)
             listed.append(
                 httpx.get(f"{base}/v1/bookings", headers={"Authorization": f"Bearer {key}"})
@@ -31,7 +33,10 @@ def test_the_demo_ends_every_booking_and_serves_them_over_http(tmp_path: Path) -
     code = run_demo(tmp_path / "demo", 90, echo)
     out = "\n".join(lines)
     assert code == 0, out
-    assert "every booking has ended" in out
+    assert DONE in out
+    stopped = out.split("[booked for 6 s: goes live, stopped at its end]")[-1]
+    assert "ended" in stopped and "stopped at its ends_at" in stopped, out
+    assert "LIVE (poll)" in out or "LIVE (webhook)" in out
     (answer,) = listed
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["items"]) == len(CASES)
