@@ -594,6 +594,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the client's connection pool expects
     timeout = 120  # an idle keep-alive connection gives its thread back eventually
     server: _Server
+    _rec: RecordedRequest | None = None  # the request under way, until its answer is recorded
 
     def setup(self) -> None:
         super().setup()
@@ -651,11 +652,14 @@ class _Handler(BaseHTTPRequestHandler):
             time.time(),
         )
         fake._record(rec)
+        self._rec = rec
         outcome: int | str = 500
         try:
             outcome = self._answer(fake, endpoint, params, body)
         finally:
-            fake._done(rec, outcome)
+            if self._rec is not None:  # no answer sent: a hang, a drop or a crash
+                self._rec = None
+                fake._done(rec, outcome)
 
     def _answer(
         self, fake: FakeRealtimeKit, endpoint: str | None, params: tuple[str, ...], body: bytes
@@ -745,6 +749,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("cf-ray", f"{secrets.token_hex(8)}-FAKE")
         if retry_after is not None:
             self.send_header("Retry-After", retry_after)
+        if self._rec is not None:
+            # Recorded before the client can read the answer, so a test that asks the fake
+            # right after its call finds the status there.
+            self.server.fake._done(self._rec, status)
+            self._rec = None
         self.end_headers()
         self.wfile.write(data)
         return status
