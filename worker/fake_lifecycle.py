@@ -18,6 +18,7 @@ answer, so what a client reads never lags the script even when that thread runs 
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +121,20 @@ class Livestream:
         if self.name is None and not nullable_name:
             del doc["name"]  # GET /livestreams/{id} declares name as a non-nullable string
         return doc
+
+
+def parse_meetings(spec: Any) -> dict[str, dict[str, Any] | None]:
+    """``{"<meeting uuid>": {"live_after": ..., "errored_after": ...} | null}``, checked."""
+    if not isinstance(spec, dict):
+        raise ValueError("meetings must map meeting ids to lifecycles")
+    for meeting, override in spec.items():
+        try:
+            uuid.UUID(meeting)
+        except ValueError:
+            raise ValueError(f"meetings: {meeting!r} is not a meeting id (a UUID)") from None
+        if override is not None:
+            Lifecycle().merged(override)  # raises on a bad one
+    return spec
 
 
 def iso(ts: float) -> str:

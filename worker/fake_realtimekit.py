@@ -65,7 +65,7 @@ from worker.fake_faults import (
     random_fault,
 )
 from worker.fake_faults import parse_fault as parse_fault
-from worker.fake_lifecycle import IDLE, INVOKED, Lifecycle, Livestream, iso
+from worker.fake_lifecycle import IDLE, INVOKED, Lifecycle, Livestream, iso, parse_meetings
 from worker.fake_webhooks import WebhookSender, parse_webhook_faults, parse_webhooks
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,8 @@ class FakeRealtimeKit:
         rates = parse_rates(spec["rates"]) if spec.get("rates") else None
         endpoint = parse_endpoint(spec.get("rates_endpoint", "start"))
         limit = parse_limit(spec["rate_limit"]) if spec.get("rate_limit") else None
-        meetings = _parse_meetings(spec.get("meetings", {}))
+        hang = float(spec.get("hang_seconds", self.hang_seconds))
+        meetings = parse_meetings(spec.get("meetings", {}))
         webhooks = parse_webhooks(spec["webhooks"]) if "webhooks" in spec else None
         webhook_faults = parse_webhook_faults(spec.get("webhook_faults"))
         with self._lock:
@@ -309,8 +310,7 @@ class FakeRealtimeKit:
                 self._rng = random.Random(spec["seed"])
             if "rate_limit" in spec:
                 self._limit, self._windows = limit, {}
-            if "hang_seconds" in spec:
-                self.hang_seconds = float(spec["hang_seconds"])
+            self.hang_seconds = hang
             self.lifecycle = lifecycle
             for meeting, override in meetings.items():
                 if override is None:
@@ -392,6 +392,8 @@ class FakeRealtimeKit:
         has an active one."""
         if not _is_uuid(meeting_id):
             raise ValueError(f"meeting_id must be a UUID, got {meeting_id!r}")
+        if name is not None and not (isinstance(name, str) and NAME.fullmatch(name)):
+            raise ValueError("name must match ^[a-zA-Z0-9-_]*$")  # as a start's name
         return self._create(meeting_id, name, foreign=True)
 
     def wait_webhooks(self, timeout: float = 10.0) -> bool:
@@ -419,10 +421,9 @@ class FakeRealtimeKit:
         ended, ``{"meeting_id", "livestream_id", "at", "foreign"}``; ``stop_calls``: stop
         requests received per meeting, whatever their answer; ``ended_upstream``: the same
         for ``end_livestream``; ``webhooks``: see ``WebhookSender.stats``."""
-        webhooks = self.webhooks.stats()
         with self._lock:
             self._advance(time.time())
-            return {
+            doc = {
                 "requests": len(self._records),
                 "by_endpoint": dict(Counter(str(r.endpoint) for r in self._records)),
                 "starts_received": sum(1 for r in self._records if r.endpoint == "start"),
@@ -441,8 +442,9 @@ class FakeRealtimeKit:
                     Counter(r.meeting_id for r in self._records if r.endpoint == "stop")
                 ),
                 "ended_upstream": list(self._ended),
-                "webhooks": webhooks,
             }
+        # After the advance above, so every change it announced is counted.
+        return doc | {"webhooks": self.webhooks.stats()}
 
     # -- used by the handler ---------------------------------------------------------------
     def _record(self, rec: RecordedRequest) -> None:
@@ -824,17 +826,6 @@ def _route(method: str, path: str) -> tuple[str | None, tuple[str, ...]]:
         if match and verb == method:
             return endpoint, match.groups()
     return None, ("", "", "")
-
-
-def _parse_meetings(spec: Any) -> dict[str, dict[str, Any] | None]:
-    if not isinstance(spec, dict):
-        raise ValueError("meetings must map meeting ids to lifecycles")
-    for meeting, override in spec.items():
-        if not _is_uuid(meeting):
-            raise ValueError(f"meetings: {meeting!r} is not a meeting id (a UUID)")
-        if override is not None:
-            Lifecycle().merged(override)  # raises on a bad one
-    return spec
 
 
 def _only(spec: Any, keys: set[str]) -> None:
