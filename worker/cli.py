@@ -317,19 +317,34 @@ def demo(workdir: str, timeout: float) -> None:
     help="The bearer token the fake accepts (point CLOUDFLARE_API_TOKEN at it).",
 )
 @click.option("--live-after", type=float, help="Seconds until a new livestream turns LIVE.")
+@click.option(
+    "--webhook-url",
+    help="POST signed livestreaming.statusUpdate webhooks here (http:// on loopback only).",
+)
 @handle_errors
-def fake_api(host: str, port: int, token: str, live_after: float | None) -> None:
+def fake_api(
+    host: str, port: int, token: str, live_after: float | None, webhook_url: str | None
+) -> None:
     """Serve the fake RealtimeKit API on loopback; prints its base URL, stops on Ctrl-C.
 
-    Point CLOUDFLARE_BASE_URL at the printed URL. Faults are scripted over HTTP:
-    POST /__fake__/faults, GET /__fake__/stats, POST /__fake__/reset.
+    Point CLOUDFLARE_BASE_URL at the printed URL. Faults and lifecycles are scripted over
+    HTTP: POST /__fake__/faults, GET /__fake__/stats, POST /__fake__/reset, POST
+    /__fake__/end, POST /__fake__/foreign. The webhook key is at /.well-known/webhooks.json.
     """
-    from worker.fake_realtimekit import run_fake_api
+    from worker.fake_realtimekit import loopback_host, run_fake_api
+    from worker.fake_webhooks import loopback_url
 
+    # Checked before serving, so each bad option is named, and nothing listens meanwhile.
     try:
-        run_fake_api(host, port, token, live_after)
-    except ValueError as exc:  # a non-loopback host
+        loopback_host(host)
+    except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--host") from None
+    try:
+        if webhook_url is not None:
+            loopback_url(webhook_url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--webhook-url") from None
+    run_fake_api(host, port, token, live_after, webhook_url=webhook_url)
 
 
 @cli.command()

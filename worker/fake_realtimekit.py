@@ -1,7 +1,8 @@
 """A fake RealtimeKit API on loopback, following tests/contracts/, with fault injection.
 
 Used by the tests, ``livestreams fake-api`` and the demo: nothing ever calls the internet.
-Stdlib only, because it ships in the wheel and runs in the demo without dev dependencies.
+Stdlib only apart from ``cryptography`` (already the product's dependency) for the webhook
+signatures, because it ships in the wheel and runs in the demo without dev dependencies.
 
 Behaviour (where the contract is silent, the choice is noted):
 - ``Authorization: Bearer <token>`` is required: else 401, v4 envelope, code 10000.
@@ -12,19 +13,27 @@ Behaviour (where the contract is silent, the choice is noted):
   contract on purpose: a top-level ``width``/``height`` is refused (422), so a wrongly nested
   body fails every test instead of being silently ignored.
 - One active livestream per meeting: a start while one is active gets 409 (RealtimeKit
-  envelope) and creates nothing. Stop ends it (status IDLE). Status INVOKED turns LIVE
-  ``live_after`` seconds after creation when set.
+  envelope) and creates nothing. A new livestream is INVOKED, then follows its scripted
+  lifecycle (``worker/fake_lifecycle.py``: LIVE and/or ERRORED after so many seconds, set
+  globally or per meeting). Stop, or an upstream end (``/__fake__/end``), makes it IDLE and
+  frees the meeting; ``GET /livestreams/{id}`` still finds it. ``/__fake__/foreign`` starts
+  someone else's livestream on a meeting, never counted as one of the product's starts.
+- With a webhook URL (loopback only), every status change is POSTed, signed, from a
+  background thread (``worker/fake_webhooks.py``); the public key is served at
+  ``GET /.well-known/webhooks.json``, as RealtimeKit serves its own.
 - Rate limit (when set): N requests per window per token, then 429 with ``retry-after`` for
   the rest of the window, v4 envelope code 1015 (the contract wants codes >= 1000).
 
 Order per request: record, latency, auth, rate limit, route and validation, then a scripted
-fault, else a random fault, else the normal answer. Control endpoints under ``/__fake__/`` are
-never recorded, delayed or faulted; their JSON is documented on ``FakeRealtimeKit.configure``.
+fault, else a random fault, else the normal answer. Control endpoints under ``/__fake__/`` and
+the public key are never recorded, delayed or faulted; the control JSON is documented on
+``FakeRealtimeKit.configure`` and ``FakeRealtimeKit.end_livestream``/``start_foreign``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import ipaddress
 import json
 import logging
@@ -39,24 +48,32 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TextIO
 
+# Fault, parse_fault and ENDPOINTS are re-exported: tests and tools import them from here.
+from worker.fake_faults import ENDPOINTS as ENDPOINTS
+from worker.fake_faults import Fault as Fault
+from worker.fake_faults import (
+    parse_endpoint,
+    parse_latency,
+    parse_limit,
+    parse_rates,
+    parse_script,
+    random_fault,
+)
+from worker.fake_faults import parse_fault as parse_fault
+from worker.fake_lifecycle import IDLE, INVOKED, Lifecycle, Livestream, iso, parse_meetings
+from worker.fake_webhooks import WebhookSender, parse_webhook_faults, parse_webhooks
+
 log = logging.getLogger(__name__)
 
-ENDPOINTS = ("start", "active", "stop", "get")
 CONTROL = "/__fake__/"
+PUBLIC_KEY_PATH = "/.well-known/webhooks.json"
 MAX_BODY = 1 << 20
 NAME = re.compile(r"[a-zA-Z0-9_-]*")
-HTML_502 = (
-    b"<!DOCTYPE html>\n<html><head><title>api.cloudflare.com | 502: Bad gateway</title></head>"
-    b"<body><h1>Bad gateway</h1><p>The web server reported a bad gateway error.</p>"
-    + b"<!-- padding -->" * 200
-    + b"</body></html>\n"
-)
 _APP = r"/accounts/([^/]+)/realtime/kit/([^/]+)"
 _ROUTES = [
     ("start", "POST", re.compile(_APP + r"/meetings/([^/]+)/livestreams")),
@@ -64,53 +81,6 @@ _ROUTES = [
     ("stop", "POST", re.compile(_APP + r"/meetings/([^/]+)/active-livestream/stop")),
     ("get", "GET", re.compile(_APP + r"/livestreams/([^/]+)")),
 ]
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One injected answer. ``action``: respond (status/body), hang, or drop the connection.
-
-    ``create``: on a start, create the livestream first (the ambiguous cases).
-    """
-
-    action: str = "respond"
-    status: int = 503
-    body: bytes | None = None  # None: an error envelope for ``status``
-    content_type: str = "application/json"
-    retry_after: str | None = None
-    create: bool = False
-
-
-def parse_fault(spec: object) -> Fault:
-    """A fault from its JSON form: 503 | "html502" | "hang" | "drop" | "hang_before" |
-    "drop_before" | {"status", "retry_after", "body", "content_type", "create"} |
-    {"action": "hang"|"drop", "create": bool}. "hang"/"drop" create the livestream first."""
-    if isinstance(spec, Fault):
-        return spec
-    if isinstance(spec, int) and not isinstance(spec, bool) and 100 <= spec <= 599:
-        return Fault(status=spec, retry_after="1" if spec == 429 else None)
-    if spec == "html502":
-        return Fault(status=502, body=HTML_502, content_type="text/html; charset=UTF-8")
-    if spec in ("hang", "drop", "hang_before", "drop_before"):
-        text = str(spec)
-        return Fault(action=text.removesuffix("_before"), create=not text.endswith("_before"))
-    if isinstance(spec, dict):
-        known = {"action", "status", "retry_after", "body", "content_type", "create"}
-        if set(spec) - known or spec.get("action", "respond") not in ("respond", "hang", "drop"):
-            raise ValueError(f"unknown fault keys or action in {spec!r}")
-        status = spec.get("status", 503)
-        if not isinstance(status, int) or not 100 <= status <= 599:
-            raise ValueError(f"fault status must be 100..599, got {status!r}")
-        body, retry = spec.get("body"), spec.get("retry_after")
-        return Fault(
-            action=str(spec.get("action", "respond")),
-            status=status,
-            body=None if body is None else str(body).encode(),
-            content_type=str(spec.get("content_type", "application/json")),
-            retry_after=None if retry is None else str(retry),
-            create=bool(spec.get("create", False)),
-        )
-    raise ValueError(f"not a fault: {spec!r}")
 
 
 @dataclass(frozen=True)
@@ -136,37 +106,6 @@ class RecordedRequest:
     response: int | str | None = None
 
 
-@dataclass
-class _Stream:
-    id: str
-    meeting_id: str
-    name: str | None
-    stream_key: str
-    created: float
-    stopped: float | None = None
-
-    def as_json(self, live_after: float | None, *, nullable_name: bool = True) -> dict[str, Any]:
-        status = "INVOKED"
-        if self.stopped is not None:
-            status = "IDLE"
-        elif live_after is not None and time.time() - self.created >= live_after:
-            status = "LIVE"
-        doc: dict[str, Any] = {
-            "id": self.id,
-            "meeting_id": self.meeting_id,
-            "name": self.name,
-            "status": status,
-            "ingest_server": "rtmps://live.fake-realtimekit.invalid:443/live/",
-            "playback_url": f"https://customer-fake.invalid/{self.id}/manifest/video.m3u8",
-            "stream_key": self.stream_key,
-            "created_at": _iso(self.created),
-            "updated_at": _iso(self.stopped or self.created),
-        }
-        if self.name is None and not nullable_name:
-            del doc["name"]  # GET /livestreams/{id} declares name as a non-nullable string
-        return doc
-
-
 class FakeRealtimeKit:
     """The fake server; ``with FakeRealtimeKit() as fake: fake.base_url`` serves in a thread."""
 
@@ -178,9 +117,13 @@ class FakeRealtimeKit:
     _rng: random.Random
     _limit: tuple[int, float] | None
     _windows: dict[str, list[float]]  # token -> [window start, requests in it]
-    _streams: dict[str, _Stream]
+    _streams: dict[str, Livestream]
     _active: dict[str, str]  # meeting id -> active livestream id
-    _created: dict[str, list[Created]]
+    _created: dict[str, list[Created]]  # the product's starts only, never foreign ones
+    _due: list[tuple[float, int, str]]  # (next status change, seq, livestream id), a heap
+    _meetings: dict[str, dict[str, Any]]  # meeting id -> its lifecycle overrides
+    _stops: list[dict[str, Any]]
+    _ended: list[dict[str, Any]]
     _records: list[RecordedRequest]
     _responses: Counter[str]
     _in_flight: int
@@ -193,17 +136,25 @@ class FakeRealtimeKit:
         token: str = "fake-token",  # noqa: S107 - the fake's own token, loopback only
         live_after: float | None = None,
         hang_seconds: float = 30.0,
+        webhook_url: str | None = None,
     ) -> None:
-        self.host = _loopback(host)
+        self.host = loopback_host(host)
         self.token = token
         self._port = port
         self._lock = threading.Lock()
+        # Wakes the clock thread when a livestream's next status change comes sooner.
+        self._clock = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._clock_thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
-        self.live_after = live_after
+        self._seq = 0
+        self.lifecycle = Lifecycle().merged({"live_after": live_after})
         self.hang_seconds = hang_seconds
+        self.webhooks = WebhookSender(
+            None if webhook_url is None else parse_webhooks({"url": webhook_url})
+        )
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -220,12 +171,26 @@ class FakeRealtimeKit:
     def control_url(self) -> str:
         return self.base_url.removesuffix("/client/v4") + CONTROL.rstrip("/")
 
+    @property
+    def live_after(self) -> float | None:
+        return self.lifecycle.live_after
+
+    @property
+    def public_key_url(self) -> str:
+        return self.base_url.removesuffix("/client/v4") + PUBLIC_KEY_PATH
+
     def bind(self) -> None:
         if self._server is None:
             self._stopping.clear()
             cls = _Server6 if ":" in self.host else _Server
             self._server = cls((self.host, self._port), _Handler)
             self._server.fake = self
+            # Status changes happen (and are announced) on time even when nobody asks.
+            self._clock_thread = threading.Thread(
+                target=self._tick, name="fake-realtimekit-clock", daemon=True
+            )
+            self._clock_thread.start()
+            self.webhooks.start()
 
     def start(self) -> FakeRealtimeKit:
         self.bind()
@@ -254,6 +219,11 @@ class FakeRealtimeKit:
         self._stopping.set()  # releases hanging handlers at once
         if server is None:
             return
+        with self._lock:
+            self._clock.notify_all()
+        if self._clock_thread is not None:
+            self._clock_thread.join(5)
+        self.webhooks.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             server.shutdown()
             self._thread.join(5)
@@ -272,9 +242,10 @@ class FakeRealtimeKit:
     ) -> None:
         self.stop()
 
-    # -- fault injection -------------------------------------------------------------------
+    # -- fault injection and lifecycle -----------------------------------------------------
     def configure(self, spec: dict[str, Any]) -> None:
-        """Apply a fault spec (also ``POST /__fake__/faults``). Every key is optional::
+        """Apply a spec (also ``POST /__fake__/faults`` or ``/__fake__/configure``). Every key
+        is optional::
 
             {"script": [{"endpoint": "start", "meeting_id": "<uuid>" (optional),
                          "faults": [503, 409, {"status": 429, "retry_after": "7"},
@@ -284,19 +255,50 @@ class FakeRealtimeKit:
                        "hang": 0.02, "drop": 0.01} | null,
              "rates_endpoint": "start", "seed": 42,
              "rate_limit": {"requests": 1200, "window": 300} | null,
-             "hang_seconds": 30, "live_after": 5 | null}
+             "hang_seconds": 30,
+             "live_after": 5 | null,
+             "lifecycle": {"live_after": 2.0 | null, "errored_after": 3.0 | null},
+             "meetings": {"<meeting uuid>": {"live_after": null, "errored_after": 1.5} | null},
+             "webhooks": {"url": "http://127.0.0.1:PORT/v1/webhooks/realtimekit",
+                          "retries": 3, "backoff": 0.2, "timeout": 5} | null,
+             "webhook_faults": {"drop": 0.1, "duplicate": 0.1, "late": 0.1, "late_seconds": 2,
+                                "bad_signature": 0.05, "seed": 1,
+                                "script": [{"meeting_id": "<uuid>", "status": "LIVE",
+                                            "faults": ["drop", ["late", "duplicate"], "none"]}]}
+                               | null}
 
         ``endpoint`` is one of start, active, stop, get, or "*". Scripted faults are used one
-        per matching request, in order. Raises ValueError and changes nothing on a bad spec.
+        per matching request, in order.
+
+        Lifecycle: seconds after creation until a new livestream turns LIVE / ERRORED (null:
+        never; ``live_after`` alone is the same as ``lifecycle.live_after``; the default is
+        INVOKED for ever). ``lifecycle`` sets the keys it names, for every meeting;
+        ``meetings`` sets them for one meeting, over the global ones (null removes the
+        meeting's entry). A livestream keeps the plan it was created with.
+
+        Webhooks: ``url`` must be http:// on a loopback address; 5xx and connection errors
+        are retried ``retries`` times, ``backoff * 2**n`` seconds apart. ``webhook_faults``
+        replaces the rates (each drawn per event; ``seed`` restarts their sequence) and adds
+        its scripts (one entry per matching event, in order; ``status`` is the webhook's word,
+        OFFLINE for a stop); null clears both. See ``worker/fake_webhooks.py``.
+
+        Raises ValueError and changes nothing on a bad spec.
         """
         if not isinstance(spec, dict) or set(spec) - _SPEC_KEYS:
             raise ValueError(f"unknown keys: {sorted(set(spec) - _SPEC_KEYS)}")
-        scripts = [_parse_script(s) for s in spec.get("script", [])]
-        latency = _parse_latency(spec["latency"]) if spec.get("latency") else None
-        rates = _parse_rates(spec["rates"]) if spec.get("rates") else None
-        endpoint = _endpoint(spec.get("rates_endpoint", "start"))
-        limit = _parse_limit(spec["rate_limit"]) if spec.get("rate_limit") else None
+        scripts = [parse_script(s) for s in spec.get("script", [])]
+        latency = parse_latency(spec["latency"]) if spec.get("latency") else None
+        rates = parse_rates(spec["rates"]) if spec.get("rates") else None
+        endpoint = parse_endpoint(spec.get("rates_endpoint", "start"))
+        limit = parse_limit(spec["rate_limit"]) if spec.get("rate_limit") else None
+        hang = float(spec.get("hang_seconds", self.hang_seconds))
+        meetings = parse_meetings(spec.get("meetings", {}))
+        webhooks = parse_webhooks(spec["webhooks"]) if "webhooks" in spec else None
+        webhook_faults = parse_webhook_faults(spec.get("webhook_faults"))
         with self._lock:
+            lifecycle = self.lifecycle.merged(spec.get("lifecycle", {}))
+            if "live_after" in spec:
+                lifecycle = lifecycle.merged({"live_after": spec["live_after"]})
             self._scripts.extend(scripts)
             if "latency" in spec:
                 self._latency = latency
@@ -308,10 +310,17 @@ class FakeRealtimeKit:
                 self._rng = random.Random(spec["seed"])
             if "rate_limit" in spec:
                 self._limit, self._windows = limit, {}
-            if "hang_seconds" in spec:
-                self.hang_seconds = float(spec["hang_seconds"])
-            if "live_after" in spec:
-                self.live_after = None if spec["live_after"] is None else float(spec["live_after"])
+            self.hang_seconds = hang
+            self.lifecycle = lifecycle
+            for meeting, override in meetings.items():
+                if override is None:
+                    self._meetings.pop(meeting, None)
+                else:
+                    self._meetings[meeting] = override
+        if "webhooks" in spec:
+            self.webhooks.set_config(webhooks)
+        if "webhook_faults" in spec:
+            self.webhooks.set_faults(webhook_faults)
 
     def script(self, endpoint: str, *faults: object, meeting_id: str | None = None) -> None:
         """Answer the next ``len(faults)`` matching requests with these faults, in order."""
@@ -329,7 +338,10 @@ class FakeRealtimeKit:
         self.configure({"rate_limit": {"requests": requests, "window": window}})
 
     def reset(self, *, faults_only: bool = False) -> None:
-        """Forget every fault; unless ``faults_only``, also every livestream and record."""
+        """Forget every fault, webhook faults included; unless ``faults_only``, also every
+        livestream, record, per-meeting lifecycle and webhook delivery. The global lifecycle
+        and the webhook URL stay, like the token: they are how the fake was set up."""
+        self.webhooks.reset(faults_only=faults_only)
         with self._lock:
             self._scripts = []
             self._latency = None
@@ -343,9 +355,50 @@ class FakeRealtimeKit:
             self._streams = {}
             self._active = {}
             self._created = {}
+            self._due = []
+            self._meetings = {}
+            self._stops = []
+            self._ended = []
             self._records = []
             self._responses = Counter()
             self._in_flight = self._max_in_flight = 0
+
+    # -- acting as the host or as someone else -----------------------------------------------
+    def end_livestream(
+        self, *, livestream_id: str | None = None, meeting_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """End an active livestream upstream, as if its host ended it (also ``POST
+        /__fake__/end`` with ``{"livestream_id": ...}`` or ``{"meeting_id": ...}``): IDLE,
+        announced as OFFLINE, the meeting freed. The livestream as GET shows it, or None when
+        no such livestream is active."""
+        if (livestream_id is None) == (meeting_id is None):
+            raise ValueError("name exactly one of livestream_id and meeting_id")
+        with self._lock:
+            now = time.time()
+            self._advance(now)
+            if meeting_id is not None:
+                livestream_id = self._active.get(meeting_id)
+            stream = self._streams.get(livestream_id or "")
+            if stream is None or not stream.active:
+                return None
+            self._end(stream, now, "upstream")
+            self._ended.append(_event(stream, now))
+            return stream.as_json()
+
+    def start_foreign(self, meeting_id: str, name: str | None = None) -> dict[str, Any] | None:
+        """Start someone else's livestream on ``meeting_id`` (also ``POST /__fake__/foreign``
+        with ``{"meeting_id": ..., "name": ...}``): active, following the lifecycle, but never
+        counted among the product's starts. The livestream, or None when the meeting already
+        has an active one."""
+        if not _is_uuid(meeting_id):
+            raise ValueError(f"meeting_id must be a UUID, got {meeting_id!r}")
+        if name is not None and not (isinstance(name, str) and NAME.fullmatch(name)):
+            raise ValueError("name must match ^[a-zA-Z0-9-_]*$")  # as a start's name
+        return self._create(meeting_id, name, foreign=True)
+
+    def wait_webhooks(self, timeout: float = 10.0) -> bool:
+        """Wait until every webhook is delivered or given up (late ones too); False on timeout."""
+        return self.webhooks.wait_idle(timeout)
 
     # -- what was received -----------------------------------------------------------------
     @property
@@ -364,9 +417,13 @@ class FakeRealtimeKit:
             return sum(1 for r in self._records if r.endpoint == "start")
 
     def stats(self) -> dict[str, Any]:
-        """Counts as JSON (also ``GET /__fake__/stats``)."""
+        """Counts as JSON (also ``GET /__fake__/stats``). ``stops``: each livestream a stop call
+        ended, ``{"meeting_id", "livestream_id", "at", "foreign"}``; ``stop_calls``: stop
+        requests received per meeting, whatever their answer; ``ended_upstream``: the same
+        for ``end_livestream``; ``webhooks``: see ``WebhookSender.stats``."""
         with self._lock:
-            return {
+            self._advance(time.time())
+            doc = {
                 "requests": len(self._records),
                 "by_endpoint": dict(Counter(str(r.endpoint) for r in self._records)),
                 "starts_received": sum(1 for r in self._records if r.endpoint == "start"),
@@ -377,7 +434,17 @@ class FakeRealtimeKit:
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
                 "faults_pending": sum(len(q) for _, _, q in self._scripts),
+                "statuses": {i: st.status for i, st in self._streams.items()},
+                "foreign": [i for i, st in self._streams.items() if st.foreign],
+                "stops": list(self._stops),
+                "stops_by_livestream": dict(Counter(e["livestream_id"] for e in self._stops)),
+                "stop_calls": dict(
+                    Counter(r.meeting_id for r in self._records if r.endpoint == "stop")
+                ),
+                "ended_upstream": list(self._ended),
             }
+        # After the advance above, so every change it announced is counted.
+        return doc | {"webhooks": self.webhooks.stats()}
 
     # -- used by the handler ---------------------------------------------------------------
     def _record(self, rec: RecordedRequest) -> None:
@@ -422,36 +489,93 @@ class FakeRealtimeKit:
             draw = self._rng.random()
             for kind, rate in self._rates:
                 if draw < rate:
-                    return _random_fault(kind, self._rng)
+                    return random_fault(kind, self._rng)
                 draw -= rate
             return None
 
-    def _create(self, meeting_id: str, name: str | None) -> _Stream | None:
-        """The new livestream, or None when the meeting already has an active one."""
+    def _create(
+        self, meeting_id: str, name: str | None, *, foreign: bool = False
+    ) -> dict[str, Any] | None:
+        """The new livestream as the API shows it, or None when the meeting has an active one."""
         with self._lock:
+            now = time.time()
+            self._advance(now)
             if meeting_id in self._active:
                 return None
-            stream = _Stream(
-                str(uuid.uuid4()), meeting_id, name, secrets.token_hex(32), time.time()
+            override = self._meetings.get(meeting_id)
+            plan = self.lifecycle if override is None else self.lifecycle.merged(override)
+            stream = Livestream(
+                str(uuid.uuid4()),
+                meeting_id,
+                name,
+                secrets.token_hex(32),
+                now,
+                plan.steps(),
+                foreign,
             )
             self._streams[stream.id] = stream
             self._active[meeting_id] = stream.id
-            self._created.setdefault(meeting_id, []).append(Created(stream.id, stream.stream_key))
-            return stream
+            if not foreign:
+                self._created.setdefault(meeting_id, []).append(
+                    Created(stream.id, stream.stream_key)
+                )
+            self.webhooks.submit(stream, INVOKED, now)
+            self._schedule(stream)
+            return stream.as_json()
 
-    def _lookup(self, endpoint: str, key: str) -> _Stream | None:
+    def _lookup(self, endpoint: str, key: str) -> dict[str, Any] | None:
+        """What ``get``, ``active`` or ``stop`` finds for ``key``, as the API shows it; a stop
+        ends the meeting's active livestream."""
         with self._lock:
+            now = time.time()
+            self._advance(now)
             if endpoint == "get":
-                return self._streams.get(key)
+                found = self._streams.get(key)
+                return None if found is None else found.as_json(nullable_name=False)
             stream = self._streams.get(self._active.get(key, ""))
-            if stream is not None and endpoint == "stop":
-                stream.stopped = time.time()
-                del self._active[key]
-            return stream
+            if stream is None:
+                return None
+            if endpoint == "stop":
+                self._end(stream, now, "stop")
+                self._stops.append(_event(stream, now) | {"foreign": stream.foreign})
+            return stream.as_json()
+
+    # -- the lifecycle clock (every one called under _lock) ----------------------------------
+    def _end(self, stream: Livestream, now: float, by: str) -> None:
+        stream.end(now, by)
+        del self._active[stream.meeting_id]
+        self.webhooks.submit(stream, IDLE, now)
+
+    def _schedule(self, stream: Livestream) -> None:
+        due = stream.next_due()
+        if due is None:
+            return
+        self._seq += 1
+        heapq.heappush(self._due, (due, self._seq, stream.id))
+        if self._due[0][2] == stream.id:
+            self._clock.notify()  # sooner than what the clock thread waits for
+
+    def _advance(self, now: float) -> None:
+        """Apply every scripted status change due by ``now``, in order, announcing each."""
+        while self._due and self._due[0][0] <= now:
+            _, _, stream_id = heapq.heappop(self._due)
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                continue  # reset() since
+            for status, at in stream.advance(now):
+                self.webhooks.submit(stream, status, at)
+            self._schedule(stream)
+
+    def _tick(self) -> None:
+        with self._lock:
+            while not self._stopping.is_set():
+                self._advance(time.time())
+                wait = self._due[0][0] - time.time() if self._due else None
+                self._clock.wait(None if wait is None else max(wait, 0.0))
 
 
 _SPEC_KEYS = {"script", "latency", "rates", "rates_endpoint", "seed", "rate_limit"}
-_SPEC_KEYS |= {"hang_seconds", "live_after"}
+_SPEC_KEYS |= {"hang_seconds", "live_after", "lifecycle", "meetings", "webhooks", "webhook_faults"}
 
 
 class _Server(ThreadingHTTPServer):
@@ -472,6 +596,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the client's connection pool expects
     timeout = 120  # an idle keep-alive connection gives its thread back eventually
     server: _Server
+    _rec: RecordedRequest | None = None  # the request under way, until its answer is recorded
 
     def setup(self) -> None:
         super().setup()
@@ -507,6 +632,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(int(length))
         path = self.path.split("?", 1)[0]
+        if path == PUBLIC_KEY_PATH and self.command == "GET":
+            # RealtimeKit's own shape for its webhook key; public, so no token needed.
+            key = self.server.fake.webhooks.signer.public_pem()
+            self._send(200, {"success": True, "data": {"publicKey": key}, "message": ""})
+            return
         if path.startswith(CONTROL):
             self._control(path.removeprefix(CONTROL), body)
             return
@@ -524,11 +654,14 @@ class _Handler(BaseHTTPRequestHandler):
             time.time(),
         )
         fake._record(rec)
+        self._rec = rec
         outcome: int | str = 500
         try:
             outcome = self._answer(fake, endpoint, params, body)
         finally:
-            fake._done(rec, outcome)
+            if self._rec is not None:  # no answer sent: a hang, a drop or a crash
+                self._rec = None
+                fake._done(rec, outcome)
 
     def _answer(
         self, fake: FakeRealtimeKit, endpoint: str | None, params: tuple[str, ...], body: bytes
@@ -563,14 +696,13 @@ class _Handler(BaseHTTPRequestHandler):
         self, fake: FakeRealtimeKit, endpoint: str, key: str, payload: dict[str, Any]
     ) -> int:
         if endpoint == "start":
-            stream = fake._create(key, payload.get("name"))
-            if stream is None:
+            doc = fake._create(key, payload.get("name"))
+            if doc is None:
                 return self._send(409, _rtk(409, "Meeting already has an active livestream"))
-            doc = stream.as_json(fake.live_after)
             fields = ("id", "ingest_server", "playback_url", "status", "stream_key")
             return self._send(201, {"success": True, "data": {k: doc[k] for k in fields}})
-        stream = fake._lookup(endpoint, key)
-        if stream is None:
+        found = fake._lookup(endpoint, key)
+        if found is None:
             what = "livestream" if endpoint == "get" else "active livestream for this meeting"
             return self._send(404, _rtk(404, f"No {what} found"))
         if endpoint == "stop":
@@ -578,15 +710,16 @@ class _Handler(BaseHTTPRequestHandler):
                 200, {"success": True, "data": {"message": "Stopped live stream successfully"}}
             )
         if endpoint == "get":
-            doc = stream.as_json(fake.live_after, nullable_name=False)
-            return self._send(200, {"success": True, "data": {"livestream": doc}})
-        return self._send(200, {"success": True, "data": stream.as_json(fake.live_after)})
+            return self._send(200, {"success": True, "data": {"livestream": found}})
+        return self._send(200, {"success": True, "data": found})
 
     def _fault(
         self, fake: FakeRealtimeKit, fault: Fault, endpoint: str, key: str, payload: dict[str, Any]
     ) -> int | str:
         if fault.create and endpoint == "start":
             fake._create(key, payload.get("name"))
+        elif fault.create and endpoint == "stop":
+            fake._lookup("stop", key)  # the stop happened; only its answer is lost or wrong
         if fault.action == "hang":
             # Hold the request past any sane client timeout, then give up without an answer.
             fake._stopping.wait(fake.hang_seconds)
@@ -618,6 +751,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("cf-ray", f"{secrets.token_hex(8)}-FAKE")
         if retry_after is not None:
             self.send_header("Retry-After", retry_after)
+        if self._rec is not None:
+            # Recorded before the client can read the answer, so a test that asks the fake
+            # right after its call finds the status there.
+            self.server.fake._done(self._rec, status)
+            self._rec = None
         self.end_headers()
         self.wfile.write(data)
         return status
@@ -626,8 +764,25 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         try:
             spec = json.loads(body) if body.strip() else {}
-            if self.command == "POST" and action == "faults":
+            if self.command == "POST" and action in ("faults", "configure"):
                 fake.configure(spec)
+            elif self.command == "POST" and action == "end":
+                _only(spec, {"livestream_id", "meeting_id"})
+                ended = fake.end_livestream(**spec)
+                if ended is None:
+                    self._send(404, {"ok": False, "error": f"no active livestream for {spec}"})
+                else:
+                    self._send(200, {"ok": True, "livestream": ended})
+                return
+            elif self.command == "POST" and action == "foreign":
+                _only(spec, {"meeting_id", "name"})
+                started = fake.start_foreign(str(spec["meeting_id"]), spec.get("name"))
+                if started is None:
+                    error = "the meeting already has an active livestream"
+                    self._send(409, {"ok": False, "error": error})
+                else:
+                    self._send(200, {"ok": True, "livestream": started})
+                return
             elif self.command == "POST" and action == "reset":
                 fake.reset(faults_only=bool(spec.get("faults_only", False)))
             elif self.command == "GET" and action == "stats":
@@ -654,10 +809,11 @@ def run_fake_api(
     token: str = "fake-token",  # noqa: S107 - the fake's own token, loopback only
     live_after: float | None = None,
     *,
+    webhook_url: str | None = None,
     out: TextIO | None = None,
 ) -> None:
     """Serve the fake until interrupted; print one line, the base URL, once it accepts."""
-    fake = FakeRealtimeKit(host, port, token, live_after)
+    fake = FakeRealtimeKit(host, port, token, live_after, webhook_url=webhook_url)
     fake.bind()
     print(fake.base_url, file=out or sys.stdout, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -670,6 +826,15 @@ def _route(method: str, path: str) -> tuple[str | None, tuple[str, ...]]:
         if match and verb == method:
             return endpoint, match.groups()
     return None, ("", "", "")
+
+
+def _only(spec: Any, keys: set[str]) -> None:
+    if not isinstance(spec, dict) or set(spec) - keys:
+        raise ValueError(f"this control endpoint takes {sorted(keys)}, got {spec!r}")
+
+
+def _event(stream: Livestream, at: float) -> dict[str, Any]:
+    return {"meeting_id": stream.meeting_id, "livestream_id": stream.id, "at": iso(at)}
 
 
 def _validate_start(body: bytes) -> tuple[str | None, dict[str, Any]]:
@@ -695,56 +860,7 @@ def _validate_start(body: bytes) -> tuple[str | None, dict[str, Any]]:
     return None, doc
 
 
-def _random_fault(kind: str, rng: random.Random) -> Fault:
-    if kind == "5xx":
-        return Fault(status=rng.choice([500, 502, 503, 504]))
-    if kind == "429":
-        return Fault(status=429, retry_after="1")
-    return parse_fault(int(kind) if kind.isdigit() else kind)
-
-
-def _parse_script(spec: Any) -> tuple[str, str | None, deque[Fault]]:
-    if not isinstance(spec, dict) or not isinstance(spec.get("faults"), list):
-        raise ValueError(f"a script entry needs a faults list: {spec!r}")
-    meeting = spec.get("meeting_id")
-    return (
-        _endpoint(spec.get("endpoint", "start")),
-        meeting,
-        deque(map(parse_fault, spec["faults"])),
-    )
-
-
-def _parse_latency(spec: Any) -> tuple[float, float, str]:
-    fixed, jitter = float(spec.get("fixed", 0.0)), float(spec.get("jitter", 0.0))
-    if fixed < 0 or jitter < 0:
-        raise ValueError("latency must not be negative")
-    return fixed, jitter, _endpoint(spec.get("endpoint", "*"))
-
-
-def _parse_rates(spec: Any) -> list[tuple[str, float]]:
-    kinds = {"5xx", "409", "429", "html502", "hang", "drop"}
-    if not isinstance(spec, dict) or set(spec) - kinds:
-        raise ValueError(f"rates take only {sorted(kinds)}")
-    rates = [(k, float(v)) for k, v in spec.items()]
-    if any(r < 0 for _, r in rates) or sum(r for _, r in rates) > 1:
-        raise ValueError("rates must be >= 0 and add up to at most 1")
-    return rates
-
-
-def _parse_limit(spec: Any) -> tuple[int, float]:
-    requests, window = int(spec["requests"]), float(spec["window"])
-    if requests < 1 or window <= 0:
-        raise ValueError("rate_limit needs requests >= 1 and window > 0")
-    return requests, window
-
-
-def _endpoint(value: Any) -> str:
-    if value != "*" and value not in ENDPOINTS:
-        raise ValueError(f"endpoint must be one of {ENDPOINTS} or '*', got {value!r}")
-    return str(value)
-
-
-def _loopback(host: str) -> str:
+def loopback_host(host: str) -> str:
     if host == "localhost":
         return "127.0.0.1"
     try:
@@ -782,7 +898,3 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return f"HTTP {status}"
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

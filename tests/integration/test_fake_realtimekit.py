@@ -1,19 +1,25 @@
-"""The fake RealtimeKit server: contract fidelity, fault injection, records, load.
+"""The fake RealtimeKit server: contract fidelity, fault injection, records, load, the
+livestream lifecycle and its signed webhooks (received by a real loopback receiver).
 
 Driven with plain httpx so these tests check the fake, not our client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from tests.fake_api import (
     ACCOUNT_ID,
@@ -29,6 +35,8 @@ from tests.fake_api import (
     response_schema,
     validate,
 )
+from tests.webhook_receiver import WebhookReceiver, public_key, signature_valid
+from worker.cli import cli
 from worker.fake_realtimekit import FakeRealtimeKit, parse_fault
 
 AUTH = {"Authorization": f"Bearer {FAKE_TOKEN}"}
@@ -413,3 +421,489 @@ def test_run_fake_api_prints_its_base_url_and_serves():
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+# -- the livestream lifecycle ----------------------------------------------------------------
+LIVESTREAM = response_schema(GET_PATH, "get", "200")
+ACTIVE = response_schema(ACTIVE_PATH, "get", "200")
+
+
+def active_status(http, fake, meeting):
+    answer = http.get(url(fake, ACTIVE_PATH, meeting))
+    assert answer.status_code == 200
+    validate(answer.json(), ACTIVE)
+    return answer.json()["data"]["status"]
+
+
+def livestream(http, fake, livestream_id):
+    answer = http.get(url(fake, GET_PATH, livestream=livestream_id))
+    assert answer.status_code == 200
+    validate(answer.json(), LIVESTREAM)
+    return answer.json()["data"]["livestream"]
+
+
+def instant(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_lifecycle_goes_live_never_or_errored_per_meeting(fake_api, http):
+    live, never, errored, fails_live = (new_meeting() for _ in range(4))
+    fake_api.configure(
+        {
+            "lifecycle": {"live_after": 0.2},
+            "meetings": {
+                never: {"live_after": None},
+                errored: {"errored_after": 0.1},  # before live_after: never LIVE
+                fails_live: {"errored_after": 0.5},
+            },
+        }
+    )
+    for meeting in (live, never, errored, fails_live):
+        assert start(http, fake_api, meeting).json()["data"]["status"] == "INVOKED"
+    time.sleep(0.3)
+    statuses = {m: active_status(http, fake_api, m) for m in (live, never, errored, fails_live)}
+    assert statuses == {live: "LIVE", never: "INVOKED", errored: "ERRORED", fails_live: "LIVE"}
+    time.sleep(0.3)
+    assert active_status(http, fake_api, fails_live) == "ERRORED"
+    # An erred livestream stays the meeting's active one until it is stopped.
+    assert start(http, fake_api, errored).status_code == 409
+    assert http.post(url(fake_api, STOP_PATH, errored)).status_code == 200
+    assert start(http, fake_api, errored).status_code == 201
+
+
+def test_updated_at_is_the_instant_of_the_last_status_change(http):
+    with FakeRealtimeKit(token=FAKE_TOKEN, live_after=0.2) as fake:
+        meeting = new_meeting()
+        stream_id = start(http, fake, meeting).json()["data"]["id"]
+        doc = livestream(http, fake, stream_id)
+        assert (doc["status"], doc["updated_at"]) == ("INVOKED", doc["created_at"])
+        time.sleep(0.3)
+        doc = livestream(http, fake, stream_id)
+        assert doc["status"] == "LIVE"
+        took = instant(doc["updated_at"]) - instant(doc["created_at"])
+        assert took == pytest.approx(0.2, abs=2e-3)
+        before = time.time()
+        http.post(url(fake, STOP_PATH, meeting))
+        doc = livestream(http, fake, stream_id)
+        assert doc["status"] == "IDLE"
+        assert before - 1e-3 <= instant(doc["updated_at"]) <= time.time()
+
+
+def test_a_livestream_keeps_the_plan_it_was_created_with(fake_api, http):
+    first = new_meeting()
+    start(http, fake_api, first)
+    fake_api.configure({"live_after": 0})
+    second = new_meeting()
+    start(http, fake_api, second)
+    time.sleep(0.05)
+    assert active_status(http, fake_api, first) == "INVOKED"
+    assert active_status(http, fake_api, second) == "LIVE"
+
+
+def test_stop_ends_the_livestream_once_and_is_recorded(fake_api, http):
+    meeting = new_meeting()
+    stream_id = start(http, fake_api, meeting).json()["data"]["id"]
+    assert http.post(url(fake_api, STOP_PATH, meeting)).status_code == 200
+    none = http.get(url(fake_api, ACTIVE_PATH, meeting))
+    assert none.status_code == 404
+    validate(none.json(), RTK_FAILURE)
+    assert livestream(http, fake_api, stream_id)["status"] == "IDLE"
+    assert http.post(url(fake_api, STOP_PATH, meeting)).status_code == 404
+    stats = fake_api.stats()
+    (stop,) = stats["stops"]
+    assert stop == {
+        "meeting_id": meeting,
+        "livestream_id": stream_id,
+        "at": livestream(http, fake_api, stream_id)["updated_at"],
+        "foreign": False,
+    }
+    assert stats["stops_by_livestream"] == {stream_id: 1}
+    assert stats["stop_calls"] == {meeting: 2}
+    assert stats["statuses"] == {stream_id: "IDLE"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "stopped"),
+    [("drop", True), ("drop_before", False), ({"status": 500, "create": True}, True), (503, False)],
+)
+def test_a_stop_fault_may_stop_first(fake_api, http, fault, stopped):
+    meeting = new_meeting()
+    start(http, fake_api, meeting)
+    fake_api.script("stop", fault)
+    with contextlib.suppress(httpx.RemoteProtocolError):
+        assert http.post(url(fake_api, STOP_PATH, meeting)).status_code >= 500
+    gone = http.get(url(fake_api, ACTIVE_PATH, meeting)).status_code == 404
+    assert gone == stopped
+    assert len(fake_api.stats()["stops"]) == int(stopped)
+
+
+def test_end_upstream_by_meeting_or_by_livestream(fake_api, http):
+    control = fake_api.control_url
+    first, second = new_meeting(), new_meeting()
+    first_id = start(http, fake_api, first).json()["data"]["id"]
+    second_id = start(http, fake_api, second).json()["data"]["id"]
+    ended = http.post(control + "/end", json={"meeting_id": first})
+    assert ended.status_code == 200
+    assert ended.json()["ok"] is True
+    assert ended.json()["livestream"]["id"] == first_id
+    assert ended.json()["livestream"]["status"] == "IDLE"
+    assert fake_api.end_livestream(livestream_id=second_id)["status"] == "IDLE"
+    for meeting, stream_id in ((first, first_id), (second, second_id)):
+        assert http.get(url(fake_api, ACTIVE_PATH, meeting)).status_code == 404
+        assert livestream(http, fake_api, stream_id)["status"] == "IDLE"
+    assert http.post(control + "/end", json={"livestream_id": first_id}).status_code == 404
+    assert http.post(control + "/end", json={"meeting_id": new_meeting()}).status_code == 404
+    assert http.post(control + "/end", json={}).status_code == 400
+    both = {"meeting_id": first, "livestream_id": first_id}
+    assert http.post(control + "/end", json=both).status_code == 400
+    assert http.post(control + "/end", json={"stream": first_id}).status_code == 400
+    stats = fake_api.stats()
+    assert [e["livestream_id"] for e in stats["ended_upstream"]] == [first_id, second_id]
+    assert stats["stops"] == [] and stats["stops_by_livestream"] == {}  # not the product's stops
+    assert start(http, fake_api, first).status_code == 201
+
+
+def test_a_foreign_livestream_is_active_but_never_ours(fake_api, http):
+    control = fake_api.control_url
+    meeting = new_meeting()
+    answer = http.post(control + "/foreign", json={"meeting_id": meeting, "name": "theirs"})
+    assert answer.status_code == 200
+    theirs = answer.json()["livestream"]
+    assert (theirs["meeting_id"], theirs["name"]) == (meeting, "theirs")
+    assert theirs["status"] == "INVOKED"
+    assert http.get(url(fake_api, ACTIVE_PATH, meeting)).json()["data"]["id"] == theirs["id"]
+    assert start(http, fake_api, meeting).status_code == 409
+    assert http.post(control + "/foreign", json={"meeting_id": meeting}).status_code == 409
+    assert http.post(control + "/foreign", json={"meeting_id": "nope"}).status_code == 400
+    assert http.post(control + "/foreign", json={}).status_code == 400
+    assert fake_api.created == {}
+    stats = fake_api.stats()
+    assert stats["created_total"] == 0 and stats["foreign"] == [theirs["id"]]
+    # Stopping it is possible, and shows up as a stop of a foreign stream: what tests look for.
+    assert http.post(url(fake_api, STOP_PATH, meeting)).status_code == 200
+    (stop,) = fake_api.stats()["stops"]
+    assert (stop["livestream_id"], stop["foreign"]) == (theirs["id"], True)
+
+
+def test_lifecycle_specs_are_checked_before_anything_changes(fake_api, http):
+    control = fake_api.control_url
+    bad_specs = [
+        {"lifecycle": {"live_after": "soon"}},
+        {"lifecycle": {"live_after": -1}},
+        {"lifecycle": {"errored_after": True}},
+        {"lifecycle": {"gone_after": 1}},
+        {"lifecycle": 5},
+        {"meetings": {"not-a-uuid": {"live_after": 1}}},
+        {"meetings": {new_meeting(): {"live_after": "x"}}},
+        {"meetings": []},
+        {"live_after": 1, "webhooks": {"url": "http://example.com/hook"}},
+        {"live_after": 1, "webhook_faults": {"drop": 2}},
+    ]
+    for spec in bad_specs:
+        assert http.post(control + "/configure", json=spec).status_code == 400, spec
+    assert fake_api.live_after is None and fake_api.webhooks.config is None
+    spec = {"lifecycle": {"live_after": 0.5, "errored_after": None}}
+    assert http.post(control + "/configure", json=spec).json() == {"ok": True}
+    assert (fake_api.lifecycle.live_after, fake_api.lifecycle.errored_after) == (0.5, None)
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+BODY_KEYS = [
+    "event",
+    "meetingId",
+    "streamId",
+    "status",
+    "streamKey",
+    "ingestServer",
+    "playbackUrl",
+    "updatedAt",
+]
+
+
+@pytest.fixture
+def receiver():
+    with WebhookReceiver() as rx:
+        yield rx
+
+
+@pytest.fixture
+def hooked(receiver):
+    """A fake that sends its webhooks to ``receiver``."""
+    with FakeRealtimeKit(token=FAKE_TOKEN, hang_seconds=5.0, webhook_url=receiver.url) as fake:
+        yield fake
+
+
+def by_stream(received):
+    out = {}
+    for r in received:
+        out.setdefault(json.loads(r.body)["streamId"], []).append(r)
+    return out
+
+
+def test_webhooks_announce_every_status_change_signed(receiver, http):
+    with FakeRealtimeKit(token=FAKE_TOKEN, live_after=0.2, webhook_url=receiver.url) as fake:
+        meeting = new_meeting()
+        data = start(http, fake, meeting).json()["data"]
+        receiver.wait_for(2)  # INVOKED, then LIVE with nobody polling
+        http.post(url(fake, STOP_PATH, meeting))
+        got = receiver.wait_for(3)
+        doc = livestream(http, fake, data["id"])
+        key = public_key(fake)
+        stats = fake.stats()["webhooks"]
+    bodies = [json.loads(r.body) for r in got]
+    assert [b["status"] for b in bodies] == ["INVOKED", "LIVE", "OFFLINE"]
+    for received, body in zip(got, bodies, strict=True):
+        assert received.path == "/v1/webhooks/realtimekit"
+        assert received.headers["content-type"] == "application/json"
+        assert received.headers["rtk-webhook-id"] == fake.webhooks.webhook_id
+        assert signature_valid(key, received)
+        assert received.body == json.dumps(body, separators=(",", ":")).encode()  # compact
+        assert list(body) == BODY_KEYS
+        assert body["event"] == "livestreaming.statusUpdate"
+        assert (body["meetingId"], body["streamId"]) == (meeting, data["id"])
+        assert body["streamKey"] == data["stream_key"]  # in clear, as the real payload
+        assert body["ingestServer"] == data["ingest_server"]
+        assert body["playbackUrl"] == data["playback_url"]
+    uuids = [r.headers["rtk-uuid"] for r in got]
+    assert len(set(uuids)) == 3 and all(uuid.UUID(u) for u in uuids)
+    # updatedAt is the instant of each change, as REST reports it, not the instant of sending.
+    assert bodies[0]["updatedAt"] == doc["created_at"]
+    assert instant(bodies[1]["updatedAt"]) - instant(doc["created_at"]) == pytest.approx(
+        0.2, abs=2e-3
+    )
+    assert bodies[2]["updatedAt"] == doc["updated_at"]
+    assert (stats["events"], stats["sent"], stats["by_answer"]) == (3, 3, {"200": 3})
+    assert [(d["uuid"], d["status"], d["answered"]) for d in stats["deliveries"]] == [
+        (u, b["status"], 200) for u, b in zip(uuids, bodies, strict=True)
+    ]
+
+
+def test_webhooks_for_errored_ended_and_foreign_streams(hooked, receiver, http):
+    errored, foreign = new_meeting(), new_meeting()
+    hooked.configure({"meetings": {errored: {"errored_after": 0.1}}})
+    ours = start(http, hooked, errored).json()["data"]["id"]
+    receiver.wait_for(2)
+    hooked.end_livestream(meeting_id=errored)
+    theirs = hooked.start_foreign(foreign)["id"]
+    streams = by_stream(receiver.wait_for(4))
+    statuses = [json.loads(r.body)["status"] for r in streams[ours]]
+    assert statuses == ["INVOKED", "ERRORED", "OFFLINE"]
+    # Someone else's stream is announced too: the product must ignore what it did not start.
+    assert [json.loads(r.body)["status"] for r in streams[theirs]] == ["INVOKED"]
+
+
+def test_a_slow_receiver_never_slows_the_api(hooked, receiver, http):
+    receiver.delay = 0.5
+    began = time.monotonic()
+    for _ in range(3):
+        assert start(http, hooked, new_meeting()).status_code == 201
+    assert time.monotonic() - began < 0.45  # not even one delivery's time
+    assert hooked.wait_webhooks(10)
+    assert len(receiver.received) == 3
+
+
+def test_webhooks_retry_5xx_but_not_4xx(hooked, receiver, http):
+    hooked.configure({"webhooks": {"url": receiver.url, "backoff": 0.05}})
+    receiver.answer(503, 500)
+    start(http, hooked, new_meeting())
+    got = receiver.wait_for(3)
+    assert [r.answered for r in got] == [503, 500, 200]
+    assert len({r.headers["rtk-uuid"] for r in got}) == 1  # the same event each time
+    assert len({r.body for r in got}) == 1
+    receiver.answer(400)
+    start(http, hooked, new_meeting())
+    assert hooked.wait_webhooks(5)
+    time.sleep(0.2)  # longer than the backoff: a retry would have come
+    assert [r.answered for r in receiver.received] == [503, 500, 200, 400]
+    stats = hooked.stats()["webhooks"]
+    assert stats["by_answer"] == {"503": 1, "500": 1, "200": 1, "400": 1}
+    first, second = stats["deliveries"]
+    assert (first["attempts"], first["answered"]) == (3, 200)
+    assert (second["attempts"], second["answered"]) == (1, 400)
+
+
+def test_webhooks_give_up_after_the_retries(fake_api, http):
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hook = {"url": f"http://127.0.0.1:{port}/hook", "retries": 2, "backoff": 0.01}
+    fake_api.configure({"webhooks": hook})
+    start(http, fake_api, new_meeting())
+    assert fake_api.wait_webhooks(10)
+    stats = fake_api.stats()["webhooks"]
+    assert stats["by_answer"] == {"error": 3}
+    (delivery,) = stats["deliveries"]
+    assert (delivery["attempts"], delivery["answered"]) == (3, "error")
+
+
+def test_scripted_webhook_faults(hooked, receiver, http):
+    script = [{"faults": ["drop", "duplicate", "bad_signature", "late", "none"]}]
+    hooked.configure({"webhook_faults": {"late_seconds": 0.5, "script": script}})
+    ids = [start(http, hooked, new_meeting()).json()["data"]["id"] for _ in range(5)]
+    dropped, duplicated, badly_signed, late, clean = ids
+    assert hooked.wait_webhooks(10)
+    key = public_key(hooked)
+    got = receiver.received
+    assert [json.loads(r.body)["streamId"] for r in got] == [
+        duplicated,
+        duplicated,
+        badly_signed,
+        clean,
+        late,  # out of order: it arrives after a later event
+    ]
+    assert got[0].headers["rtk-uuid"] == got[1].headers["rtk-uuid"]
+    assert got[0].body == got[1].body
+    assert [signature_valid(key, r) for r in got] == [True, True, False, True, True]
+    assert got[4].at - got[3].at >= 0.3
+    stats = hooked.stats()["webhooks"]
+    assert stats["faults"] == {"drop": 1, "duplicate": 1, "bad_signature": 1, "late": 1}
+    drop = next(d for d in stats["deliveries"] if d["streamId"] == dropped)
+    assert (drop["faults"], drop["attempts"], drop["answered"]) == (["drop"], 0, None)
+    assert [d["copy"] for d in stats["deliveries"] if d["streamId"] == duplicated] == [0, 1]
+
+
+def test_webhook_fault_scripts_match_meeting_and_status(hooked, receiver, http):
+    mine, other = new_meeting(), new_meeting()
+    script = [{"meeting_id": mine, "status": "LIVE", "faults": ["drop"]}]
+    hooked.configure({"live_after": 0.1, "webhook_faults": {"script": script}})
+    other_id = start(http, hooked, other).json()["data"]["id"]
+    mine_id = start(http, hooked, mine).json()["data"]["id"]
+    time.sleep(0.2)
+    for meeting in (mine, other):
+        http.post(url(hooked, STOP_PATH, meeting))
+    assert hooked.wait_webhooks(10)
+    statuses = {
+        stream: [json.loads(r.body)["status"] for r in received]
+        for stream, received in by_stream(receiver.received).items()
+    }
+    assert statuses == {
+        other_id: ["INVOKED", "LIVE", "OFFLINE"],
+        mine_id: ["INVOKED", "OFFLINE"],
+    }
+
+
+def _webhook_run(seed):
+    rates = {"drop": 0.2, "duplicate": 0.2, "late": 0.2, "bad_signature": 0.2}
+    with (
+        WebhookReceiver() as rx,
+        FakeRealtimeKit(token=FAKE_TOKEN, webhook_url=rx.url) as fake,
+        httpx.Client(headers=AUTH, timeout=5) as http,
+    ):
+        fake.configure({"webhook_faults": {**rates, "late_seconds": 0.2, "seed": seed}})
+        for _ in range(60):
+            start(http, fake, new_meeting())
+        assert fake.wait_webhooks(20)
+        return fake.stats()["webhooks"], list(rx.received), public_key(fake)
+
+
+def test_random_webhook_faults_follow_their_rates_and_the_seed():
+    stats, received, key = _webhook_run(seed=3)
+    faults = [d["faults"] for d in stats["deliveries"] if d["copy"] == 0]
+    assert faults == [d["faults"] for d in _webhook_run(seed=3)[0]["deliveries"] if d["copy"] == 0]
+    assert faults != [d["faults"] for d in _webhook_run(seed=4)[0]["deliveries"] if d["copy"] == 0]
+    for kind in ("drop", "duplicate", "late", "bad_signature"):
+        assert 4 <= stats["faults"][kind] <= 24, kind
+    sent = [d for d in stats["deliveries"] if "drop" not in d["faults"]]
+    assert len(received) == len(sent)
+    assert sum(not signature_valid(key, r) for r in received) == sum(
+        "bad_signature" in d["faults"] for d in sent
+    )
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [
+        "http://example.com/hook",
+        "http://192.0.2.1:8080/hook",
+        "http://0.0.0.0:8080/hook",
+        "https://127.0.0.1/hook",
+        "ftp://127.0.0.1/hook",
+        "http://user:pw@127.0.0.1/hook",
+        "127.0.0.1:8080",
+    ],
+)
+def test_webhooks_go_only_to_loopback(fake_api, hook):
+    with pytest.raises(ValueError, match="loopback"):
+        fake_api.configure({"webhooks": {"url": hook}})
+    with pytest.raises(ValueError, match="loopback"):
+        FakeRealtimeKit(webhook_url=hook)
+    assert fake_api.webhooks.config is None
+
+
+@pytest.mark.parametrize(
+    ("hook", "kept"),
+    [
+        ("http://localhost:8080/hook", "http://127.0.0.1:8080/hook"),
+        ("http://[::1]:8080/hook?x=1", "http://[::1]:8080/hook?x=1"),
+        ("http://127.0.0.2", "http://127.0.0.2/"),
+    ],
+)
+def test_loopback_webhook_urls_are_kept(fake_api, hook, kept):
+    fake_api.configure({"webhooks": {"url": hook}})
+    assert fake_api.stats()["webhooks"]["url"] == kept
+
+
+def test_the_public_key_is_served_without_a_token_and_never_recorded(fake_api):
+    first, again = public_key(fake_api), public_key(fake_api)
+    assert first.public_numbers() == again.public_numbers()
+    assert first.key_size == 2048
+    with FakeRealtimeKit() as other:
+        assert public_key(other).public_numbers() != first.public_numbers()
+    assert fake_api.requests == []
+
+
+def test_reset_forgets_streams_deliveries_and_meeting_plans(hooked, receiver, http):
+    meeting = new_meeting()
+    hooked.configure(
+        {
+            "meetings": {meeting: {"live_after": 0}},
+            "webhook_faults": {"script": [{"faults": ["drop"] * 5}]},
+        }
+    )
+    start(http, hooked, meeting)
+    assert active_status(http, hooked, meeting) == "LIVE"  # both changes made, both dropped
+    assert hooked.wait_webhooks(5)
+    assert receiver.received == []
+    hooked.reset(faults_only=True)  # the webhook script goes, the livestream stays
+    http.post(url(hooked, STOP_PATH, meeting))
+    (offline,) = receiver.wait_for(1)
+    assert json.loads(offline.body)["status"] == "OFFLINE"
+    deliveries = hooked.stats()["webhooks"]["deliveries"]
+    assert [(d["status"], d["faults"]) for d in deliveries] == [
+        ("INVOKED", ["drop"]),
+        ("LIVE", ["drop"]),
+        ("OFFLINE", []),
+    ]
+    hooked.reset()
+    stats = hooked.stats()
+    assert (stats["statuses"], stats["stops"], stats["webhooks"]["deliveries"]) == ({}, [], [])
+    start(http, hooked, meeting)
+    time.sleep(0.05)
+    assert active_status(http, hooked, meeting) == "INVOKED"  # its plan went with the reset
+    assert json.loads(receiver.wait_for(2)[1].body)["status"] == "INVOKED"  # the URL stayed
+
+
+def test_cli_fake_api_sends_webhooks_to_its_webhook_url(receiver):
+    args = ["fake-api", "--port", "0", "--token", "tok", "--webhook-url", receiver.url]
+    code = "import sys; from worker.cli import main; sys.argv[1:] = sys.argv[1:]; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        base = proc.stdout.readline().strip()
+        meeting = new_meeting()
+        path = START_PATH.format(account_id=ACCOUNT_ID, app_id=APP_ID, meeting_id=meeting)
+        with httpx.Client(headers={"Authorization": "Bearer tok"}, timeout=5) as http:
+            assert http.post(base + path, json={}).status_code == 201
+        (got,) = receiver.wait_for(1)
+        assert json.loads(got.body)["meetingId"] == meeting
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_cli_fake_api_refuses_a_webhook_url_off_loopback():
+    result = CliRunner().invoke(cli, ["fake-api", "--webhook-url", "http://example.com/hook"])
+    assert result.exit_code == 2
+    assert "--webhook-url" in result.output and "loopback" in result.output
