@@ -115,8 +115,12 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
             with CeleryProcesses(env, workdir, grace=10) as celery:
                 # Served first and waited for: started beside the worker, its start-up would
                 # slow the worker's and make the first booking late.
-                if not _serve(settings, celery, echo):
+                served = _serve(settings, celery, echo)
+                if served is None:
                     return 1
+                # The fake tells the product of each status change, signed, as RealtimeKit
+                # does; the serve process checks the signature with the fake's published key.
+                fake.configure({"webhooks": {"url": f"{served}/v1/webhooks/realtimekit"}})
                 labels = _book(settings, fake, echo)
                 # Not waited for: the bookings are seconds ahead and _watch notices an exit.
                 celery.beat("beat", wait=False)
@@ -124,9 +128,11 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
                 return _watch(settings, labels, cipher, timeout, echo, celery)
         finally:
             dispose_all()
+            hooks = fake.stats()["webhooks"]
             echo(
                 f"the fake API received {fake.starts_received} start call(s) and created "
-                f"{sum(len(v) for v in fake.created.values())} livestream(s)"
+                f"{sum(len(v) for v in fake.created.values())} livestream(s); it sent "
+                f"{hooks['sent']} signed status webhook(s), answered {hooks['by_answer']}"
             )
 
 
@@ -134,9 +140,9 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
 DEMO_API_PORT = 8000
 
 
-def _serve(settings: Settings, celery: CeleryProcesses, echo: Callable[[str], None]) -> bool:
+def _serve(settings: Settings, celery: CeleryProcesses, echo: Callable[[str], None]) -> str | None:
     """`livestreams serve` beside beat and worker, and a key of every scope to call it with;
-    stopped with them. False (and why) if it does not answer."""
+    stopped with them. Its URL, or None (and why) if it does not answer."""
     with get_sessionmaker(settings.database_url).begin() as session:
         _, key = apikeys.create(session, name="demo", scopes=apikeys.SCOPES)
     port = free_port(preferred=DEMO_API_PORT)
@@ -144,11 +150,11 @@ def _serve(settings: Settings, celery: CeleryProcesses, echo: Callable[[str], No
         celery.serve("serve", port)
     except (ProcessExitedError, TimeoutError) as exc:
         echo(f"livestreams serve did not start; see {celery.log('serve')} ({type(exc).__name__})")
-        return False
+        return None
     url = f"http://127.0.0.1:{port}"
     echo(f"HTTP API at {url} (docs {url}/docs) while the demo runs; an API key of every scope:")
     echo(f"    curl -H 'Authorization: Bearer {key}' {url}/v1/bookings")
-    return True
+    return url
 
 
 def _book(
