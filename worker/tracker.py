@@ -141,6 +141,10 @@ class Tracker:
             if confirmed is None:
                 return None
             renewed, row = confirmed
+            if action is AttemptAction.STATUS:
+                # A call of a run that vanished (killed worker) must not look in flight for
+                # ever: its effect is unknown, which is what this run's check is for.
+                attempts.mark_orphaned(session, stream_id, row.attempts, now)
             attempts.insert_attempt(session, stream_id, row.attempts, action, renewed, now)
             run = _Run(
                 stream_id=stream_id,

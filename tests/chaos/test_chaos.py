@@ -9,8 +9,14 @@ instant, while the run
 - restarts Redis once, losing everything in it;
 - makes PostgreSQL refuse connections for about 5 s (and cuts the open ones).
 
-Afterwards every booking is terminal; no meeting got a second livestream; every ``started``
-row holds exactly the livestream the fake created for it; no row is left ``starting``; every
+A third of the bookings are booked with an end a few seconds after their start, and the fake
+turns each livestream LIVE a second after it is created; for a few of them the fake ends ours
+upstream and starts someone else's livestream on the same meeting before their end.
+
+Afterwards every booking has settled; no meeting got a second livestream; every row with a
+livestream (started, live or ended) holds exactly the one the fake created for it; every
+booking whose end has passed is ``ended``; every stop was made exactly once, and no livestream
+that is not ours was ever stopped; no row is left ``starting``; every
 attempt has an outcome; every kind of fault, kill and outage really happened (a broken
 injector must not pass green). One summary line is printed, with the start lateness and how
 long after the last booked instant the last booking ended: the speed goals (p99 <= 15 s, all
@@ -38,7 +44,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from models import ScheduledStream, StartAttempt, StreamState
 from models.db import db_now, get_sessionmaker
@@ -60,7 +66,12 @@ KILL_EVERY = (3.0, 6.0)
 OUTAGE = 5.0  # seconds PostgreSQL refuses connections
 DRAIN = 150.0  # the longest wait after the last due instant for every booking to end
 FAULTS = {"5xx": 0.10, "429": 0.05, "hang": 0.03, "drop": 0.02}
-TERMINAL = [s.value for s in (StreamState.STARTED, StreamState.FAILED, StreamState.MISSED)]
+HAS_LIVESTREAM = [s.value for s in (StreamState.STARTED, StreamState.LIVE, StreamState.ENDED)]
+TERMINAL = [*HAS_LIVESTREAM, StreamState.FAILED.value, StreamState.MISSED.value]
+ENDING_SHARE = 1 / 3  # bookings with an end, ENDS_AFTER seconds after their start
+ENDS_AFTER = (3.0, 10.0)
+SWAPS = 6  # bookings whose livestream the fake ends upstream, then starts a foreign one
+START_CALLS = ("start", "reconcile", "fetch_key")
 EARLY_SLACK = 0.05  # seconds: the fake and the database read the same host clock
 FAULT_RESPONSES = {"500", "502", "503", "504", "429", "hang", "drop"}
 
@@ -96,6 +107,7 @@ class Chaos:
     kills: int = 0
     spawned: int = WORKERS
     log: list[str] = field(default_factory=list)
+    swapped: list[str] = field(default_factory=list)  # meetings now running a foreign stream
 
     def revive(self) -> None:
         """Replace workers that exited on their own, as a process supervisor would: Celery's
@@ -133,9 +145,25 @@ class Chaos:
         allow_connections(self.database)
         self.log.append("postgresql accepts connections again")
 
-    def schedule(self, start: float) -> list[tuple[float, str, Callable[[], None]]]:
-        """(monotonic instant, what, action), sorted; ``start`` is the first due instant."""
+    def swap(self, meeting: str) -> None:
+        """End our livestream upstream and start someone else's on the meeting (only if ours
+        is active: a foreign stream on a meeting we have not started yet would be adopted)."""
+        fake = self.pipeline.fake
+        if meeting in self.swapped:
+            return
+        ended = fake.end_livestream(meeting_id=meeting) is not None
+        if ended and fake.start_foreign(meeting) is not None:
+            self.swapped.append(meeting)
+            self.log.append(f"foreign stream on {meeting[:8]}")
+
+    def schedule(
+        self, start: float, swaps: list[tuple[float, str]] = ()
+    ) -> list[tuple[float, str, Callable[[], None]]]:
+        """(monotonic instant, what, action), sorted; ``start`` is the first due instant;
+        ``swaps``: (seconds after ``start``, meeting) to swap for a foreign stream."""
         events: list[tuple[float, str, Callable[[], None]]] = []
+        for after, meeting in swaps:
+            events.append((start + after, "swap", lambda m=meeting: self.swap(m)))
         at = start - 3.0
         while at < start + SPREAD + 2.0:
             at += self.rng.uniform(*KILL_EVERY)
@@ -174,6 +202,7 @@ def chaos_pipeline(tmp: Path, seed: int) -> Iterator[tuple[Pipeline, RedisServer
         with pipeline_for(
             "postgresql", tmp, env=env, workers=WORKERS, beats=BEATS, beat_loglevel="DEBUG"
         ) as p:
+            p.fake.configure({"live_after": 1.0})
             p.fake.set_latency(0.005, 0.05)
             p.fake.set_rates(FAULTS, seed=seed)  # after the latency: it reseeds the RNG
             yield p, server
@@ -193,6 +222,7 @@ def book_all(pipeline: Pipeline, rng: random.Random) -> tuple[datetime, list[Sch
             booking.schedule(
                 s, pipeline.settings, meeting_id=str(uuid.UUID(int=rng.getrandbits(128))),
                 at=first + timedelta(seconds=offset), name=f"chaos-{i}",
+                duration=rng.uniform(*ENDS_AFTER) if rng.random() < ENDING_SHARE else None,
             ).stream
             for i, offset in enumerate(sorted(offsets))
         ]  # fmt: skip
@@ -200,9 +230,16 @@ def book_all(pipeline: Pipeline, rng: random.Random) -> tuple[datetime, list[Sch
 
 
 def unfinished(url: str) -> int:
+    """Bookings not settled yet: not terminal, or past their end and not ended."""
+    S = ScheduledStream
     try:
         with get_sessionmaker(url)() as s:
-            query = select(func.count()).where(ScheduledStream.state.not_in(TERMINAL))
+            query = select(func.count()).where(
+                or_(
+                    S.state.not_in(TERMINAL),
+                    and_(S.ends_at < db_now(s), S.state.in_(["started", "live"])),
+                )
+            )
             return int(s.scalar(query) or 0)
     except Exception:  # the database may be refusing us right now
         return -1
@@ -225,7 +262,16 @@ def test_chaos(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) ->
         with get_sessionmaker(url)() as s:
             lead = (first - db_now(s)).total_seconds()
         chaos = Chaos(pipeline, server, database, rng)
-        events = chaos.schedule(time.monotonic() + lead)
+        ending = [r for r in streams if r.ends_at is not None]
+        # Tried each second from 2.5 s after the booked instant until a second before the
+        # end, so a start that is late still gets its swap.
+        long_ones = [r for r in ending if r.ends_at - r.scheduled_at > timedelta(seconds=6)]
+        swaps = [
+            ((r.scheduled_at - first).total_seconds() + 2.5 + k, str(r.meeting_id))
+            for r in rng.sample(long_ones, min(SWAPS, len(long_ones)))
+            for k in range(int((r.ends_at - r.scheduled_at).total_seconds() - 3.5))
+        ]
+        events = chaos.schedule(time.monotonic() + lead, swaps)
         begun = time.monotonic() + lead
         try:
             for instant, _, action in events:
@@ -245,6 +291,7 @@ def test_chaos(tmp_path: Path, seed: int, capsys: pytest.CaptureFixture[str]) ->
             raise
         beat_logs = [pipeline.celery.log(f"beat-{i}").read_text() for i in (1, 2)]
         report = Report.collect(pipeline, streams)
+        report.swapped = list(chaos.swapped)
         ended_after = (report.last_ended() - last_due).total_seconds()
 
     with capsys.disabled():
@@ -271,6 +318,8 @@ class Report:
     first_start: dict[str, float]
     responses: Counter[str]
     key_of: dict[uuid.UUID, str | None]
+    stats: dict
+    swapped: list[str] = field(default_factory=list)
 
     @classmethod
     def collect(cls, pipeline: Pipeline, streams: list[ScheduledStream]) -> Report:
@@ -291,7 +340,8 @@ class Report:
             first[req.meeting_id] = min(first.get(req.meeting_id, req.arrived), req.arrived)
             responses[str(req.response)] += 1
         assert len(rows) == len(streams)
-        return cls(rows, attempts, pipeline.fake.created, first, responses, key_of)
+        stats = pipeline.fake.stats()
+        return cls(rows, attempts, pipeline.fake.created, first, responses, key_of, stats)
 
     def by_state(self, state: StreamState) -> list[ScheduledStream]:
         return [r for r in self.rows if r.state == state.value]
@@ -300,10 +350,13 @@ class Report:
     def double_starts(self) -> int:
         return sum(max(0, len(self.created.get(str(r.meeting_id), [])) - 1) for r in self.rows)
 
+    def with_livestream(self) -> list[ScheduledStream]:
+        return [r for r in self.rows if r.state in HAS_LIVESTREAM]
+
     def mismatched(self) -> list[ScheduledStream]:
-        """Started rows that do not hold exactly the one livestream created for them."""
+        """Rows with a livestream that do not hold exactly the one created for them."""
         wrong = []
-        for row in self.by_state(StreamState.STARTED):
+        for row in self.with_livestream():
             made = self.created.get(str(row.meeting_id), [])
             if len(made) != 1 or (row.livestream_id, self.key_of[row.id]) != (
                 made[0].id,
@@ -315,12 +368,12 @@ class Report:
     @property
     def lost(self) -> list[ScheduledStream]:
         mismatched = {r.id for r in self.mismatched()}
-        return [r for r in self.rows if r.state != StreamState.STARTED or r.id in mismatched]
+        return [r for r in self.rows if r.state not in HAS_LIVESTREAM or r.id in mismatched]
 
     def lateness(self) -> list[float]:
         return [
             self.first_start[str(r.meeting_id)] - r.scheduled_at.timestamp()
-            for r in self.by_state(StreamState.STARTED)
+            for r in self.with_livestream()
             if str(r.meeting_id) in self.first_start
         ]
 
@@ -354,7 +407,10 @@ class Report:
         faults = {k: v for k, v in self.responses.items() if k in FAULT_RESPONSES}
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(faults.items()))
         return (
-            f"chaos: {len(self.rows)} bookings, {len(self.by_state(StreamState.STARTED))} started,"
+            f"chaos: {len(self.rows)} bookings, {len(self.with_livestream())} started"
+            f" ({len(self.by_state(StreamState.LIVE))} live,"
+            f" {len(self.by_state(StreamState.ENDED))} ended, {len(self.stats['stops'])} stops,"
+            f" {len(self.swapped)} ended upstream for a foreign stream),"
             f" {len(self.by_state(StreamState.FAILED))} failed,"
             f" {len(self.by_state(StreamState.MISSED))} missed, {kills} kills,"
             f" {sum(faults.values())} faults injected ({kinds}),"
@@ -372,9 +428,38 @@ class Report:
         assert self.double_starts == 0, f"meetings with more than one livestream: {doubled}"
         wrong = self.mismatched()
         assert not wrong, [(r.id, r.livestream_id) for r in wrong[:10]]
-        open_attempts = [(a.stream_id, a.number, a.action) for a in self.attempts if not a.outcome]
+        # Status checks run on while the report is read; every other call must be closed.
+        open_attempts = [
+            (a.stream_id, a.number, a.action)
+            for a in self.attempts
+            if not a.outcome and a.action != "status"
+        ]
         assert not open_attempts, f"attempts without an outcome: {open_attempts[:10]}"
         lost = self.lost
         assert not lost, [(r.id, r.state, r.last_error) for r in lost[:10]]
         # On time means never early: no start call before the booked instant (clock slack).
         assert min(self.lateness(), default=0) >= -EARLY_SLACK
+        self.check_ends()
+
+    def check_ends(self) -> None:
+        """Every passed end is ended, every stop was made once, nobody else's was stopped."""
+        now = max(r.updated_at for r in self.rows)
+        due = [r for r in self.rows if r.ends_at is not None and r.ends_at < now]
+        open_ends = [(r.id, r.state) for r in due if r.state in ("started", "live")]
+        assert not open_ends, open_ends[:10]
+        stops = self.stats["stops"]
+        assert not [s for s in stops if s["foreign"]], "someone else's livestream was stopped"
+        twice = {k: n for k, n in self.stats["stops_by_livestream"].items() if n != 1}
+        assert not twice, f"livestreams stopped more than once: {twice}"
+        ours = {r.livestream_id: r for r in self.rows}
+        for stop in stops:
+            row = ours[stop["livestream_id"]]
+            assert row.state == "ended", (row.id, row.state)
+            assert row.end_reason in ("scheduled_stop", "ops_stop"), (row.id, row.end_reason)
+        stopped = {s["livestream_id"] for s in stops}
+        for row in self.by_state(StreamState.ENDED):
+            if row.end_reason == "scheduled_stop":
+                assert row.livestream_id in stopped, (row.id, "ended without its stop")
+        for meeting in self.swapped:
+            (row,) = [r for r in self.rows if str(r.meeting_id) == meeting]
+            assert (row.state, row.end_reason) == ("ended", "ended_upstream"), row.id

@@ -4,13 +4,14 @@ against the fake API over real sockets, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from models import ScheduledStream, StartAttempt, StatusEvent, StreamState
+from models import AttemptAction, ScheduledStream, StartAttempt, StatusEvent, StreamState
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from worker import claims, tracking
@@ -79,8 +80,9 @@ def stops_sent(fake_api) -> list[str]:
 
 
 def test_a_started_row_is_checked_soon_and_becomes_live(settings, fake_api, rtk_client, started):
+    fake_api.configure({"live_after": 0.2})  # a stream keeps the plan it was created with
     stream = started()
-    fake_api.configure({"live_after": 0})
+    time.sleep(0.3)
     assert stream.state == StreamState.STARTED
     assert stream.due_at - stream.started_at == timedelta(seconds=settings.first_check)
     assert track(settings, tracker_for(settings, rtk_client), stream.id) == "checked"
@@ -98,7 +100,8 @@ def test_a_started_row_is_checked_soon_and_becomes_live(settings, fake_api, rtk_
 def test_not_live_by_the_deadline_is_flagged_and_cleared_once_live(
     settings, fake_api, rtk_client, started
 ):
-    stream = started()  # the fake keeps it INVOKED
+    fake_api.configure({"live_after": 1.0})
+    stream = started()  # INVOKED for a second
     tracker = tracker_for(settings, rtk_client, live_deadline=0.001)
     assert track(settings, tracker, stream.id) == "checked"
     got = row(settings, stream.id)
@@ -106,7 +109,7 @@ def test_not_live_by_the_deadline_is_flagged_and_cleared_once_live(
     # A repeated INVOKED adds nothing to the timeline.
     assert track(settings, tracker, stream.id) == "checked"
     assert timeline(settings, stream.id) == [("INVOKED", "start")]
-    fake_api.configure({"live_after": 0})
+    time.sleep(1.0)
     assert track(settings, tracker, stream.id) == "checked"
     got = row(settings, stream.id)
     assert (got.state, got.problem) == (StreamState.LIVE, None)
@@ -189,3 +192,23 @@ def test_a_stale_claim_does_nothing(settings, fake_api, rtk_client, started):
     tracker = tracker_for(settings, rtk_client)
     assert tracker.run(stream.id, uuid.uuid4()) == "stale"
     assert [r for r in fake_api.requests if r.endpoint == "active"] == []
+
+
+def test_a_check_left_open_by_a_vanished_run_is_closed_by_the_next(
+    settings, fake_api, rtk_client, started
+):
+    stream = started()
+    tracker = tracker_for(settings, rtk_client)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        now = db_now(s)
+        s.execute(update(S).where(S.id == stream.id).values(due_at=now - timedelta(seconds=1)))
+    with get_sessionmaker(settings.database_url).begin() as s:
+        (claim,) = tracking.claim(s, db_now(s), lookahead=0, lease=60, batch=1, stops=False)
+    # The run writes its call ahead, then its process dies before the call.
+    assert tracker._write_ahead(stream.id, claim.token, AttemptAction.STATUS) is not None
+    with get_sessionmaker(settings.database_url).begin() as s:  # its claim is taken back
+        s.execute(update(S).where(S.id == stream.id).values(claim_token=None))
+    assert track(settings, tracker, stream.id) == "checked"
+    assert [c for c in calls(settings, stream.id) if c[0] == "status"] == [
+        ("status", "ambiguous"), ("status", "observed"),
+    ]  # fmt: skip
