@@ -61,7 +61,8 @@ def tick(
             pickup_grace=grace, owner_timeout=owners,
         )  # fmt: skip
         reaped += tracking.reap(
-            session, now, lease=settings.lease, batch=settings.claim_batch,
+            session, now, lookahead=settings.lookahead, lease=settings.lease,
+            batch=settings.claim_batch,
             pickup_grace=grace, owner_timeout=owners,
         )  # fmt: skip
         key = pacing.token_hash(settings.api_token)

@@ -49,8 +49,8 @@ def paused_until(session: Session, key: str, now: datetime) -> datetime | None:
 def budget(session: Session, limit: RateLimit, now: datetime, *, held_for: float = 0.0) -> int:
     """How many more rows may be claimed now without risking the rate limit.
 
-    ``held_for``: how far ahead a held tracked row's due_at may lie (lookahead + lease): they
-    are found through the (state, due_at) index, not by scanning every tracked row.
+    ``held_for``: the lookahead: a held tracked row is due by then, so held rows are found
+    through the (state, due_at) index, not by scanning every tracked row.
     """
     since = now - timedelta(seconds=limit.window)
     sent = calls_since(session, since)
@@ -59,7 +59,6 @@ def budget(session: Session, limit: RateLimit, now: datetime, *, held_for: float
         S.state == StreamState.STARTING.value,
         and_(
             S.state.in_([s.value for s in TRACKED_STATES]),
-            S.due_at > now,
             S.due_at <= now + timedelta(seconds=held_for),
             S.claim_token.is_not(None),
         ),

@@ -1,9 +1,10 @@
 """The conditional UPDATEs of a started or live row: claim, take back, confirm, finish, end.
 
 A tracked row (``started`` or ``live``) keeps its state while a run holds it; what marks it
-held is its claim token, and its ``due_at`` moves to the end of the lease when it is handed
-out. So a row whose run vanished simply comes due again (or sooner, through ``reap``), and a
-fresh claim replaces the token: the old run's writes, all under ``TRACK_HELD``, change nothing.
+held is its claim token and lease. A row whose run vanished is claimable again once its lease
+has run out (or sooner, through ``reap``), and a fresh claim replaces the token: the old run's
+writes, all under ``TRACK_HELD``, change nothing. Its ``due_at`` stays the instant the run is
+for (the task's ETA) until the run writes the next one.
 Starts and stops come first in the budget (worker.dispatch); status checks use what is left.
 """
 
@@ -68,11 +69,15 @@ def claim(
     kind = _STOP_PENDING if stops else ~_STOP_PENDING
     claimed = take(
         session,
-        [S.state.in_(_TRACKED), S.due_at <= horizon, kind],
+        [
+            S.state.in_(_TRACKED),
+            S.due_at <= horizon,
+            or_(S.claim_token.is_(None), S.lease_expires_at < now),
+            kind,
+        ],
         S.due_at,
         batch,
         params={"horizon": horizon},
-        due_at=horizon + timedelta(seconds=lease),
         lease_expires_at=horizon + timedelta(seconds=lease),
         claim_owner=None,
         claimed_at=handed_out,
@@ -85,6 +90,7 @@ def reap(
     session: Session,
     now: datetime,
     *,
+    lookahead: float,
     lease: float,
     batch: int,
     pickup_grace: float,
@@ -92,8 +98,8 @@ def reap(
 ) -> list[Claim]:
     """Take back held tracked rows whose run vanished before their lease ran out: no run took
     them up within ``pickup_grace`` of being handed out, or their owner stopped beating. (At
-    the lease's end they are simply due again.) Only rows due within a lease are looked at, so
-    the (state, due_at) index bounds the scan."""
+    the lease's end ``claim`` takes them again.) Held rows are due by the lookahead, so the
+    (state, due_at) index bounds the scan."""
     picked_up_by = now - timedelta(seconds=pickup_grace)
     lost = [and_(S.claim_owner.is_(None), S.claimed_at < picked_up_by)]
     if owner_timeout is not None:
@@ -107,14 +113,13 @@ def reap(
         session,
         [
             S.state.in_(_TRACKED),
-            S.due_at > now,
-            S.due_at <= until + timedelta(seconds=lease),
+            S.due_at <= now + timedelta(seconds=lookahead),
             S.claim_token.is_not(None),
+            S.lease_expires_at >= now,  # past its lease, claim() takes it
             or_(*lost),
         ],
         S.due_at,
         batch,
-        due_at=until,
         lease_expires_at=until,
         claim_owner=None,
         claimed_at=now,
@@ -140,7 +145,6 @@ _CONFIRM = (
         claim_token=bindparam("renewed"),
         claim_owner=bindparam("owner"),
         lease_expires_at=bindparam("lease_until"),
-        due_at=bindparam("lease_until"),
         updated_at=bindparam("now"),
     )
     .returning(

@@ -235,11 +235,12 @@ def test_starts_and_stops_come_first_and_checks_leave_room_for_starts_due_soon(
     by_kind = {kind: {c.stream_id for c in got if c.kind == kind} for kind in ("start", "track")}
     assert by_kind["start"] == {s.id for s in starts_now}
     assert set(stops) <= by_kind["track"] and len(by_kind["track"] & set(checks)) == 3
-    # A claimed tracked row keeps its state; its due_at moves to the lease's end.
+    # A claimed tracked row keeps its state and its due instant (the task's ETA).
     with get_sessionmaker(settings.database_url)() as s:
         held = s.get(S, stops[0])
         assert held.state == "started" and held.claim_token is not None
-        assert held.due_at > report.now + timedelta(seconds=settings.lease - 1)
+        assert held.due_at <= report.now
+        assert {c.due_at for c in got if c.kind == "track"} == {report.now}
     # The next tick does not hand the held rows out again.
     again: list[Claim] = []
     tick(get_sessionmaker(settings.database_url), settings, again.append)
