@@ -212,3 +212,13 @@ def test_a_check_left_open_by_a_vanished_run_is_closed_by_the_next(
     assert [c for c in calls(settings, stream.id) if c[0] == "status"] == [
         ("status", "ambiguous"), ("status", "observed"),
     ]  # fmt: skip
+
+
+def test_errored_seen_by_a_check_is_recorded_and_flagged(settings, fake_api, rtk_client, started):
+    fake_api.configure({"lifecycle": {"live_after": None, "errored_after": 0.2}})
+    stream = started()
+    time.sleep(0.3)
+    assert track(settings, tracker_for(settings, rtk_client), stream.id) == "checked"
+    got = row(settings, stream.id)
+    assert (got.state, got.livestream_status, got.problem) == ("started", "ERRORED", "errored")
+    assert timeline(settings, stream.id) == [("INVOKED", "start"), ("ERRORED", "poll")]
