@@ -62,9 +62,13 @@ class Pipeline:
             assert row is not None
             return row
 
-    def attempts(self, stream_id: uuid.UUID) -> list[StartAttempt]:
+    def attempts(self, stream_id: uuid.UUID, *, tracking: bool = False) -> list[StartAttempt]:
+        """The booking's calls: those of its start only, unless ``tracking`` (a started row's
+        status checks begin seconds later, whenever the test happens to look)."""
         with get_sessionmaker(self.settings.database_url)() as s:
             query = select(StartAttempt).where(StartAttempt.stream_id == stream_id)
+            if not tracking:
+                query = query.where(StartAttempt.action.not_in(["status", "stop"]))
             return list(s.scalars(query.order_by(StartAttempt.number)))
 
     def wait_state(

@@ -50,7 +50,7 @@ def test_a_booking_with_an_end_goes_live_and_is_stopped_there_once(pipeline: Pip
     assert ended.end_reason == "scheduled_stop" and ended.live_at is not None
     assert ended.ended_at >= ended.ends_at
     assert stops_of(pipeline, ended.livestream_id) == 1
-    actions = [(a.action, a.outcome) for a in pipeline.attempts(stream.id)]
+    actions = [(a.action, a.outcome) for a in pipeline.attempts(stream.id, tracking=True)]
     assert actions[0] == ("start", "started") and actions[-1] == ("stop", "stopped")
     assert all(outcome is not None for _, outcome in actions)
 
@@ -98,7 +98,7 @@ def test_signed_webhooks_make_a_stream_live_before_any_poll(tmp_path, kind) -> N
         live = p.wait_state(stream.id, StreamState.LIVE, timeout=20)
         assert live.started_at is not None
         assert live.live_at < live.started_at + timedelta(seconds=30)
-        assert [a.action for a in p.attempts(stream.id)] == ["start"]  # no status call made
+        assert [a.action for a in p.attempts(stream.id, tracking=True)] == ["start"]  # no poll yet
         deliveries = p.fake.stats()["webhooks"]["deliveries"]
         mine = [d for d in deliveries if d["streamId"] == live.livestream_id]
         assert {d["status"] for d in mine} >= {"LIVE"} and all(d["answered"] == 200 for d in mine)

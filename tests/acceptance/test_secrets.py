@@ -29,6 +29,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,7 @@ from tests.processes import own_redis, wait_until
 from tests.webhook_signing import (
     PATH,
     encode,
+    provider_time,
     public_pem,
     signed_headers,
     signing_key,
@@ -106,7 +108,10 @@ def deliver_webhooks(pipeline: Pipeline, livestream_id: str, stream_key: str) ->
     a stream key; returns every answer (status, headers, body) as text."""
     port = free_port()
     pipeline.celery.serve("serve", port)
-    live = status_update(livestream_id, "LIVE", streamKey=stream_key)
+    # An hour ahead: the product takes an instant later than its own clock as its now, so
+    # this is the newest word on the stream whatever a status check of its own saw meanwhile.
+    ahead = provider_time(datetime.now(UTC) + timedelta(hours=1))
+    live = status_update(livestream_id, "LIVE", streamKey=stream_key, updatedAt=ahead)
     older = status_update(
         livestream_id, "OFFLINE", streamKey=stream_key, updatedAt="2020-01-01T00:00:00.000Z"
     )
