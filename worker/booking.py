@@ -13,11 +13,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, exists, literal, select
+from sqlalchemy import case, exists, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import TRACKED_STATES, ScheduledStream, StartAttempt, StreamState, UTCDateTime
+from models import (
+    TRACKED_STATES,
+    Problem,
+    ScheduledStream,
+    StartAttempt,
+    StreamState,
+    UTCDateTime,
+)
 from models.db import db_now
 from worker import ending, transitions
 from worker.attempts import UNCLEAR_START_CALL, first_unclear_call
@@ -39,7 +46,10 @@ _A = StartAttempt
 # dispatcher cannot slip in between.
 _NO_UNCLEAR_START_CALL = ~exists().where(_A.stream_id == ScheduledStream.id, UNCLEAR_START_CALL)
 # A stop is asked for once: a second request would move due_at again and say nothing new.
-_NO_STOP_REQUESTED = ScheduledStream.stop_requested_at.is_(None)
+# A stop may be asked for once, or again after the last one failed for good (stop_failed):
+# asking again is how ops retry it.
+_STOP_FAILED = ScheduledStream.problem == Problem.STOP_FAILED.value
+_NO_STOP_REQUESTED = or_(ScheduledStream.stop_requested_at.is_(None), _STOP_FAILED)
 
 
 @dataclass(frozen=True)
@@ -292,6 +302,7 @@ def stop(session: Session, stream: ScheduledStream) -> ScheduledStream:
         now,
         guard=_NO_STOP_REQUESTED,
         stop_requested_at=now,
+        problem=case((_STOP_FAILED, None), else_=ScheduledStream.problem),
         # An idle row is due now, so the next tick hands it to a tracking run. A row held by a
         # run keeps its due_at: that run reads stop_requested_at when it finishes and makes
         # the stop its next action; moving due_at under it would be overwritten anyway.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from models import Problem, ScheduledStream, StreamState
+from models import ScheduledStream, StreamState
 from worker.errors import BookingError
 from worker.timeparse import describe_duration, parse_duration, parse_instant
 
@@ -70,9 +70,8 @@ def stop_refusal(stream: ScheduledStream) -> tuple[str, str]:
     if state in (StreamState.FAILED, StreamState.MISSED, StreamState.CANCELLED):
         return "state", f"booking is {state}: it has no livestream to stop"
     if stream.stop_requested_at is not None:
-        reason = f"a stop was already requested at {_fmt(stream.stop_requested_at)}"
-        if stream.problem == Problem.STOP_FAILED:
-            reason += f"; it failed: {stream.last_error or 'no reason stored'}"
-        return "stop_requested_at", reason
+        return "stop_requested_at", (
+            f"a stop was already requested at {_fmt(stream.stop_requested_at)}"
+        )
     # Started or live with no stop asked: the UPDATE raced a change that has since been undone.
     return "state", f"cannot stop a booking that is {state} right now; try again"

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from models import AttemptAction, ScheduledStream, StartAttempt, StatusEvent, StreamState
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import claims, tracking
+from worker import booking, claims, tracking
 from worker.starter import Starter
 from worker.tracker import Tracker
 
@@ -222,3 +222,22 @@ def test_errored_seen_by_a_check_is_recorded_and_flagged(settings, fake_api, rtk
     got = row(settings, stream.id)
     assert (got.state, got.livestream_status, got.problem) == ("started", "ERRORED", "errored")
     assert timeline(settings, stream.id) == [("INVOKED", "start"), ("ERRORED", "poll")]
+
+
+def test_asking_again_after_a_refused_stop_is_how_ops_retry_it(
+    settings, fake_api, rtk_client, started
+):
+    stream = started()
+    with get_sessionmaker(settings.database_url).begin() as s:
+        s.execute(update(S).where(S.id == stream.id).values(ends_at=db_now(s)))
+    fake_api.script("stop", 403)
+    tracker = tracker_for(settings, rtk_client)
+    assert track(settings, tracker, stream.id) == "retrying"
+    assert row(settings, stream.id).problem == "stop_failed"
+    with get_sessionmaker(settings.database_url).begin() as s:
+        booking.stop(s, s.get(S, stream.id))
+    asked = row(settings, stream.id)
+    assert asked.problem is None and asked.stop_requested_at is not None
+    assert track(settings, tracker, stream.id) == "stopped"
+    assert row(settings, stream.id).end_reason == "ops_stop"
+    assert len(stops_sent(fake_api)) == 2

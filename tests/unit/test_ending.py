@@ -114,11 +114,6 @@ def _row(state: str, **columns: object) -> ScheduledStream:
             "stop_requested_at",
             "a stop was already requested at 2031-05-01T17:30:00Z",
         ),
-        (
-            _row("started", stop_requested_at=AT, problem="stop_failed", last_error="HTTP 403"),
-            "stop_requested_at",
-            "a stop was already requested at 2031-05-01T17:30:00Z; it failed: HTTP 403",
-        ),
     ],
 )  # fmt: skip
 def test_stop_refusals_say_why(row: ScheduledStream, field: str, reason: str) -> None:
