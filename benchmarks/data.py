@@ -72,7 +72,10 @@ def bulk_future(url: str, total: int) -> float:
 def clear_all_but_bulk(url: str) -> None:
     """Forget everything a case left in a schema except its bulk-loaded future rows."""
     with psycopg.connect(sync_url(url), autocommit=True) as conn:
-        conn.execute("TRUNCATE start_attempts, dispatcher_heartbeats, upstream_pauses")
+        conn.execute(
+            "TRUNCATE start_attempts, stream_status_events, provider_webhooks,"
+            " dispatcher_heartbeats, upstream_pauses"
+        )
         conn.execute("DELETE FROM scheduled_streams WHERE name NOT LIKE 'bulk-%'")
 
 
