@@ -6,9 +6,17 @@ import logging
 from collections.abc import Mapping
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
-from worker import runtime
+from worker import logformat, runtime
+from worker.errors import SettingsError
+from worker.settings import log_format_from_env
 
 app = Celery("livestreams", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
@@ -51,3 +59,19 @@ worker_init.connect(runtime.refuse_to_start, weak=False)
 # A prefork child must not reuse the parent's pooled database connections or HTTP sockets.
 worker_process_init.connect(runtime.init_process, weak=False)
 worker_process_shutdown.connect(runtime.shutdown_process, weak=False)
+
+
+def _json_logs(logger: logging.Logger, **_: object) -> None:
+    """LIVESTREAMS_LOG_FORMAT=json: Celery's handlers (worker, beat, their task loggers) write
+    one JSON object per line. A bad value leaves text here; worker_init then refuses to start
+    with the variable named."""
+    try:
+        wanted = log_format_from_env()
+    except SettingsError:
+        return
+    if wanted == logformat.JSON:
+        logformat.use_json(logger.handlers)
+
+
+after_setup_logger.connect(_json_logs, weak=False)
+after_setup_task_logger.connect(_json_logs, weak=False)

@@ -6,13 +6,14 @@ Exit codes: 0 success, 2 bad input (arguments, a refused booking, a bad setting)
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from worker import booking, listing, observe
+from worker import booking, listing, logformat, observe
 from worker.cli_http import api_key, serve
 from worker.clitools import (
     EXIT_FAILURE,
@@ -26,6 +27,7 @@ from worker.clitools import (
     session_scope,
 )
 from worker.crypto import new_key
+from worker.errors import SettingsError
 from worker.present import (
     attempt_dict,
     event_dict,
@@ -37,6 +39,7 @@ from worker.present import (
     render_stream,
     stream_dict,
 )
+from worker.settings import log_format_from_env
 
 ENDS_AT_HELP = (
     "When to stop the livestream, read like --at (default: it runs until it ends upstream); "
@@ -360,7 +363,21 @@ cli.add_command(serve)
 
 
 def main() -> None:
+    _log_format()
     cli(prog_name="livestreams")
+
+
+def _log_format() -> None:
+    """LIVESTREAMS_LOG_FORMAT=json: what the CLI logs (warnings and worse, on stderr) is one
+    JSON object per line. A bad value is left to the command's own settings check (exit 2)."""
+    try:
+        wanted = log_format_from_env()
+    except SettingsError:
+        return
+    if wanted == logformat.JSON:
+        handler = logging.StreamHandler(sys.stderr)
+        logformat.use_json([handler])
+        logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from models.db import db_now
-from worker import apikeys
+from worker import apikeys, logformat
 from worker.clitools import current_settings, emit, handle_errors, json_option, session_scope
 from worker.present import api_key_dict, render_api_key
 
@@ -104,6 +104,9 @@ def _log_config() -> dict[str, Any]:
 
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["worker"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    if current_settings().log_format == logformat.JSON:
+        json_formatter = {"()": "worker.logformat.JsonFormatter"}
+        config["formatters"] = {name: json_formatter for name in config["formatters"]}
     return config
 
 

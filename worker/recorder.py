@@ -173,7 +173,10 @@ class Recorder:
                 )
                 if done and found.status:
                     seen = observe.Observation(found.id, found.status, now, StatusSource.START)
-                    observe.apply(session, job.stream_id, seen, now)  # LIVE already: live
+                    if found.status == observe.LIVE:  # live already: started -> live
+                        observe.apply(session, job.stream_id, seen, now)
+                    else:  # finish_started stored the status: only the timeline is left
+                        observe.record(session, job.stream_id, seen, now)
                 return done
             return transitions.finish_failed(
                 session, job.stream_id, job.token, now, decision.reason, found

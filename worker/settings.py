@@ -117,6 +117,7 @@ class Settings:
     # The provider's webhook signing key (PEM), given; None: fetched from webhook_key_url.
     rtk_webhook_public_key: str | None = None
     webhook_key_url: str = ""  # "": derived from base_url (see __post_init__)
+    log_format: str = "text"  # or "json": one JSON object per line (worker.logformat)
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
@@ -169,6 +170,7 @@ class Settings:
             max_duration=_seconds(env, "LIVESTREAMS_MAX_DURATION", DEFAULT_MAX_DURATION),
             rtk_webhook_public_key=_public_key(env, "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY"),
             webhook_key_url=_optional_url(env, "LIVESTREAMS_RTK_WEBHOOK_KEY_URL"),
+            log_format=log_format_from_env(env),
         )
         settings.check()
         return settings
@@ -237,6 +239,16 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     value = _str(env, name, default).rstrip("/")
     if not re.match(r"^https?://[^/\s]+", value):
         raise SettingsError(name, f"must be an http(s) URL, got {value!r}")
+    return value
+
+
+def log_format_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """``LIVESTREAMS_LOG_FORMAT``: text (the default) or json. Read on its own as well, by
+    the logging set-up, which runs before (and whatever) the other settings are read."""
+    env = os.environ if environ is None else environ
+    value = env.get("LIVESTREAMS_LOG_FORMAT", "").strip().lower() or "text"
+    if value not in ("text", "json"):
+        raise SettingsError("LIVESTREAMS_LOG_FORMAT", f"must be text or json, got {value!r}")
     return value
 
 

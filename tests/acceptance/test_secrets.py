@@ -74,8 +74,8 @@ def monitor(port: int, out: Path) -> Iterator[Path]:
         proc.wait(10)
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[tuple[Pipeline, Path]]:
+@pytest.fixture(params=["text", "json"])
+def run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pipeline, Path]]:
     with (
         own_redis(tmp_path) as server,
         monitor(server.port, tmp_path / "monitor.out") as watched,
@@ -85,6 +85,7 @@ def run(tmp_path: Path) -> Iterator[tuple[Pipeline, Path]]:
             env={
                 "LIVESTREAMS_BROKER_URL": server.url,
                 "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY": public_pem(signing_key()),
+                "LIVESTREAMS_LOG_FORMAT": request.param,
             },
             workers=2,
         ) as pipeline,
@@ -226,6 +227,16 @@ def test_no_token_or_stream_key_in_logs_broker_errors_or_cli(run) -> None:
     # Positive controls: each source was really captured, and the key is findable on purpose.
     assert str(first.id) in traffic, "MONITOR saw no start message"
     assert any(str(first.id) in v for k, v in haystacks.items() if k.startswith("log worker"))
+    if pipeline.env["LIVESTREAMS_LOG_FORMAT"] == "json":  # the logs really were JSON
+        worker_lines = [
+            json.loads(line)
+            for k, v in haystacks.items()
+            if k.startswith("log worker")
+            for line in v.splitlines()
+            if line.startswith("{")
+        ]
+        assert any(d.get("action") == "stream_started" for d in worker_lines)
+        assert '"action": "provider_webhook"' in haystacks["log serve.log"]
     assert "provider webhook d-unknown" in haystacks["log serve.log"]
     assert "provider webhook d-forged refused" in haystacks["log serve.log"]
     assert str(first.id) in outputs["list"]
