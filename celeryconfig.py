@@ -36,6 +36,11 @@ worker_prefetch_multiplier = 4
 _redis = broker_url.startswith(("redis://", "rediss://", "redis+socket://"))
 broker_transport_options = {"visibility_timeout": 300} if _redis else {}
 
+# LIVESTREAMS_TASK_EVENTS=1: workers send task events (and a "sent" event per task), which
+# Flower and celery-exporter read; off by default, as in Celery.
+worker_send_task_events = _settings.task_events
+task_send_sent_event = _settings.task_events
+
 # A start task makes at most three calls (reconcile, start, key fetch), each bounded and each
 # renewing its lease; this only stops a wedged task.
 task_time_limit = int(3 * _settings.lease)

@@ -118,6 +118,7 @@ class Settings:
     rtk_webhook_public_key: str | None = None
     webhook_key_url: str = ""  # "": derived from base_url (see __post_init__)
     log_format: str = "text"  # or "json": one JSON object per line (worker.logformat)
+    task_events: bool = False  # Celery task events, for Flower and celery-exporter
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
@@ -171,6 +172,7 @@ class Settings:
             rtk_webhook_public_key=_public_key(env, "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY"),
             webhook_key_url=_optional_url(env, "LIVESTREAMS_RTK_WEBHOOK_KEY_URL"),
             log_format=log_format_from_env(env),
+            task_events=_flag(env, "LIVESTREAMS_TASK_EVENTS"),
         )
         settings.check()
         return settings
@@ -250,6 +252,15 @@ def log_format_from_env(environ: Mapping[str, str] | None = None) -> str:
     if value not in ("text", "json"):
         raise SettingsError("LIVESTREAMS_LOG_FORMAT", f"must be text or json, got {value!r}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(name, f"must be 1 or 0 (true or false), got {raw!r}")
 
 
 def _optional_url(env: Mapping[str, str], name: str) -> str:

@@ -17,3 +17,13 @@ def test_a_worker_whose_clock_runs_ahead_of_beat_still_runs_the_ticks() -> None:
     assert read_by_worker < expires
     # ...while a worker that was stopped for hours does not find hours of ticks to run.
     assert options["expires"] <= 600
+
+
+def test_task_events_are_off_unless_asked_for(monkeypatch) -> None:
+    config = importlib.reload(importlib.import_module("celeryconfig"))
+    assert (config.worker_send_task_events, config.task_send_sent_event) == (False, False)
+    monkeypatch.setenv("LIVESTREAMS_TASK_EVENTS", "1")
+    config = importlib.reload(importlib.import_module("celeryconfig"))
+    assert (config.worker_send_task_events, config.task_send_sent_event) == (True, True)
+    monkeypatch.delenv("LIVESTREAMS_TASK_EVENTS")
+    importlib.reload(config)
