@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 
-from celery import Celery
-from celery.signals import (
+# Before anything that counts is imported: prometheus_client reads its folder once, at import.
+from worker import metricsdir
+
+METRICS_FOLDER = metricsdir.prepare()
+
+from celery import Celery  # noqa: E402
+from celery.signals import (  # noqa: E402
     after_setup_logger,
     after_setup_task_logger,
     worker_init,
@@ -14,9 +20,9 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
-from worker import logformat, runtime
-from worker.errors import SettingsError
-from worker.settings import log_format_from_env
+from worker import logformat, metrics, runtime  # noqa: E402
+from worker.errors import SettingsError  # noqa: E402
+from worker.settings import log_format_from_env, metrics_port_from_env  # noqa: E402
 
 app = Celery("livestreams", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
@@ -75,3 +81,19 @@ def _json_logs(logger: logging.Logger, **_: object) -> None:
 
 after_setup_logger.connect(_json_logs, weak=False)
 after_setup_task_logger.connect(_json_logs, weak=False)
+
+
+def _serve_metrics(**_: object) -> None:
+    """In the worker's main process, once: serve every process's metrics on the port."""
+    port = metrics_port_from_env()
+    if port is not None and METRICS_FOLDER is not None:
+        metrics.serve(port, METRICS_FOLDER)
+
+
+def _child_exited(**_: object) -> None:
+    metrics.process_exited(os.getpid())
+
+
+# After refuse_to_start (connected above): a worker that refuses never opens the port.
+worker_init.connect(_serve_metrics, weak=False)
+worker_process_shutdown.connect(_child_exited, weak=False)

@@ -334,7 +334,7 @@ _CONFIRM_PLAIN_START = _confirm_statement(
     ),
     returning=[
         S.attempts, S.account_id, S.app_id, S.meeting_id, S.name, S.video_width,
-        S.video_height, S.start_deadline,
+        S.video_height, S.start_deadline, S.scheduled_at,
     ],
 )  # fmt: skip
 

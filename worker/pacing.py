@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import TRACKED_STATES, ScheduledStream, StartAttempt, StreamState, UpstreamPause
 from models.db import upsert_newer
+from worker import metrics
 from worker.attempts import calls_since
 from worker.settings import RateLimit, Secret
 
@@ -34,6 +35,7 @@ def token_hash(token: Secret | None) -> str:
 
 def pause(session: Session, key: str, until: datetime) -> None:
     """Pause every start for this token until ``until`` (never shortening a longer pause)."""
+    metrics.RATE_LIMIT_PAUSES.inc()
     upsert_newer(
         session, UpstreamPause, "token_hash", "paused_until", token_hash=key, paused_until=until
     )

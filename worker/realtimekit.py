@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
+from worker import metrics
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.policy import Outcome, classify, classify_exception
 from worker.responses import REDACTED, CallInfo, Livestream, field_text
@@ -197,7 +198,7 @@ class RealtimeKitClient:
             if status is None:
                 call = CallInfo(None, ray_id, time.monotonic() - began)
                 outcome = classify_exception(exc, idempotent=idempotent)
-                self._log(method, path, outcome, call)
+                self._log(op, method, path, outcome, call)
                 self._raise(outcome, call, op, cause=exc)
             # The status line came, the body broke off: the status still decides, and a cut
             # body can only make a 2xx unreadable (ambiguous), never started.
@@ -205,10 +206,12 @@ class RealtimeKitClient:
         outcome = classify(
             status, b"".join(chunks), headers, now=datetime.now(UTC), idempotent=idempotent
         )
-        self._log(method, path, outcome, call)
+        self._log(op, method, path, outcome, call)
         return outcome, call
 
-    def _log(self, method: str, path: str, outcome: Outcome, call: CallInfo) -> None:
+    def _log(self, op: str, method: str, path: str, outcome: Outcome, call: CallInfo) -> None:
+        metrics.PROVIDER_REQUESTS.labels(operation=op, status=str(call.status or "error")).inc()
+        metrics.PROVIDER_DURATION.labels(operation=op).observe(call.duration)
         # A call that went well is told by the start task's own line; the rest say why here.
         log.log(
             logging.DEBUG if outcome.kind == "started" else logging.INFO,

@@ -44,6 +44,7 @@ class Job:
     width: int | None
     height: int | None
     deadline: datetime
+    scheduled_at: datetime | None  # the booked instant, for the lateness metric
     first_unclear: datetime | None  # sent_at of the first start call whose outcome is unknown
 
     @classmethod
@@ -61,5 +62,6 @@ class Job:
             width=row.video_width,
             height=row.video_height,
             deadline=row.start_deadline,
+            scheduled_at=row.scheduled_at,
             first_unclear=first_unclear,
         )

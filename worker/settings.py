@@ -119,6 +119,7 @@ class Settings:
     webhook_key_url: str = ""  # "": derived from base_url (see __post_init__)
     log_format: str = "text"  # or "json": one JSON object per line (worker.logformat)
     task_events: bool = False  # Celery task events, for Flower and celery-exporter
+    metrics_port: int | None = None  # the worker's main process serves /metrics here
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
@@ -173,6 +174,7 @@ class Settings:
             webhook_key_url=_optional_url(env, "LIVESTREAMS_RTK_WEBHOOK_KEY_URL"),
             log_format=log_format_from_env(env),
             task_events=_flag(env, "LIVESTREAMS_TASK_EVENTS"),
+            metrics_port=metrics_port_from_env(env),
         )
         settings.check()
         return settings
@@ -252,6 +254,36 @@ def log_format_from_env(environ: Mapping[str, str] | None = None) -> str:
     if value not in ("text", "json"):
         raise SettingsError("LIVESTREAMS_LOG_FORMAT", f"must be text or json, got {value!r}")
     return value
+
+
+def metrics_port_from_env(environ: Mapping[str, str] | None = None) -> int | None:
+    """``LIVESTREAMS_METRICS_PORT``: where a worker serves its metrics (unset: it does not).
+    Read on its own as well, before anything imports the metrics library (worker.metrics)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("LIVESTREAMS_METRICS_PORT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SettingsError("LIVESTREAMS_METRICS_PORT", f"must be a TCP port, got {raw!r}")
+    return int(raw)
+
+
+def metrics_dir_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """``LIVESTREAMS_METRICS_DIR`` (default: the system's temporary folder): where a worker's
+    processes keep their metric files, in a folder of the worker's own."""
+    env = os.environ if environ is None else environ
+    return env.get("LIVESTREAMS_METRICS_DIR", "").strip() or None
+
+
+def multiprocess_dir_is_set(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool(env.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def set_multiprocess_dir(path: str) -> None:
+    """Name the metric files' folder for this process and the children it forks, as
+    prometheus_client reads it (before it is imported)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
 from models.db import db_now
-from worker import attempts, claims, pacing, policy
+from worker import attempts, claims, metrics, pacing, policy
 from worker.errors import AmbiguousError, NotDueYet, UpstreamError
 from worker.policy import Decision, Next
 from worker.realtimekit import Livestream, RealtimeKitClient
@@ -160,6 +160,7 @@ class Starter:
         try:
             found = self.client.get_active_livestream(job.account_id, job.app_id, job.meeting_id)
         except UpstreamError as exc:
+            metrics.RECONCILES.labels(result="error").inc()
             return self.record.settle(job, number, AttemptAction.RECONCILE, exc, started)
         duration = time.monotonic() - started
         first_unclear = job.first_unclear
@@ -180,6 +181,8 @@ class Starter:
             return decision
 
         decision = self.record.write(write)
+        found_ours = decision.next is Next.STORE
+        metrics.RECONCILES.labels(result="adopted" if found_ours else "absent").inc()
         if decision.next is Next.STORE and found is not None:
             return self._store(job, number, found, AttemptOutcome.ADOPTED, duration)
         return None if decision.next is Next.START else self.record.report(job, decision)
@@ -187,6 +190,9 @@ class Starter:
     def _call_start(self, job: Job, number: int) -> RunResult:
         """The start call, whose attempt row is already written, and its result."""
         started = time.monotonic()
+        if number == 1 and job.scheduled_at is not None:  # the first start request leaves now
+            late = time.time() - job.scheduled_at.timestamp()
+            metrics.START_LATENESS.observe(max(0.0, late))
         try:
             result = self.client.start_livestream(
                 job.account_id, job.app_id, job.meeting_id,

@@ -6,13 +6,14 @@ A task message carries only ids, ``(stream_id, claim_token)``: never a secret, n
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
 from celery import Task
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from worker import runtime
+from worker import metrics, runtime
 from worker.celery import app
 from worker.claims import Claim
 from worker.dispatch import tick
@@ -40,6 +41,7 @@ def dispatch_due() -> dict[str, int]:
     a dispatch interval later, tries again. Nothing was claimed, so nothing is lost.
     """
     current = runtime.current()
+    began = time.monotonic()
     try:
         report = tick(current.sessions, current.settings, _enqueue)
     except SQLAlchemyError as exc:
@@ -49,6 +51,9 @@ def dispatch_due() -> dict[str, int]:
             extra={"action": "dispatch_db_error"},
         )
         return {"claimed": 0, "reaped": 0, "expired": 0}
+    metrics.TICK_DURATION.observe(time.monotonic() - began)
+    metrics.CLAIMED.inc(report.claimed)
+    metrics.REAPED.inc(report.reaped)
     return {"claimed": report.claimed, "reaped": report.reaped, "expired": report.expired}
 
 
@@ -68,7 +73,7 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     reaper then recover the booking, reconciling the call).
     """
     try:
-        return runtime.current().starter.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+        result = runtime.current().starter.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
     except NotDueYet as exc:  # this worker's clock runs ahead of the database's
         raise self.retry(countdown=exc.seconds, max_retries=DB_RETRIES) from None
     except OperationalError as exc:
@@ -79,6 +84,8 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
             extra={"action": "start_db_error", "stream_id": stream_id},
         )
         raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
+    metrics.STARTS.labels(outcome=result.value).inc()
+    return result
 
 
 @app.task(name="livestreams.track_stream", ignore_result=True, bind=True)
@@ -91,7 +98,7 @@ def track_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     due again at the end of its lease (the next run checks before it stops anything).
     """
     try:
-        return runtime.current().tracker.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+        result = runtime.current().tracker.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
     except OperationalError as exc:
         log.warning(
             "tracking of %s interrupted by a database error, trying again: %s",
@@ -100,3 +107,5 @@ def track_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
             extra={"action": "track_db_error", "stream_id": stream_id},
         )
         raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
+    metrics.TRACK_RUNS.labels(result=result.value).inc()
+    return result
