@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from worker.http import bookings, ops, problems, webhooks
+from worker.http import bookings, metrics, ops, problems, webhooks
 from worker.provider_webhooks import WebhookKeys
 from worker.settings import Settings
 
@@ -22,7 +22,9 @@ def create_app(settings: Settings) -> FastAPI:
     # One per process (uvicorn builds the app in each worker): a fetched key is kept here.
     app.state.webhook_keys = WebhookKeys.from_settings(settings)
     problems.install(app)
+    metrics.install(app, settings)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
     app.include_router(bookings.router)
     app.include_router(webhooks.router)
     app.add_middleware(problems.BodyLimit)
