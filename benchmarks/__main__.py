@@ -14,7 +14,16 @@ from benchmarks import deps
 
 def main(argv: list[str] | None = None) -> int:
     deps.ensure()  # before the cases import what it installs
-    from benchmarks import alternative, api, burst, dispatch, lateness, memory, tracking
+    from benchmarks import (
+        alternative,
+        api,
+        burst,
+        dispatch,
+        lateness,
+        memory,
+        metrics_cost,
+        tracking,
+    )
     from benchmarks.noise import Noise
     from benchmarks.report import Figure, figure, log, table
     from benchmarks.services import Bench, bench
@@ -28,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "alt-dispatch": alternative.run_dispatch,
         "api": api.run,
         "tracking": tracking.run,
+        "metrics": metrics_cost.run,
     }
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")

@@ -125,11 +125,18 @@ def _noop(bench: Bench, celery: Celery, count: int) -> tuple[float | None, dict[
     return (max(runs) - instant.timestamp() if len(runs) == count else None), cpu
 
 
-def burst(bench: Bench, count: int, *, url: str | None = None, noop: bool = True) -> BurstResult:
+def burst(
+    bench: Bench,
+    count: int,
+    *,
+    url: str | None = None,
+    noop: bool = True,
+    env: dict[str, str] | None = None,
+) -> BurstResult:
     """One burst of ``count`` bookings (then of ``count`` no-ops) on a fresh worker and beat,
-    against the database at ``url`` (the run's own by default)."""
+    against the database at ``url`` (the run's own by default); ``env``: more settings."""
     url = url or bench.database_url
-    with Celery(bench, {**ENV, "LIVESTREAMS_DATABASE_URL": url}) as celery:
+    with Celery(bench, {**ENV, "LIVESTREAMS_DATABASE_URL": url, **(env or {})}) as celery:
         # The product's app plus the no-op task, so both run on the very same worker.
         worker = celery.worker("worker", pool=POOL, concurrency=CONCURRENCY, app=APP)
         beat = celery.beat("beat")

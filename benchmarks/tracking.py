@@ -81,7 +81,10 @@ def measure(bench: Bench, webhooks: bool) -> tuple[float, float, int]:
 def run(bench: Bench) -> list[Figure]:
     figs: list[Figure] = []
     for webhooks in (False, True):
-        per_hour, before, count = measure(bench, webhooks)
+        try:
+            per_hour, before, count = measure(bench, webhooks)
+        finally:  # the fake keeps its lifecycle across resets: later cases expect none
+            bench.fake.configure({"live_after": None, "webhooks": None})
         label = "with_webhooks" if webhooks else "without_webhooks"
         note = f"{count} live streams; live-check intervals scaled 1/{SCALE:g}"
         figs.append(
