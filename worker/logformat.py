@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 TEXT, JSON = "text", "json"
+_BASE = frozenset({"time", "level", "logger", "message"})
 FORMATS = (TEXT, JSON)
 
 # The attributes every LogRecord has: anything else on a record came from ``extra=``.
@@ -23,6 +27,35 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
     "taskName",
     "color_message",
 }
+
+
+# Fields that every line logged inside a run carries (its booking, its attempt), so that a
+# line of the API client, which knows neither, can still be found by booking.
+_context: ContextVar[dict[str, Any] | None] = ContextVar("livestreams_log_context", default=None)
+
+
+@contextmanager
+def context(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every record logged inside the block (this thread or task only)."""
+    token = _context.set({**(_context.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+_base_factory = logging.getLogRecordFactory()
+_CONTEXT = "livestreams_context"
+
+
+def _record_with_context(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    # One attribute of its own: logging refuses an ``extra=`` key that the record already has.
+    record.__dict__[_CONTEXT] = _context.get()
+    return record
+
+
+logging.setLogRecordFactory(_record_with_context)
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,9 +68,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_") and key not in doc:
-                doc[key] = value
+        # The run's fields (stream_id, attempt), then the line's own, which win.
+        fields = {**(record.__dict__.get(_CONTEXT) or {}), **{
+            key: value for key, value in record.__dict__.items()
+            if key not in _STANDARD and key != _CONTEXT and not key.startswith("_")
+        }}  # fmt: skip
+        doc.update({key: value for key, value in fields.items() if key not in _BASE})
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:

@@ -188,7 +188,7 @@ class Recorder:
             return self.report(job, decision)
         log.info(
             "livestream %s for booking %s (%s)", found.id, job.stream_id, result.value,
-            extra={"action": "stream_started", "stream_id": str(job.stream_id)},
+            extra={"action": "stream_started", "livestream_id": found.id},
         )  # fmt: skip
         return result
 

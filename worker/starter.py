@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
 from models.db import db_now
-from worker import attempts, claims, metrics, pacing, policy
+from worker import attempts, claims, logformat, metrics, pacing, policy
 from worker.errors import AmbiguousError, NotDueYet, UpstreamError
 from worker.policy import Decision, Next
 from worker.realtimekit import Livestream, RealtimeKitClient
@@ -64,6 +64,10 @@ class Starter:
 
     def run(self, stream_id: uuid.UUID, token: uuid.UUID) -> RunResult:
         """Do what the claim asks, if it is still this one."""
+        with logformat.context(stream_id=str(stream_id)):
+            return self._run(stream_id, token)
+
+    def _run(self, stream_id: uuid.UUID, token: uuid.UUID) -> RunResult:
         plain = self._begin_plain_start(stream_id, token)
         if plain is not None:
             return self._guarded(*plain, AttemptAction.START, self._call_start)
@@ -95,7 +99,8 @@ class Starter:
         """
         started = time.monotonic()
         try:
-            return step(job, number)
+            with logformat.context(attempt=number):
+                return step(job, number)
         except (OperationalError, NotDueYet):
             raise
         except Exception as exc:

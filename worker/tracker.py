@@ -32,7 +32,7 @@ from models import (
     StatusSource,
 )
 from models.db import db_now, write_with_retries
-from worker import attempts, follow, observe, pacing, tracking
+from worker import attempts, follow, logformat, observe, pacing, tracking
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.follow import Cadence, Decision, Facts, Next
 from worker.realtimekit import Livestream, RealtimeKitClient
@@ -98,6 +98,10 @@ class Tracker:
 
     def run(self, stream_id: uuid.UUID, token: uuid.UUID) -> TrackResult:
         """Check, and stop or end, the row this claim holds, if it still holds it."""
+        with logformat.context(stream_id=str(stream_id)):
+            return self._run(stream_id, token)
+
+    def _run(self, stream_id: uuid.UUID, token: uuid.UUID) -> TrackResult:
         begun = self._write_ahead(stream_id, token, AttemptAction.STATUS)
         if begun is None:
             return TrackResult.STALE
@@ -234,7 +238,8 @@ class Tracker:
             return TrackResult.STALE
         log.info(
             "livestream %s of booking %s ended (%s)", run.facts.livestream_id, run.stream_id,
-            reason.value, extra={"action": "stream_ended", "stream_id": str(run.stream_id)},
+            reason.value,
+            extra={"action": "stream_ended", "livestream_id": run.facts.livestream_id},
         )  # fmt: skip
         return TrackResult.STOPPED if reason is not EndReason.ENDED_UPSTREAM else TrackResult.ENDED
 

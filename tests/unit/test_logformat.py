@@ -63,3 +63,16 @@ def test_log_format_setting(raw: str, expected: str) -> None:
 def test_a_bad_log_format_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="LIVESTREAMS_LOG_FORMAT: must be text or json"):
         Settings.from_env({"LIVESTREAMS_LOG_FORMAT": "xml"})
+
+
+def test_lines_inside_a_run_carry_its_booking_and_attempt(caplog) -> None:
+    from worker import logformat
+
+    caplog.set_level(logging.INFO)
+    with logformat.context(stream_id="s-1"), logformat.context(attempt=2):
+        logging.getLogger("worker.realtimekit").info("call", extra={"ray_id": "r-1"})
+    logging.getLogger("worker.realtimekit").info("outside")
+    inside, outside = caplog.records
+    doc = json.loads(JsonFormatter().format(inside))
+    assert (doc["stream_id"], doc["attempt"], doc["ray_id"]) == ("s-1", 2, "r-1")
+    assert "stream_id" not in json.loads(JsonFormatter().format(outside))
