@@ -71,14 +71,18 @@ def tick(
         # the lookahead: then the claims are handed out for that instant.
         horizon = now + timedelta(seconds=settings.lookahead)
         waiting = paused is not None and paused > horizon
-        held_for = settings.lookahead + 2 * settings.lease
+        held_for = settings.lookahead  # a held tracked row is due by then
         budget = (
             0 if waiting else pacing.budget(session, settings.rate_limit, now, held_for=held_for)
         )
         # The broker holds at most a batch of claims that no run has taken up: a burst waits
         # in the database, in order, rather than in a queue so long that its tail outlives
         # the pickup grace and is taken back, and queued again, behind the same backlog.
-        room = min(budget, settings.claim_batch - claims.unconfirmed(session, now))
+        # Track runs share the queue, so they count against the same cap, and take at most
+        # half of it: a burst of status checks never stands long before the starts due next.
+        tracked = tracking.unconfirmed(session, now)
+        backlog = claims.unconfirmed(session, now) + tracked
+        room = min(budget, settings.claim_batch - backlog)
         fresh = (
             claims.claim_due(
                 session,
@@ -91,7 +95,9 @@ def tick(
             if room > 0
             else []
         )
-        follow_up = _tracking_claims(session, now, settings, budget - len(fresh), paused)
+        left = min(budget - len(fresh), settings.claim_batch - backlog - len(fresh))
+        left = min(left, settings.claim_batch // 2 - tracked)
+        follow_up = _tracking_claims(session, now, settings, left, paused)
         upsert_newer(
             session, DispatcherHeartbeat, "name", "last_tick_at",
             name=HEARTBEAT, last_tick_at=now, running_since=since,
@@ -128,7 +134,8 @@ def _tracking_claims(
     left: int,
     paused: datetime | None,
 ) -> tuple[list[Claim], list[Claim]]:
-    """Stops, then status checks, within what the budget has ``left`` after the starts.
+    """Stops, then status checks, within what the budget (and the broker's cap) has ``left``
+    after the starts.
 
     Checks also leave room for every start due within the rate window: a burst of bookings
     must never find the budget spent on asking how streams are doing.

@@ -128,6 +128,19 @@ def reap(
     return [replace(c, due_at=now, kind=TRACK) for c in claimed]
 
 
+def unconfirmed(session: Session, now: datetime) -> int:
+    """Tracked claims handed out for now or earlier that no run has confirmed yet: their
+    messages wait in the broker (held rows are due by now, so the index bounds the scan)."""
+    query = select(func.count()).where(
+        S.state.in_(_TRACKED),
+        S.due_at <= now,
+        S.claim_token.is_not(None),
+        S.claim_owner.is_(None),
+        S.claimed_at <= now,
+    )
+    return session.scalar(query) or 0
+
+
 def starts_due_within(session: Session, now: datetime, seconds: float) -> int:
     """Bookings due to start within ``seconds``: the room a status check must leave them."""
     query = select(func.count()).where(

@@ -264,3 +264,18 @@ def test_a_tracked_claim_no_worker_took_up_is_taken_back_within_the_pickup_grace
     report = tick(get_sessionmaker(settings.database_url), settings, second.append)
     assert report.reaped == 1 and [c.stream_id for c in second] == [ident]
     assert second[0].kind == "track" and second[0].token != first[0].token
+
+
+def test_track_runs_take_at_most_half_the_brokers_cap_and_count_against_it(settings, book):
+    settings = replace(settings, claim_batch=10)
+    _tracked(settings, book, 8)
+    first: list[Claim] = []
+    tick(get_sessionmaker(settings.database_url), settings, first.append)
+    assert len(first) == 5  # half the cap: the other half is the starts'
+    starts = [book() for _ in range(8)]
+    _due(settings, starts)
+    second: list[Claim] = []
+    report = tick(get_sessionmaker(settings.database_url), settings, second.append)
+    # Five checks wait in the broker, unconfirmed: five places are left, all for starts.
+    assert report.claimed == 5 and report.checks == 0
+    assert {c.kind for c in second} == {"start"}
