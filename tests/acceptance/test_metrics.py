@@ -36,8 +36,10 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
         yield p
 
 
-def scrape(pipeline: Pipeline) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    port = pipeline.env["LIVESTREAMS_METRICS_PORT"]
+def scrape(
+    pipeline: Pipeline, port: str | int | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    port = port or pipeline.env["LIVESTREAMS_METRICS_PORT"]
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -97,3 +99,10 @@ def test_counts_across_pool_children_equal_the_database_even_after_a_child_is_ki
     assert got[("livestreams_dispatch_tick_duration_seconds_count", ())] >= 5
     # Counted in the children, served by the worker's main process alone.
     assert len(pool_children(worker.pid)) == 2
+    # And the state, as `livestreams serve` reads it from the database.
+    serve_port = free_port()
+    pipeline.celery.serve("serve", serve_port)
+    state = scrape(pipeline, serve_port)
+    assert state[("livestreams_bookings", (("state", "started"),))] == total
+    assert state[("livestreams_overdue_bookings", ())] == 0
+    assert state[("livestreams_last_dispatch_tick_age_seconds", ())] < 30
