@@ -17,9 +17,16 @@ from sqlalchemy import case, exists, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import TRACKED_STATES, ScheduledStream, StartAttempt, StreamState, UTCDateTime
+from models import (
+    TRACKED_STATES,
+    EventType,
+    ScheduledStream,
+    StartAttempt,
+    StreamState,
+    UTCDateTime,
+)
 from models.db import db_now
-from worker import ending, transitions
+from worker import ending, outbox, transitions
 from worker.attempts import UNCLEAR_START_CALL, first_unclear_call
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
@@ -193,6 +200,7 @@ def cancel(session: Session, stream: ScheduledStream) -> ScheduledStream:
         state=StreamState.CANCELLED.value,
         last_error="cancelled by ops",
     )
+    outbox.after(ok, session, EventType.BOOKING_CANCELLED, stream.id, now)
     return _applied(session, stream, ok, "cancel", "scheduled or retrying", unsettled=True)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import claims, pacing, tracking
+from worker import claims, pacing, tracking, webhook_claims
 from worker.claims import Claim
 from worker.settings import Settings
 
@@ -92,6 +92,10 @@ def tick(
             else []
         )
         follow_up = _tracking_claims(session, now, settings, budget - len(fresh), paused)
+        # Outbound webhooks: no upstream budget, one indexed claim per tick (worker.webhook_claims).
+        webhooks = webhook_claims.claim(
+            session, now, lease=webhook_claims.DELIVERY_LEASE, batch=settings.claim_batch
+        )
         upsert_newer(
             session, DispatcherHeartbeat, "name", "last_tick_at",
             name=HEARTBEAT, last_tick_at=now, running_since=since,
@@ -99,7 +103,7 @@ def tick(
         )  # fmt: skip
     stops, checks = follow_up
     enqueued = 0
-    for claim in [*reaped, *fresh, *stops, *checks]:
+    for claim in [*reaped, *fresh, *stops, *checks, *webhooks]:
         try:
             enqueue(claim)
         except Exception:  # the broker is down: a later tick takes the row back

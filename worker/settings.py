@@ -117,6 +117,8 @@ class Settings:
     # The provider's webhook signing key (PEM), given; None: fetched from webhook_key_url.
     rtk_webhook_public_key: str | None = None
     webhook_key_url: str = ""  # "": derived from base_url (see __post_init__)
+    # Outbound webhooks may go to loopback and private addresses (the demo and the tests).
+    webhooks_allow_private: bool = False
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
@@ -169,6 +171,7 @@ class Settings:
             max_duration=_seconds(env, "LIVESTREAMS_MAX_DURATION", DEFAULT_MAX_DURATION),
             rtk_webhook_public_key=_public_key(env, "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY"),
             webhook_key_url=_optional_url(env, "LIVESTREAMS_RTK_WEBHOOK_KEY_URL"),
+            webhooks_allow_private=_flag(env, "LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE"),
         )
         settings.check()
         return settings
@@ -295,6 +298,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool
     if value == 0 and not zero_ok:
         raise SettingsError(name, "must be greater than 0")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SettingsError(name, f"must be 1 or 0, got {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
