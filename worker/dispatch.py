@@ -94,7 +94,7 @@ def tick(
         follow_up = _tracking_claims(session, now, settings, budget - len(fresh), paused)
         # Outbound webhooks: no upstream budget, one indexed claim per tick (worker.webhook_claims).
         webhooks = webhook_claims.claim(
-            session, now, lease=webhook_claims.DELIVERY_LEASE, batch=settings.claim_batch
+            session, now, lease=settings.webhook_lease, batch=settings.claim_batch
         )
         upsert_newer(
             session, DispatcherHeartbeat, "name", "last_tick_at",

@@ -26,16 +26,11 @@ from models import (
     WebhookEvent,
 )
 from worker.claims import Claim
-from worker.webhook_policy import TIMEOUT
 
 D = WebhookDelivery
 E = WebhookEndpoint
 WEBHOOK = "webhook"  # Claim.kind: run by livestreams.deliver_webhook
 PENDING = DeliveryState.PENDING.value
-# A run holds its delivery this long: each phase of the POST (connect, send, each read) is
-# bounded by TIMEOUT and the body read stops at a TIMEOUT deadline, so a run that still holds
-# the claim when this runs out has vanished. Its delivery is then claimed again.
-DELIVERY_LEASE = 4 * TIMEOUT + 10
 
 # The run still holds the delivery: pending, under its token.
 DELIVERY_HELD = and_(
@@ -47,7 +42,21 @@ DELIVERY_HELD = and_(
 
 def claim(session: Session, now: datetime, *, lease: float, batch: int) -> list[Claim]:
     """CLAIM_DELIVERIES: up to ``batch`` pending deliveries due by ``now``, oldest first,
-    not held by a live run, to an enabled endpoint. Their lease runs ``lease`` seconds."""
+    not held by a live run, to an enabled endpoint. Their lease runs ``lease`` seconds.
+
+    At most ``batch`` are held at once, counting those claimed before and not finished: a
+    backlog (an endpoint back after a day) waits in the database, in order, rather than in a
+    broker queue so long that leases run out in it and the same messages are queued again.
+    """
+    held = session.scalar(
+        select(func.count()).where(
+            D.state == PENDING,
+            D.due_at <= now,
+            D.claim_token.is_not(None),
+            D.lease_expires_at >= now,
+        )
+    )
+    batch -= held or 0
     if batch <= 0:
         return []
     token = uuid.uuid4()

@@ -29,7 +29,6 @@ from worker import ssrf, webhook_claims, webhook_signing
 from worker.crypto import StreamKeyCipher
 from worker.errors import UnsafeWebhookURL
 from worker.settings import Secret, Settings
-from worker.webhook_claims import DELIVERY_LEASE
 from worker.webhook_policy import EXCERPT, TIMEOUT, Decision, Next, decide
 
 log = logging.getLogger(__name__)
@@ -68,14 +67,13 @@ class Sender:
         transport: httpx.BaseTransport | None = None,
         resolver: ssrf.Resolver = ssrf.resolve,
         rand: Callable[[], float] = random.random,
-        lease: float = DELIVERY_LEASE,
     ) -> None:
         self.factory = factory
         self.settings = settings
         self.cipher = cipher
         self.resolver = resolver
         self.rand = rand
-        self.lease = lease
+        self.lease = settings.webhook_lease
         self.client = httpx.Client(
             timeout=httpx.Timeout(TIMEOUT), transport=transport, follow_redirects=False
         )

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from models import (
+    DeliveryState,
     EndReason,
     Problem,
     ScheduledStream,
@@ -369,3 +370,22 @@ def test_replay_sends_the_same_message_again(factory, open_settings, cipher, boo
     first, second = receiver.wait_for(2)
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     assert first.body == second.body and second.verified_by == (0,)
+
+
+def test_the_claim_holds_at_most_a_batch_at_once(factory, open_settings, cipher, book) -> None:
+    register(factory, open_settings, cipher, "http://127.0.0.1:9/a")
+    streams = [book() for _ in range(3)]
+    with factory.begin() as s:
+        for stream in streams:
+            booking.cancel(s, booking.find(s, stream.id))
+    with factory.begin() as s:
+        now = db_now(s)
+        first = webhook_claims.claim(s, now, lease=60, batch=2)
+        assert len(first) == 2
+        assert webhook_claims.claim(s, now, lease=60, batch=2) == []  # two held already
+        done = webhook_claims.finish(
+            s, first[0].stream_id, first[0].token, now, state=DeliveryState.DELIVERED,
+            status=200, error=None,
+        )  # fmt: skip
+        assert done
+        assert len(webhook_claims.claim(s, now, lease=60, batch=2)) == 1
