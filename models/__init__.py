@@ -20,6 +20,14 @@ from models.streams import (
     UpstreamPause,
     WorkerHeartbeat,
 )
+from models.webhooks import (
+    DeliveryState,
+    EventType,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 __all__ = [
     "CLAIMABLE_STATES",
@@ -29,8 +37,10 @@ __all__ = [
     "AttemptAction",
     "AttemptOutcome",
     "Base",
+    "DeliveryState",
     "DispatcherHeartbeat",
     "EndReason",
+    "EventType",
     "Problem",
     "ProviderWebhook",
     "ScheduledStream",
@@ -40,5 +50,9 @@ __all__ = [
     "StreamState",
     "UTCDateTime",
     "UpstreamPause",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "WorkerHeartbeat",
 ]

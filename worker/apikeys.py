@@ -10,7 +10,9 @@ Scopes (what a key may do):
     bookings:read     list and show bookings (stream keys masked)
     bookings:write    book, cancel, reschedule, retry
     stream-keys:read  reveal a booking's stream key in the clear
-    ops               /v1/status, and everything bookings:read and bookings:write allow
+    webhooks:manage   register and manage outbound webhook endpoints (/v1/webhook-endpoints)
+    ops               /v1/status, and everything bookings:read, bookings:write and
+                      webhooks:manage allow
 
 ``ops`` does not imply ``stream-keys:read``: revealing stream keys is granted on its own, so an
 ops dashboard key that leaks cannot be used to hijack a broadcast.
@@ -38,9 +40,10 @@ from worker.timeparse import parse_instant
 BOOKINGS_READ = "bookings:read"
 BOOKINGS_WRITE = "bookings:write"
 STREAM_KEYS_READ = "stream-keys:read"
+WEBHOOKS_MANAGE = "webhooks:manage"
 OPS = "ops"
-SCOPES = (BOOKINGS_READ, BOOKINGS_WRITE, STREAM_KEYS_READ, OPS)
-IMPLIED = {OPS: frozenset({OPS, BOOKINGS_READ, BOOKINGS_WRITE})}
+SCOPES = (BOOKINGS_READ, BOOKINGS_WRITE, STREAM_KEYS_READ, WEBHOOKS_MANAGE, OPS)
+IMPLIED = {OPS: frozenset({OPS, BOOKINGS_READ, BOOKINGS_WRITE, WEBHOOKS_MANAGE})}
 
 KEY_PREFIX = "lsk"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

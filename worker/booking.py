@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from models import (
     TRACKED_STATES,
+    EventType,
     Problem,
     ScheduledStream,
     StartAttempt,
@@ -26,7 +27,7 @@ from models import (
     UTCDateTime,
 )
 from models.db import db_now
-from worker import ending, transitions
+from worker import ending, outbox, transitions
 from worker.attempts import UNCLEAR_START_CALL, first_unclear_call
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
@@ -203,6 +204,7 @@ def cancel(session: Session, stream: ScheduledStream) -> ScheduledStream:
         state=StreamState.CANCELLED.value,
         last_error="cancelled by ops",
     )
+    outbox.after(ok, session, EventType.BOOKING_CANCELLED, stream.id, now)
     return _applied(session, stream, ok, "cancel", "scheduled or retrying", unsettled=True)
 
 

@@ -30,12 +30,14 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models import (
     CLAIMABLE_STATES,
+    EventType,
     ScheduledStream,
     StartAttempt,
     StreamState,
     UpstreamPause,
     WorkerHeartbeat,
 )
+from worker import outbox
 from worker.attempts import UNCLEAR_START_CALL
 
 S = ScheduledStream
@@ -219,9 +221,12 @@ def fail_reclaimed(
             " attempts",
             updated_at=now,
         )
+        .returning(S.id)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).rowcount  # type: ignore[attr-defined, no-any-return]
+    failed = session.execute(stmt).scalars().all()
+    outbox.emit_many(session, EventType.BOOKING_FAILED, failed, now)
+    return len(failed)
 
 
 def expire_untried(session: Session, now: datetime) -> int:
@@ -248,9 +253,12 @@ def expire_untried(session: Session, now: datetime) -> int:
             ),
             updated_at=now,
         )
+        .returning(S.id)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).rowcount  # type: ignore[attr-defined, no-any-return]
+    missed = session.execute(stmt).scalars().all()
+    outbox.emit_many(session, EventType.BOOKING_MISSED, missed, now)
+    return len(missed)
 
 
 def _confirm_statement(*guards: ColumnElement[bool], returning: list[Any]) -> Update:

@@ -15,6 +15,7 @@ import click
 
 from worker import booking, listing, logformat, observe
 from worker.cli_http import api_key, serve
+from worker.cli_webhooks import webhooks
 from worker.clitools import (
     EXIT_FAILURE,
     P,
@@ -360,6 +361,7 @@ def keygen(as_json: bool) -> None:
 
 cli.add_command(api_key)
 cli.add_command(serve)
+cli.add_command(webhooks)
 
 
 def main() -> None:

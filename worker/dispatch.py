@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import claims, pacing, tracking
+from worker import claims, pacing, tracking, webhook_claims
 from worker.claims import Claim
 from worker.settings import Settings
 
@@ -98,6 +98,10 @@ def tick(
         left = min(budget - len(fresh), settings.claim_batch - backlog - len(fresh))
         left = min(left, settings.claim_batch // 2 - tracked)
         follow_up = _tracking_claims(session, now, settings, left, paused)
+        # Outbound webhooks: no upstream budget, one indexed claim per tick (worker.webhook_claims).
+        webhooks = webhook_claims.claim(
+            session, now, lease=settings.webhook_lease, batch=settings.claim_batch
+        )
         upsert_newer(
             session, DispatcherHeartbeat, "name", "last_tick_at",
             name=HEARTBEAT, last_tick_at=now, running_since=since,
@@ -105,7 +109,7 @@ def tick(
         )  # fmt: skip
     stops, checks = follow_up
     enqueued = 0
-    for claim in [*reaped, *fresh, *stops, *checks]:
+    for claim in [*reaped, *fresh, *stops, *checks, *webhooks]:
         try:
             enqueue(claim)
         except Exception:  # the broker is down: a later tick takes the row back

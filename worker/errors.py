@@ -7,8 +7,11 @@
     │   ├── BookingError     a booking request was refused
     │   │   ├── BookingConflict  the input disagrees with what is stored (same ref, other fields)
     │   │   └── BookingNotFound  no booking with that id or reference
-    │   └── ApiKeyError      an API key request was refused (name, scope, expiry)
-    │       └── ApiKeyNotFound   no API key with that name or id
+    │   ├── ApiKeyError      an API key request was refused (name, scope, expiry)
+    │   │   └── ApiKeyNotFound   no API key with that name or id
+    │   └── WebhookEndpointError  a webhook endpoint request was refused (url, event types)
+    │       ├── UnsafeWebhookURL      the URL leads to a loopback, private or metadata address
+    │       └── WebhookEndpointNotFound  no endpoint (or delivery) with that id
     ├── AuthError            the HTTP app refused the presented API key; nothing was done
     │   ├── NotAuthenticated no key, or an unknown, expired or revoked one (HTTP 401)
     │   └── MissingScope     the key is good but lacks the endpoint's scope (HTTP 403)
@@ -80,6 +83,18 @@ class ApiKeyError(InputError):
 
 class ApiKeyNotFound(ApiKeyError):
     """No API key has that name or id."""
+
+
+class WebhookEndpointError(InputError):
+    """A webhook endpoint could not be registered or changed as asked; nothing was changed."""
+
+
+class UnsafeWebhookURL(WebhookEndpointError):
+    """The URL is not http(s), or its host resolves to an address we never send to."""
+
+
+class WebhookEndpointNotFound(WebhookEndpointError):
+    """No webhook endpoint (or delivery) has that id."""
 
 
 class AuthError(LivestreamsError):

@@ -3,7 +3,7 @@ dispatcher's pulse, and the provider webhooks of the last hour."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from models import CLAIMABLE_STATES, Problem, ScheduledStream, StreamState
 from models.db import db_now
-from worker import deliveries
+from worker import deliveries, endpoints
 from worker.dispatch import last_tick
 from worker.settings import Settings
 
@@ -34,6 +34,9 @@ class Health:
     problems: list[str]
     webhooks: dict[str, int]  # provider webhooks received in the last hour, by result
     last_webhook_at: datetime | None
+    # Outbound webhook endpoints failing for over an hour: the platform's outage, reported
+    # but not ill health of the pipeline (the check does not fail for it).
+    failing_endpoints: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -67,6 +70,7 @@ class Health:
             "last_provider_webhook_at": (
                 self.last_webhook_at.isoformat() if self.last_webhook_at else None
             ),
+            "failing_webhook_endpoints": self.failing_endpoints,
         }
 
 
@@ -123,9 +127,14 @@ def check(session: Session, settings: Settings) -> Health:
         problems.append(f"{past_deadline} booking(s) still starting past their start deadline")
     webhooks = deliveries.counts_since(session, now - WEBHOOK_WINDOW)
     last_webhook = deliveries.last_received_at(session)
+    failing = [
+        {"id": str(e.id), "url": e.url, "failures_in_a_row": e.failures_in_a_row,
+         "failing_since": e.failing_since.isoformat() if e.failing_since else None}
+        for e in endpoints.failing(session, now)
+    ]  # fmt: skip
     return Health(
         now, counts, flagged, tick, overdue, stuck, past_deadline, problems, webhooks,
-        last_webhook,
+        last_webhook, failing,
     )  # fmt: skip
 
 
@@ -146,4 +155,9 @@ def render(health: Health) -> str:
     last = health.last_webhook_at
     when = "never" if last is None else f"{(health.now - last).total_seconds():.0f} s ago"
     lines.append(f"  provider webhooks, last hour: {counted} (last {when})")
+    for e in health.failing_endpoints:
+        lines.append(
+            f"  webhook endpoint {e['id']} ({e['url']}) failing since {e['failing_since']}:"
+            f" {e['failures_in_a_row']} failures in a row"
+        )
     return "\n".join(lines)

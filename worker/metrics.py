@@ -70,6 +70,12 @@ TRACK_RUNS = Counter(
     ["result"],
 )
 
+WEBHOOK_DELIVERIES = Counter(
+    "livestreams_webhook_deliveries",
+    "Outbound webhook delivery runs, by result (delivered, retrying, failed, disabled, ...)",
+    ["result"],
+)
+
 
 def serve(port: int, folder: Path) -> None:
     """In the worker's main process: serve the sum over every process's files on ``port``

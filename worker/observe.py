@@ -24,12 +24,14 @@ from sqlalchemy.orm import Session
 
 from models import (
     TRACKED_STATES,
+    EventType,
     Problem,
     ScheduledStream,
     StatusEvent,
     StatusSource,
     StreamState,
 )
+from worker import outbox
 
 S = ScheduledStream
 LIVE = "LIVE"
@@ -81,7 +83,7 @@ def apply(
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if status == LIVE:
-        session.execute(
+        marked = session.execute(
             update(S)  # MARK_LIVE
             .where(mine, S.state == StreamState.STARTED.value)
             .values(
@@ -91,7 +93,8 @@ def apply(
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount  # type: ignore[attr-defined]
+        outbox.after(bool(marked), session, EventType.STREAM_LIVE, stream_id, now)
         if stored:
             session.execute(
                 update(S)  # a newer LIVE clears the errored flag of a live row too
@@ -100,12 +103,13 @@ def apply(
                 .execution_options(synchronize_session=False)
             )
     elif status == ERRORED and stored:
-        session.execute(
+        flagged = session.execute(
             update(S)  # FLAG_ERRORED
             .where(mine, S.state.in_(_TRACKED), S.problem.is_(None))
             .values(problem=Problem.ERRORED.value, updated_at=now)
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount  # type: ignore[attr-defined]
+        outbox.after(bool(flagged), session, EventType.STREAM_ERRORED, stream_id, now)
     elif stored and seen.source is StatusSource.WEBHOOK:
         session.execute(
             update(S)  # CHECK_SOON: an idle tracked row not held by a run is checked now

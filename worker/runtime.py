@@ -26,6 +26,7 @@ from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
 from worker.starter import Starter
 from worker.tracker import Tracker
+from worker.webhook_sender import Sender
 
 
 class Runtime:
@@ -39,6 +40,7 @@ class Runtime:
         self._client = client
         self._starter: Starter | None = None
         self._tracker: Tracker | None = None
+        self._sender: Sender | None = None
         self._heartbeat: Heartbeat | None = None
         self._lock = threading.Lock()  # the threads pool shares one runtime
 
@@ -74,6 +76,15 @@ class Runtime:
                 self._tracker = Tracker(self.sessions, self.settings, client, owner=owner)
             return self._tracker
 
+    @property
+    def sender(self) -> Sender:
+        """The outbound webhook sender: its claims are leased, so it needs no heartbeat."""
+        with self._lock:
+            if self._sender is None:
+                cipher = cipher_for(self.settings, create=True)
+                self._sender = Sender(self.sessions, self.settings, cipher)
+            return self._sender
+
     def _beating(self) -> uuid.UUID:
         if self._heartbeat is None:
             self._heartbeat = Heartbeat(self.sessions, self.settings.heartbeat_interval)
@@ -88,7 +99,10 @@ class Runtime:
                     self._heartbeat.stop()
                 if self._client is not None:
                     self._client.close()
+                if self._sender is not None:
+                    self._sender.close()
             self._client = self._starter = self._tracker = self._heartbeat = None
+            self._sender = None
 
 
 _lock = threading.Lock()

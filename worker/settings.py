@@ -45,6 +45,10 @@ DEFAULT_LIVE_CHECK = 300.0  # while live, and no provider webhook came lately: c
 DEFAULT_LIVE_CHECK_WITH_WEBHOOKS = 1800.0  # while live, and provider webhooks are flowing
 DEFAULT_WEBHOOKS_FRESH = 600.0  # provider webhooks are "flowing" if one came this recently
 DEFAULT_MAX_DURATION = 86400.0  # ends_at at most this long after the start
+# Outbound webhooks: each phase of a POST (connect, send, each read) is bounded by 15 s and the
+# body read stops 15 s in, so a run still holding its delivery after this has vanished. A
+# shorter lease only risks sending a message twice (delivery is at least once), never losing it.
+DEFAULT_WEBHOOK_LEASE = 70.0
 # Where the provider publishes its webhook signing key, for Cloudflare's own API; for any other
 # base URL (the fake API), the same path on its origin.
 CLOUDFLARE_WEBHOOK_KEY_URL = "https://api.realtime.cloudflare.com/.well-known/webhooks.json"
@@ -120,6 +124,11 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object per line (worker.logformat)
     task_events: bool = False  # Celery task events, for Flower and celery-exporter
     metrics_port: int | None = None  # the worker's main process serves /metrics here
+    # Outbound webhooks may go to loopback and private addresses (the demo and the tests).
+    webhooks_allow_private: bool = False
+    # A webhook delivery run holds its claim this long (worker.webhook_claims); a run that
+    # vanished (killed worker, flushed broker) is claimed again after it.
+    webhook_lease: float = DEFAULT_WEBHOOK_LEASE
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
@@ -175,6 +184,8 @@ class Settings:
             log_format=log_format_from_env(env),
             task_events=_flag(env, "LIVESTREAMS_TASK_EVENTS"),
             metrics_port=metrics_port_from_env(env),
+            webhooks_allow_private=_flag(env, "LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE"),
+            webhook_lease=_seconds(env, "LIVESTREAMS_WEBHOOK_LEASE", DEFAULT_WEBHOOK_LEASE),
         )
         settings.check()
         return settings

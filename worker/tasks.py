@@ -19,6 +19,7 @@ from worker.claims import Claim
 from worker.dispatch import tick
 from worker.errors import NotDueYet
 from worker.tracking import TRACK
+from worker.webhook_claims import WEBHOOK
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def _first_line(exc: SQLAlchemyError) -> str:
 
 
 def _enqueue(claim: Claim) -> None:
-    task = track_stream if claim.kind == TRACK else start_stream
+    task = {TRACK: track_stream, WEBHOOK: deliver_webhook}.get(claim.kind, start_stream)
     task.apply_async(args=(str(claim.stream_id), str(claim.token)), eta=claim.due_at)
 
 
@@ -108,4 +109,24 @@ def track_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
         )
         raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
     metrics.TRACK_RUNS.labels(result=result.value).inc()
+    return result
+
+
+@app.task(name="livestreams.deliver_webhook", ignore_result=True, bind=True)
+def deliver_webhook(self: Task[Any, Any], delivery_id: str, claim_token: str) -> str:
+    """POST one claimed outbound webhook delivery; a no-op unless the claim is still this one.
+
+    The message carries ids only, never the secret or the body (both stay in the database).
+    """
+    try:
+        result = runtime.current().sender.run(uuid.UUID(delivery_id), uuid.UUID(claim_token))
+    except OperationalError as exc:
+        log.warning(
+            "webhook delivery %s interrupted by a database error, trying again: %s",
+            delivery_id,
+            _first_line(exc),
+            extra={"action": "webhook_db_error", "delivery_id": delivery_id},
+        )
+        raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
+    metrics.WEBHOOK_DELIVERIES.labels(result=result.value).inc()
     return result

@@ -22,11 +22,13 @@ from models import (
     CLAIMABLE_STATES,
     TRACKED_STATES,
     EndReason,
+    EventType,
     Problem,
     ScheduledStream,
     StreamState,
     WorkerHeartbeat,
 )
+from worker import outbox
 from worker.claims import Claim, confirm_with, take
 
 S = ScheduledStream
@@ -39,6 +41,12 @@ TRACK_HELD = and_(
     S.state.in_(_TRACKED),
     S.claim_token == bindparam("p_token"),
 )
+# The event a flag set by ``finish`` tells the platform (follow.py sets each flag once).
+_FLAG_EVENTS = {
+    Problem.NOT_LIVE: EventType.STREAM_NOT_LIVE,
+    Problem.ERRORED: EventType.STREAM_ERRORED,
+    Problem.STOP_FAILED: EventType.STREAM_STOP_FAILED,
+}
 # Its stop is due by ``horizon`` (bound at use): these go first, like starts.
 _STOP_PENDING = and_(
     or_(S.problem.is_(None), S.problem != Problem.STOP_FAILED.value),
@@ -210,7 +218,10 @@ def finish(
     if reason is not None:
         values["last_error"] = reason
     stmt = update(S).where(TRACK_HELD).values(**values).execution_options(synchronize_session=False)
-    return bool(session.execute(stmt, {"p_id": stream_id, "p_token": token}).rowcount)  # type: ignore[attr-defined]
+    written = bool(session.execute(stmt, {"p_id": stream_id, "p_token": token}).rowcount)  # type: ignore[attr-defined]
+    if written and problem is not None:
+        outbox.emit(session, _FLAG_EVENTS[problem], stream_id, now)
+    return written
 
 
 def end(
@@ -237,4 +248,5 @@ def end(
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(session.execute(stmt, {"p_id": stream_id, "p_token": token}).rowcount)  # type: ignore[attr-defined]
+    written = bool(session.execute(stmt, {"p_id": stream_id, "p_token": token}).rowcount)  # type: ignore[attr-defined]
+    return outbox.after(written, session, EventType.STREAM_ENDED, stream_id, now)

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Update, and_, bindparam, update
 from sqlalchemy.orm import Session
 
-from models import ScheduledStream, StreamState
+from models import EventType, ScheduledStream, StreamState
+from worker import outbox
 from worker.claims import CLAIM_HELD
 from worker.responses import Livestream
 
@@ -39,12 +40,13 @@ def finish_started(
     Written in the transaction that closes the call's attempt, so a booking is never
     ``started`` without the call that started it, nor the reverse.
     """
-    return _finish(
+    written = _finish(
         session, stream_id, token, now,
         state=StreamState.STARTED.value, started_at=now, last_error=None,
         stream_key_ciphertext=stream_key, due_at=first_check, status_observed_at=now,
         **_livestream_columns(livestream),
     )  # fmt: skip
+    return outbox.after(written, session, EventType.BOOKING_STARTED, stream_id, now)
 
 
 def finish_failed(
@@ -61,10 +63,11 @@ def finish_failed(
     so that ops can find it, and the booking is never started again.
     """
     columns = _livestream_columns(livestream) if livestream is not None else {}
-    return _finish(
+    written = _finish(
         session, stream_id, token, now, state=StreamState.FAILED.value, last_error=reason,
         **columns,
     )  # fmt: skip
+    return outbox.after(written, session, EventType.BOOKING_FAILED, stream_id, now)
 
 
 def finish_retrying(
@@ -93,9 +96,10 @@ def finish_missed(
     session: Session, stream_id: uuid.UUID, token: uuid.UUID, now: datetime, reason: str
 ) -> bool:
     """``missed``: the start deadline passed before any call was made. True if written."""
-    return _finish(
+    written = _finish(
         session, stream_id, token, now, state=StreamState.MISSED.value, last_error=reason
     )
+    return outbox.after(written, session, EventType.BOOKING_MISSED, stream_id, now)
 
 
 def _livestream_columns(livestream: Livestream) -> dict[str, Any]:

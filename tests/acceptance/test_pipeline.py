@@ -149,7 +149,9 @@ def test_the_same_start_message_twice_starts_once(pipeline: Pipeline) -> None:
     time.sleep(2)
     assert len(pipeline.requests_for(stream.meeting_id)) == 1
     assert len(pipeline.created_for(stream.meeting_id)) == 1
-    assert [a.outcome for a in pipeline.attempts(stream.id)] == ["started"]
+    # Start calls only: the first status check is due 2 s after the start, and may have run.
+    starts = [a for a in pipeline.attempts(stream.id) if a.action == "start"]
+    assert [a.outcome for a in starts] == ["started"]
 
 
 def test_a_worker_killed_mid_call_is_recovered_by_adoption(pipeline: Pipeline) -> None:

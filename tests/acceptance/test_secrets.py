@@ -16,6 +16,11 @@ The provider's webhooks carry the stream key in the clear: `livestreams serve` i
 deliveries of every kind (applied, replayed, stale, unknown stream, another event, a forged
 signature, a body it cannot read), each with a stream key in it, and none of those keys is in
 the database, the serve log or any answer either.
+
+The platform's webhooks (outbound): an endpoint on loopback gets every event of the run, each
+verified with the `standardwebhooks` library; no event body holds a stream key, and the
+endpoint's `whsec_` secret, printed once by `webhooks add`, is nowhere else (logs, broker,
+database, CLI output).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from click.testing import CliRunner
 
 from models import StreamState
 from tests.dbdump import dump
+from tests.outbound_receiver import PlatformReceiver
 from tests.pipeline import TOKEN, Pipeline, pipeline_for
 from tests.processes import own_redis, wait_until
 from tests.webhook_signing import (
@@ -86,6 +92,7 @@ def run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pipeli
                 "LIVESTREAMS_BROKER_URL": server.url,
                 "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY": public_pem(signing_key()),
                 "LIVESTREAMS_LOG_FORMAT": request.param,
+                "LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE": "1",
             },
             workers=2,
         ) as pipeline,
@@ -145,6 +152,14 @@ def cli_output(pipeline: Pipeline, *args: str) -> str:
 
 def test_no_token_or_stream_key_in_logs_broker_errors_or_cli(run) -> None:
     pipeline, watched = run
+    with PlatformReceiver() as platform:
+        _check(pipeline, watched, platform)
+
+
+def _check(pipeline: Pipeline, watched: Path, platform: PlatformReceiver) -> None:
+    added = json.loads(cli_output(pipeline, "webhooks", "add", "--url", platform.url, "--json"))
+    webhook_secret = added["secret"]
+    platform.secrets = [webhook_secret]
     fake = pipeline.fake
     leak_token = json.dumps(
         {"success": False, "errors": [{"code": 10000, "message": f"bad token {TOKEN}"}]}
@@ -172,7 +187,8 @@ def test_no_token_or_stream_key_in_logs_broker_errors_or_cli(run) -> None:
     assert len(keys) >= len(started)
     # A part of a key leaks it too (a message cut at 150 characters still shows most of it):
     # any 16 characters of one (64 hex digits from the fake) count, far more than a mask shows.
-    secrets = {"the API token": TOKEN}
+    secrets = {"the API token": TOKEN, "the webhook secret": webhook_secret}
+    secrets["the webhook secret's key"] = webhook_secret.removeprefix("whsec_")
     for key in keys:
         secrets |= {
             f"part of stream key {key[:6]}...": key[i : i + 16] for i in range(len(key) - 15)
@@ -211,6 +227,10 @@ def test_no_token_or_stream_key_in_logs_broker_errors_or_cli(run) -> None:
     outputs = {"list": cli_output(pipeline, "list"), "status": cli_output(pipeline, "status")}
     outputs["list --json"] = cli_output(pipeline, "list", "--json")
     outputs["status --json"] = cli_output(pipeline, "status", "--json")
+    outputs["webhooks list"] = cli_output(pipeline, "webhooks", "list", "--json")
+    outputs["webhooks deliveries"] = cli_output(
+        pipeline, "webhooks", "deliveries", added["id"], "--json"
+    )
     for row in rows:
         for command in ("show", "attempts"):
             outputs[f"{command} {row.id}"] = cli_output(pipeline, command, str(row.id))
@@ -218,6 +238,13 @@ def test_no_token_or_stream_key_in_logs_broker_errors_or_cli(run) -> None:
                 pipeline, command, str(row.id), "--json"
             )
     haystacks.update({f"livestreams {k}": v for k, v in outputs.items()})
+
+    # The platform's webhooks: one booking event per booking at least, every one verified.
+    got = platform.wait_for(len(rows), timeout=60)
+    assert all(g.verified_by == (0,) for g in got), [g.headers for g in got]
+    told = {(g.event["type"], g.event["data"]["booking_id"]) for g in got}
+    assert {str(r.id) for r in rows} <= {booking for _, booking in told}
+    haystacks["webhooks received"] = "\n".join(f"{g.headers} {g.body!r}" for g in got)
 
     # Everything that crossed Redis, stopped only now so that nothing is missed.
     pipeline.celery.stop()

@@ -29,6 +29,7 @@ from worker.errors import (
     InputError,
     LivestreamsError,
     MissingScope,
+    WebhookEndpointNotFound,
     WebhookError,
     WebhookKeyUnavailable,
 )
@@ -110,7 +111,7 @@ def _field(name: str) -> str:
 
 def _input_error(exc: InputError) -> JSONResponse:
     status = 422
-    if isinstance(exc, BookingNotFound | ApiKeyNotFound):
+    if isinstance(exc, BookingNotFound | ApiKeyNotFound | WebhookEndpointNotFound):
         status = 404
     elif isinstance(exc, BookingConflict):
         status = 409
