@@ -20,14 +20,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from models import TERMINAL_STATES, ScheduledStream
+from models import (
+    TERMINAL_STATES,
+    DeliveryState,
+    EventType,
+    ScheduledStream,
+    WebhookDelivery,
+)
 from models.db import dispose_all, get_sessionmaker
-from worker import apikeys, booking, observe
+from worker import apikeys, booking, endpoints, observe
 from worker.crypto import StreamKeyCipher, cipher_for
+from worker.demo_receiver import Receiver
 from worker.errors import ProcessExitedError
 from worker.fake_realtimekit import FakeRealtimeKit
 from worker.migrate import upgrade
@@ -89,7 +97,7 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     db_url = f"sqlite:///{workdir / 'livestreams.db'}"
-    with FakeRealtimeKit(token=DEMO_TOKEN, live_after=2.0) as fake:
+    with FakeRealtimeKit(token=DEMO_TOKEN, live_after=2.0) as fake, Receiver(_told(echo)) as rx:
         env = {
             **os.environ,
             "LIVESTREAMS_DATABASE_URL": db_url,
@@ -104,12 +112,20 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
             # Check a new livestream every second or two, so the demo sees it go live at once.
             "LIVESTREAMS_FIRST_CHECK": "1",
             "LIVESTREAMS_CHECK_CAP": "2",
+            # The demo's platform receives its events on loopback.
+            "LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE": "1",
         }
         env.pop("CLOUDFLARE_API_TOKEN_FILE", None)
         settings = Settings.from_env(env)
         upgrade(db_url)
         cipher = cipher_for(settings, create=True)
         echo(f"fake RealtimeKit API at {fake.base_url}; database {db_url}")
+        with get_sessionmaker(db_url).begin() as session:
+            made = endpoints.add(
+                session, settings, cipher, url=rx.url, event_types=[t.value for t in EventType]
+            )
+        rx.secret = made.secret.get()
+        echo(f"a platform's webhook receiver at {rx.url}, told of every event, signed")
         # Ctrl-C lands here (the processes have groups of their own) and the block stops them.
         try:
             with CeleryProcesses(env, workdir, grace=10) as celery:
@@ -134,6 +150,19 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
                 f"{sum(len(v) for v in fake.created.values())} livestream(s); it sent "
                 f"{hooks['sent']} signed status webhook(s), answered {hooks['by_answer']}"
             )
+            good = sum(1 for _, ok in rx.events if ok)
+            echo(f"the platform's receiver got {len(rx.events)} event(s), {good} verified")
+
+
+def _told(echo: Callable[[str], None]) -> Callable[[dict[str, Any], bool], None]:
+    def told(event: dict[str, Any], ok: bool) -> None:
+        if not ok:
+            echo("    platform: a delivery whose signature did not verify (answered 401)")
+            return
+        data = event.get("data", {})
+        echo(f"    platform: {event.get('type')} for {data.get('booking_id')} (signature verified)")
+
+    return told
 
 
 # The port of `livestreams serve` and of the README's curl lines, when it is free.
@@ -206,10 +235,21 @@ def _watch(
                     done.add(row.id)
         if len(done) == len(labels):
             echo("\nevery booking has reached what its case is about")
+            _drain(factory, deadline)
             return 0
         time.sleep(0.2)
     echo(f"\ntimed out after {timeout:.0f} s with {len(labels) - len(done)} booking(s) not there")
     return 1
+
+
+def _drain(factory: sessionmaker[Session], deadline: float) -> None:
+    """Wait (within the demo's time) for the platform's last events to be delivered."""
+    pending = select(func.count()).where(WebhookDelivery.state == DeliveryState.PENDING.value)
+    while time.monotonic() < deadline:
+        with factory() as session:
+            if not session.scalar(pending):
+                return
+        time.sleep(0.2)
 
 
 def _show(

@@ -37,6 +37,9 @@ def test_the_demo_ends_every_booking_and_serves_them_over_http(tmp_path: Path) -
     stopped = out.split("[booked for 6 s: goes live, stopped at its end]")[-1]
     assert "ended" in stopped and "stopped at its ends_at" in stopped, out
     assert "LIVE (poll)" in out or "LIVE (webhook)" in out
+    # The demo's platform got its events, each signature checked by the receiver's own code.
+    assert "platform: booking.failed for" in out and "platform: stream.ended for" in out
+    assert "did not verify" not in out
     (answer,) = listed
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["items"]) == len(CASES)
