@@ -4,6 +4,7 @@ without a session, a key without `ops` refused, a forged form refused; nothing c
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -173,3 +174,15 @@ def test_the_next_page_after_sign_in_is_never_another_site(ops) -> None:
     for wanted in ("https://evil.example/", "//evil.example", "/v1/bookings"):
         answer = ops.sign_in(key, wanted=wanted)
         assert answer.headers["location"] == "/ops"
+
+
+def test_a_session_ends_no_later_than_its_key(ops) -> None:
+    answer = ops.sign_in(ops.key("ops", expires="1h"))
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("ops_session"))
+    max_age = int(re.search(r"Max-Age=(\d+)", cookie)[1])
+    assert 0 < max_age <= 3600  # the key's hour, not the session's twelve
+
+
+def test_the_ops_page_is_not_part_of_the_api_document(ops) -> None:
+    paths = ops.client.get("/openapi.json").json()["paths"]
+    assert paths and not [p for p in paths if p.startswith("/ops")]
