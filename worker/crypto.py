@@ -67,8 +67,17 @@ def cipher_for(settings: Settings, *, create: bool = False) -> StreamKeyCipher:
     the 0600 key file beside it. Anything else without a key is an error, never a silent
     plaintext column.
     """
+    return StreamKeyCipher(key_material(settings, create=create))
+
+
+def key_material(settings: Settings, *, create: bool = False) -> tuple[Secret, ...]:
+    """LIVESTREAMS_SECRET_KEY's keys, newest first, or the key file's (see ``cipher_for``).
+
+    The ops page derives its session-signing secret from them (worker.http.pages.signing), so
+    one setting holds every server secret and rotating it rotates both.
+    """
     if settings.secret_keys:
-        return StreamKeyCipher(settings.secret_keys)
+        return settings.secret_keys
     path = key_file_for(settings.database_url)
     if path is None:
         raise SecretKeyError(
@@ -85,8 +94,7 @@ def cipher_for(settings: Settings, *, create: bool = False) -> StreamKeyCipher:
         else:
             with os.fdopen(fd, "w") as handle:
                 handle.write(new_key() + "\n")
-    keys = tuple(Secret(k.strip()) for k in path.read_text().split(",") if k.strip())
-    return StreamKeyCipher(keys)
+    return tuple(Secret(k.strip()) for k in path.read_text().split(",") if k.strip())
 
 
 def mask(stream_key: Secret | None) -> str:

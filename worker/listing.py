@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models import Problem, ScheduledStream, StreamState
@@ -33,13 +34,48 @@ def list_streams(
     start: str | datetime | None = None,
     end: str | datetime | None = None,
     ref: str | None = None,
+    search: str | None = None,
     after: tuple[datetime, uuid.UUID] | None = None,
     limit: int = 100,
 ) -> list[ScheduledStream]:
     """Bookings ordered by start time (then id), filtered by state, problem flag, meeting,
-    start-time range and external reference; with ``after``, only those after that
-    (scheduled_at, id)."""
-    query = select(S)
+    start-time range, external reference, and ``search`` (the exact ref or name); with
+    ``after``, only those after that (scheduled_at, id)."""
+    query = _filtered(
+        select(S),
+        states=states,
+        problems=problems,
+        meeting_id=meeting_id,
+        start=start,
+        end=end,
+        ref=ref,
+        search=search,
+    )
+    if after is not None:
+        at, last_id = after
+        query = query.where(or_(S.scheduled_at > at, and_(S.scheduled_at == at, S.id > last_id)))
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BookingError("limit", f"must be between 1 and {MAX_LIMIT}")
+    query = query.order_by(S.scheduled_at, S.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def count_streams(session: Session, **filters: Any) -> int:
+    """How many bookings ``list_streams``' filters (no cursor, no limit) select."""
+    return session.scalar(_filtered(select(func.count()).select_from(S), **filters)) or 0
+
+
+def _filtered(
+    query: Select[Any],
+    *,
+    states: Sequence[str] = (),
+    problems: Sequence[str] = (),
+    meeting_id: str | uuid.UUID | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    ref: str | None = None,
+    search: str | None = None,
+) -> Select[Any]:
     if states:
         query = query.where(S.state.in_(_known("state", states, StreamState)))
     if problems:
@@ -56,13 +92,12 @@ def list_streams(
         # Checked as booking checks it: PostgreSQL refuses a NUL in a query, and that refusal
         # read as "the database is unavailable" (503) for what is the caller's input.
         query = query.where(S.external_ref == parse_ref(ref))
-    if after is not None:
-        at, last_id = after
-        query = query.where(or_(S.scheduled_at > at, and_(S.scheduled_at == at, S.id > last_id)))
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BookingError("limit", f"must be between 1 and {MAX_LIMIT}")
-    query = query.order_by(S.scheduled_at, S.id).limit(limit)
-    return list(session.scalars(query))
+    if search is not None:
+        # Exact, not a substring: the ref is found by its unique index, so a search stays an
+        # index probe on a million rows (a LIKE '%...%' would read them all).
+        text = parse_ref(search)
+        query = query.where(or_(S.external_ref == text, S.name == text))
+    return query
 
 
 def _known(field: str, values: Sequence[str], kind: type[StrEnum]) -> list[str]:

@@ -201,6 +201,12 @@ def _flag(stream: ScheduledStream) -> str:
 
 
 def render_stream(data: dict[str, Any], why: str | None = None) -> str:
+    return "\n".join(f"{k:<14}{v}" for k, v in stream_rows(data, why))
+
+
+def stream_rows(data: dict[str, Any], why: str | None = None) -> list[tuple[str, Any]]:
+    """What `show` shows of a booking, as (label, text) pairs; the empty ones left out (the
+    ops page shows the same rows)."""
     rows = [
         ("id", data["id"]),
         ("external ref", data["external_ref"]),
@@ -231,7 +237,7 @@ def render_stream(data: dict[str, Any], why: str | None = None) -> str:
         ("ended", _ended(data)),
         ("problem", data["problem"]),
     ]
-    return "\n".join(f"{k:<14}{v}" for k, v in rows if v not in (None, ""))
+    return [(k, v) for k, v in rows if v not in (None, "")]
 
 
 def render_attempt(data: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from worker.http import bookings, metrics, ops, problems, webhook_endpoints, webhooks
+from worker.http import bookings, metrics, ops, pages, problems, webhook_endpoints, webhooks
 from worker.provider_webhooks import WebhookKeys
 from worker.settings import Settings
 
@@ -28,6 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(bookings.router)
     app.include_router(webhooks.router)
     app.include_router(webhook_endpoints.router)
+    pages.install(app)  # /ops: the ops web page
     app.add_middleware(problems.BodyLimit)
     return app
 

@@ -1,0 +1,170 @@
+"""An ops person at the ops page, in chromium, against a real `livestreams serve`: signs in,
+reads the overview, filters, opens a booking, bulk-cancels; a page without a session goes to
+sign-in and a forged form is refused. The screenshots in the README are taken here."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from models import ScheduledStream
+from models.db import dispose_all, get_sessionmaker
+from tests.browser.conftest import PHONE, SCREENSHOTS, sign_in
+from tests.lifecycle_rows import follow
+from tests.ops_rows import RAY, REFUSAL, fail
+from tests.processes import Celery
+from worker import apikeys, booking
+from worker.crypto import new_key
+from worker.migrate import upgrade
+from worker.processes import free_port
+from worker.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Served:
+    base: str
+    settings: Settings
+    key: str
+    log: Path
+
+    def book(self, **fields: object) -> ScheduledStream:
+        fields.setdefault("meeting_id", str(uuid.uuid4()))
+        fields.setdefault("at", datetime.now(UTC) + timedelta(hours=3))
+        with get_sessionmaker(self.settings.database_url).begin() as s:
+            return booking.schedule(s, self.settings, **fields).stream
+
+    def state(self, stream_id: uuid.UUID) -> str:
+        with get_sessionmaker(self.settings.database_url)() as s:
+            row = s.get(ScheduledStream, stream_id)
+            assert row is not None
+            return row.state
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """`livestreams serve` on a SQLite database of the test's own, and an ops key."""
+    url = f"sqlite:///{tmp_path / 'livestreams.db'}"
+    upgrade(url)
+    env = {
+        "LIVESTREAMS_DATABASE_URL": url,
+        "LIVESTREAMS_SECRET_KEY": new_key(),
+        "CLOUDFLARE_ACCOUNT_ID": "acct-ops",
+        "REALTIMEKIT_APP_ID": "app-ops",
+    }
+    settings = Settings.from_env(env)
+    with get_sessionmaker(url).begin() as s:
+        _, key = apikeys.create(s, name="ops-desk", scopes=[apikeys.OPS])
+    port = free_port()
+    with Celery(env, tmp_path) as processes:
+        processes.serve("serve", port)
+        yield Served(f"http://127.0.0.1:{port}", settings, key, processes.log("serve"))
+    dispose_all()
+
+
+def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page) -> None:
+    from playwright.sync_api import expect
+
+    url = served.settings.database_url
+    town_hall = served.book(
+        external_ref="evt-2031-town-hall", name="town-hall", tz="Europe/Berlin",
+        at=datetime.now(UTC) + timedelta(hours=2), duration="1h30m",
+    )  # fmt: skip
+    refused = served.book(external_ref="evt-refused", name="keynote", tz="America/New_York")
+    fail(url, refused.id)
+    flagged = served.book(external_ref="evt-quiet-room", tz="Asia/Tokyo")
+    follow(url, flagged.id, "started", seen=[("INVOKED", "start", 2)], problem="not_live")
+    meeting = str(uuid.uuid4())
+    batch = [served.book(meeting_id=meeting, external_ref=f"evt-batch-{i}") for i in range(3)]
+    assert town_hall
+
+    sign_in(page, served.base, served.key)
+    attention = page.get_by_role("region", name="Needs a look")
+    expect(attention.get_by_role("link", name="1 failed")).to_be_visible()
+    expect(attention.get_by_role("link", name="1 problem: not_live")).to_be_visible()
+    expect(page.get_by_role("cell", name="evt-2031-town-hall")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "ops-overview.png"), full_page=True)
+
+    # Filter: the failed ones.
+    page.get_by_role("link", name="Bookings", exact=True).click()
+    page.get_by_label("failed", exact=True).check()
+    page.get_by_role("button", name="Filter").click()
+    rows = page.get_by_role("table").get_by_role("row")
+    expect(rows).to_have_count(2)  # the header and the one failed booking
+    expect(rows.nth(1)).to_contain_text("evt-refused")
+
+    # Its detail: why it did not start, the API's answer with its cf-ray, and the retry.
+    page.get_by_role("link", name="evt-refused").click()
+    expect(page.get_by_role("heading", name="Booking evt-refused")).to_be_visible()
+    expect(page.get_by_text(f"failed after 1 start call(s): {REFUSAL}")).to_be_visible()
+    expect(page.get_by_role("cell", name=RAY)).to_be_visible()
+    expect(page.get_by_role("link", name="Retry…")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "ops-detail.png"), full_page=True)
+
+    # Bulk cancel what a meeting filter selects: the count first, then the deed.
+    page.goto(f"{served.base}/ops/bookings")
+    page.get_by_label("Meeting id").fill(meeting)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("table").get_by_role("row")).to_have_count(4)
+    page.get_by_role("link", name="Bulk cancel…").click()
+    expect(page.locator(".count")).to_have_text("3")
+    assert {served.state(s.id) for s in batch} == {"scheduled"}
+    page.get_by_role("button", name="Cancel 3 booking(s)").click()
+    expect(page.get_by_role("status")).to_have_text("Cancel: 3 booking(s) done.")
+    assert {served.state(s.id) for s in batch} == {"cancelled"}
+    assert served.state(town_hall.id) == "scheduled"
+
+    # Keyboard: the filter form works without a mouse.
+    page.goto(f"{served.base}/ops/bookings")
+    page.get_by_label("Ref or name (exact)").fill("keynote")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("table").get_by_role("row")).to_have_count(2)
+
+    log = served.log.read_text()
+    assert served.key not in log and "ops sign-in by API key 'ops-desk'" in log
+
+
+def test_a_page_without_a_session_goes_to_sign_in_and_a_forged_form_is_refused(
+    served, browser, page
+) -> None:
+    from playwright.sync_api import expect
+
+    booked = served.book(external_ref="evt-keep")
+    page.goto(f"{served.base}/ops/bookings/{booked.id}")
+    expect(page).to_have_url(re.compile(r"/ops/sign-in\?next=%2Fops%2Fbookings%2F"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("API key with the ops scope").fill(served.key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{served.base}/ops/bookings/{booked.id}")  # back where it was
+
+    # The confirm page's form with its CSRF token changed: refused, nothing cancelled.
+    page.get_by_role("link", name="Cancel…").click()
+    page.locator("input[name=csrf]").last.evaluate("el => el.value = 'forged'")
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("nothing was done")
+    assert served.state(booked.id) == "scheduled"
+
+    # A key without the ops scope cannot sign in; the page says why.
+    with get_sessionmaker(served.settings.database_url).begin() as s:
+        _, reader = apikeys.create(s, name="platform", scopes=[apikeys.BOOKINGS_READ])
+    phone = browser.new_context(viewport=PHONE)
+    try:
+        other = phone.new_page()
+        other.goto(f"{served.base}/ops")
+        other.get_by_label("API key with the ops scope").fill(reader)
+        other.get_by_role("button", name="Sign in").click()
+        expect(other.get_by_role("alert")).to_contain_text("lacks the ops scope")
+        other.goto(f"{served.base}/ops")
+        expect(other.get_by_role("heading", name="Sign in")).to_be_visible()
+        # At phone width nothing is wider than the screen.
+        width = other.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"]
+    finally:
+        phone.close()

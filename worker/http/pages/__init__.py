@@ -1,0 +1,48 @@
+"""The ops web page under /ops: server-rendered (Jinja2), no front-end build step.
+
+auth      sign-in with an ops API key, the session cookie, CSRF on every form
+views     overview, list with filters, a booking's detail (and a stream key's reveal)
+actions   cancel, retry, reschedule, stop; bulk cancel and retry; each confirmed first
+filters   the list's filter, to and from query strings
+signing   the cookie's and tokens' HMACs
+render    templates/ and the headers of every page
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.staticfiles import StaticFiles
+
+from worker.http.pages import actions, auth, views
+from worker.http.pages.render import HERE, page
+
+
+async def _sign_in(request: Request, exc: Exception) -> RedirectResponse:
+    assert isinstance(exc, auth.SignInRequired)
+    return auth.sign_in_redirect(exc.wanted)
+
+
+async def _csrf(request: Request, exc: Exception) -> HTMLResponse:
+    message = (
+        "This form did not come from this page (its CSRF token is missing or wrong), so nothing "
+        "was done. Go back, reload the page and try again."
+    )
+    return page(request, "error.html", {"title": "Refused", "message": message}, 403)
+
+
+async def _not_found(request: Request, exc: Exception) -> HTMLResponse:
+    assert isinstance(exc, views.NotFoundPage)
+    return page(request, "error.html", {"title": "Not found", "message": exc.message}, 404)
+
+
+def install(app: FastAPI) -> None:
+    """Add the ops page's routes, its static files and its three answers without a page
+    (sign in first, a forged form, no such booking) to ``app``."""
+    app.add_exception_handler(auth.SignInRequired, _sign_in)
+    app.add_exception_handler(auth.CsrfRefused, _csrf)
+    app.add_exception_handler(views.NotFoundPage, _not_found)
+    app.mount("/ops/static", StaticFiles(directory=HERE / "static"), name="ops-static")
+    app.include_router(auth.router)
+    app.include_router(views.router)
+    app.include_router(actions.router)

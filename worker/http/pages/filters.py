@@ -1,0 +1,80 @@
+"""The list's filter, read from a query string (or a form) and written back into links."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.datastructures import FormData, QueryParams
+
+from worker.timeparse import parse_instant
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the list shows: any of ``states`` and of ``problems``, a start-time range (an
+    instant with an offset, or a wall time read as UTC), a meeting, the exact ref or name."""
+
+    states: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    start: str = ""
+    end: str = ""
+    meeting_id: str = ""
+    search: str = ""
+
+    @classmethod
+    def read(cls, params: QueryParams | FormData) -> Filter:
+        def one(name: str) -> str:
+            value = params.get(name)
+            return value.strip() if isinstance(value, str) else ""
+
+        def many(name: str) -> tuple[str, ...]:
+            return tuple(v for v in params.getlist(name) if isinstance(v, str) and v)
+
+        return cls(
+            states=many("state"),
+            problems=many("problem"),
+            start=one("from"),
+            end=one("to"),
+            meeting_id=one("meeting_id"),
+            search=one("q"),
+        )
+
+    def listing(self) -> dict[str, Any]:
+        """worker.listing's keyword arguments; a bad value raises BookingError naming it."""
+        return {
+            "states": self.states,
+            "problems": self.problems,
+            "start": _instant(self.start, "from"),
+            "end": _instant(self.end, "to"),
+            "meeting_id": self.meeting_id or None,
+            "search": self.search or None,
+        }
+
+    def pairs(self) -> list[tuple[str, str]]:
+        out = [("state", s) for s in self.states] + [("problem", p) for p in self.problems]
+        for name, value in (
+            ("from", self.start),
+            ("to", self.end),
+            ("meeting_id", self.meeting_id),
+            ("q", self.search),
+        ):
+            if value:
+                out.append((name, value))
+        return out
+
+    def query(self, **extra: str) -> str:
+        """The query string for this filter, plus ``extra`` (a cursor)."""
+        return urlencode(self.pairs() + [(k, v) for k, v in extra.items() if v])
+
+    def only(self, *states: str) -> Filter | None:
+        """This filter narrowed to ``states`` (a bulk action applies to those alone), or None
+        when it selects none of them."""
+        wanted = tuple(s for s in self.states if s in states) if self.states else states
+        return replace(self, states=wanted) if wanted else None
+
+
+def _instant(value: str, field: str) -> datetime | None:
+    return parse_instant(value, "UTC", field)[0] if value else None
