@@ -115,6 +115,8 @@ class ScheduledStream(Base):
         Index("ix_scheduled_streams_scheduled_at", "scheduled_at"),
         Index("ix_scheduled_streams_livestream_id", "livestream_id"),
         Index("ix_scheduled_streams_problem", "problem"),
+        # The ops page finds a booking by its exact ref or name: both index probes.
+        Index("ix_scheduled_streams_name", "name"),
         CheckConstraint(_check_in("state", StreamState), name="state"),
         CheckConstraint("attempts >= 0", name="attempts"),
         CheckConstraint(
