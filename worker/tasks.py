@@ -64,6 +64,18 @@ DB_RETRIES = 10
 DB_RETRY_COUNTDOWN = 1.0
 
 
+def _again(
+    task: Task[Any, Any], exc: OperationalError, what: str, action: str, **ids: str
+) -> BaseException:
+    """Log a run cut short by a database error and send its message again a second later."""
+    (ident,) = ids.values()
+    log.warning(
+        "%s of %s interrupted by a database error, trying again: %s",
+        what, ident, _first_line(exc), extra={"action": action, **ids},
+    )  # fmt: skip
+    return task.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES)
+
+
 @app.task(name="livestreams.start_stream", ignore_result=True, bind=True)
 def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     """Start one claimed booking; a no-op unless the claim is still this one.
@@ -78,13 +90,7 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     except NotDueYet as exc:  # this worker's clock runs ahead of the database's
         raise self.retry(countdown=exc.seconds, max_retries=DB_RETRIES) from None
     except OperationalError as exc:
-        log.warning(
-            "start of %s interrupted by a database error, trying again: %s",
-            stream_id,
-            _first_line(exc),
-            extra={"action": "start_db_error", "stream_id": stream_id},
-        )
-        raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
+        raise _again(self, exc, "start", "start_db_error", stream_id=stream_id) from None
     metrics.STARTS.labels(outcome=result.value).inc()
     return result
 
@@ -101,13 +107,7 @@ def track_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     try:
         result = runtime.current().tracker.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
     except OperationalError as exc:
-        log.warning(
-            "tracking of %s interrupted by a database error, trying again: %s",
-            stream_id,
-            _first_line(exc),
-            extra={"action": "track_db_error", "stream_id": stream_id},
-        )
-        raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
+        raise _again(self, exc, "tracking", "track_db_error", stream_id=stream_id) from None
     metrics.TRACK_RUNS.labels(result=result.value).inc()
     return result
 
@@ -121,12 +121,8 @@ def deliver_webhook(self: Task[Any, Any], delivery_id: str, claim_token: str) ->
     try:
         result = runtime.current().sender.run(uuid.UUID(delivery_id), uuid.UUID(claim_token))
     except OperationalError as exc:
-        log.warning(
-            "webhook delivery %s interrupted by a database error, trying again: %s",
-            delivery_id,
-            _first_line(exc),
-            extra={"action": "webhook_db_error", "delivery_id": delivery_id},
-        )
-        raise self.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES) from None
+        raise _again(
+            self, exc, "webhook delivery", "webhook_db_error", delivery_id=delivery_id
+        ) from None
     metrics.WEBHOOK_DELIVERIES.labels(result=result.value).inc()
     return result

@@ -32,14 +32,14 @@ from models import (
     StatusSource,
 )
 from models.db import db_now, write_with_retries
-from worker import attempts, follow, logformat, observe, pacing, tracking
+from worker import attempts, follow, logformat, observe, pacing, policy, tracking
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.follow import Cadence, Decision, Facts, Next
 from worker.realtimekit import Livestream, RealtimeKitClient
+from worker.recorder import RESULT_WRITE_TRIES
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
-RESULT_WRITE_TRIES = 5
 
 
 class TrackResult(enum.StrEnum):
@@ -289,7 +289,7 @@ class Tracker:
                 pacing.pause(session, self.token_key, decision.pause_until)
             attempts.finish_attempt(
                 session, run.stream_id, number, now, _outcome(error),
-                error=error, error_message=str(error)[:500], duration=duration,
+                error=error, error_message=policy.error_text(error), duration=duration,
             )  # fmt: skip
             assert decision.due_at is not None
             tracking.finish(

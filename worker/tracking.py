@@ -217,8 +217,7 @@ def finish(
         values["problem"] = problem.value
     if reason is not None:
         values["last_error"] = reason
-    stmt = update(S).where(TRACK_HELD).values(**values).execution_options(synchronize_session=False)
-    written = bool(session.execute(stmt, {"p_id": stream_id, "p_token": token}).rowcount)  # type: ignore[attr-defined]
+    written = _while_held(session, stream_id, token, **values)
     if written and problem is not None:
         outbox.emit(session, _FLAG_EVENTS[problem], stream_id, now)
     return written
@@ -232,21 +231,17 @@ def end(
     reason: EndReason,
 ) -> bool:
     """``ended`` for ``reason``: stopped by us, or no longer ours upstream. True if written."""
-    stmt = (
-        update(S)
-        .where(TRACK_HELD)
-        .values(
-            state=StreamState.ENDED.value,
-            ended_at=now,
-            end_reason=reason.value,
-            claim_token=None,
-            claim_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-            # A stop that had failed is moot once the stream has ended.
-            problem=case((S.problem == Problem.STOP_FAILED.value, None), else_=S.problem),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    written = bool(session.execute(stmt, {"p_id": stream_id, "p_token": token}).rowcount)  # type: ignore[attr-defined]
+    written = _while_held(
+        session, stream_id, token,
+        state=StreamState.ENDED.value, ended_at=now, end_reason=reason.value,
+        claim_token=None, claim_owner=None, lease_expires_at=None, updated_at=now,
+        # A stop that had failed is moot once the stream has ended.
+        problem=case((S.problem == Problem.STOP_FAILED.value, None), else_=S.problem),
+    )  # fmt: skip
     return outbox.after(written, session, EventType.STREAM_ENDED, stream_id, now)
+
+
+def _while_held(session: Session, stream_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
+    """The UPDATE of a run's finish or end: applied only while TRACK_HELD. True if written."""
+    stmt = update(S).where(TRACK_HELD).values(**values).execution_options(synchronize_session=False)
+    return bool(session.execute(stmt, {"p_id": stream_id, "p_token": token}).rowcount)  # type: ignore[attr-defined]
