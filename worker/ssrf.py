@@ -1,9 +1,14 @@
 """The SSRF guard: webhook URLs must lead to the public internet.
 
 A URL is refused when any address its host resolves to is loopback, private, link-local,
-a cloud metadata address, or otherwise not globally routable; at registration and again before
-each delivery (DNS may have changed since). LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE=1 lifts it for
-the demo and the tests, whose receivers listen on loopback.
+a cloud metadata address, or otherwise not globally routable; at registration (:func:`check`)
+and again at every connection a delivery opens (:class:`GuardedBackend`). The second check is
+made on the very answer the socket connects to: the host is resolved once, each address is
+checked, and the connection goes to a checked address, while the URL, the Host header and
+the TLS server name stay the host's. A name that resolved to a public address when it was
+checked and to 10.0.0.5 a second later (DNS rebinding) cannot slip through between a check
+and httpx's own lookup, because there is no second lookup. LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE=1
+lifts the guard for the demo and the tests, whose receivers listen on loopback.
 """
 
 from __future__ import annotations
@@ -11,7 +16,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 from worker.errors import UnsafeWebhookURL
 
@@ -65,11 +74,9 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def check(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> None:
-    """Refuse ``url`` unless every address of its host is public (or ``allow_private``)."""
-    host, port = parse(url)
-    if allow_private:
-        return
+def addresses(host: str, port: int, *, resolver: Resolver = resolve) -> list[str]:
+    """Every address of ``host``, each one allowed; UnsafeWebhookURL names the first that is
+    not (one bad answer refuses the host: an attacker's name may mix them)."""
     try:
         literal: Address | None = ipaddress.ip_address(host)
     except ValueError:
@@ -78,6 +85,8 @@ def check(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> Non
         found = [str(literal)] if literal is not None else resolver(host, port)
     except OSError:
         raise UnsafeWebhookURL("url", f"its host {host} does not resolve") from None
+    if not found:
+        raise UnsafeWebhookURL("url", f"its host {host} does not resolve")
     for text in found:
         reason = classify(ipaddress.ip_address(text.split("%")[0]))
         if reason is not None:
@@ -86,3 +95,72 @@ def check(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> Non
                 f"its host {host} resolves to {text}, {reason}"
                 " (LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE=1 allows it)",
             )
+    return found
+
+
+def check(url: str, *, allow_private: bool, resolver: Resolver = resolve) -> None:
+    """Refuse ``url`` unless every address of its host is public (or ``allow_private``)."""
+    host, port = parse(url)
+    if not allow_private:
+        addresses(host, port, resolver=resolver)
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, connecting only to addresses :func:`addresses` allows.
+
+    httpcore hands it the URL's host; it resolves that once, checks every answer, and opens
+    the TCP connection to a checked address (the next one if a connect fails). TLS is then
+    started by httpcore with the host as server name, so certificates are verified for the
+    host, and pooled connections stay keyed by the host. Unix sockets are refused.
+    """
+
+    def __init__(
+        self, resolver: Resolver = resolve, inner: httpcore.NetworkBackend | None = None
+    ) -> None:
+        self.resolver = resolver
+        self.inner = inner or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        failed: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in addresses(host, port, resolver=self.resolver):
+            try:
+                return self.inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )  # fmt: skip
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failed = exc
+        assert failed is not None  # addresses() returns at least one
+        raise failed
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        raise UnsafeWebhookURL("url", "must be an http:// or https:// URL with a host")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+def transport(*, allow_private: bool, resolver: Resolver = resolve) -> httpx.HTTPTransport:
+    """An httpx transport whose every connection passes the guard (unless ``allow_private``).
+
+    httpx takes no network backend of its own, so the transport's pool is rebuilt with one;
+    the rest is httpx's defaults (certificate checks on, no proxy from the environment: a
+    proxy would resolve the name itself, out of the guard's sight)."""
+    made = httpx.HTTPTransport(trust_env=False)
+    if not allow_private:
+        made._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=100,  # httpx's default limits
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=GuardedBackend(resolver),
+        )
+    return made

@@ -26,7 +26,16 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from tests.lifecycle_rows import follow
 from tests.outbound_receiver import PlatformReceiver
-from worker import booking, claims, endpoints, observe, tracking, transitions, webhook_claims
+from worker import (
+    booking,
+    claims,
+    endpoints,
+    observe,
+    ssrf,
+    tracking,
+    transitions,
+    webhook_claims,
+)
 from worker.claims import Claim
 from worker.crypto import cipher_for
 from worker.dispatch import tick
@@ -325,6 +334,56 @@ def test_the_ssrf_guard_refuses_at_registration_and_again_at_delivery(
         (attempt,) = s.scalars(select(WebhookAttempt)).all()
     assert attempt.status is None and "loopback" in (attempt.error or "")
     assert receiver.got == []
+
+
+def one_event_for_a_named_host(factory, settings, cipher, book, receiver, host, address):
+    """An endpoint at ``host`` (on the receiver's port), registered while ``host`` resolved to
+    ``address``, and one event for it."""
+    url = f"http://{host}:{receiver.url.rsplit(':', 1)[1]}"
+    with factory.begin() as s:
+        endpoints.add(s, settings, cipher, url=url, event_types=["*"],
+                      resolver=lambda h, p: [address])  # fmt: skip
+    stream = book()
+    with factory.begin() as s:
+        booking.cancel(s, booking.find(s, stream.id))
+
+
+def test_a_name_that_rebinds_to_loopback_after_registration_is_refused_at_connect(
+    factory, settings, cipher, book, receiver
+) -> None:
+    # Registered while its name pointed at a public address; by delivery it points at the
+    # receiver on loopback. The delivery's one lookup sees that, and nothing is sent.
+    one_event_for_a_named_host(
+        factory, settings, cipher, book, receiver, "hooks.rebind.invalid", "93.184.216.34"
+    )
+    lookups: list[str] = []
+
+    def now_loopback(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    assert deliver_due(factory, settings, cipher, resolver=now_loopback) == [SendResult.RETRYING]
+    with factory() as s:
+        (attempt,) = s.scalars(select(WebhookAttempt)).all()
+    assert "resolves to 127.0.0.1, a loopback address" in (attempt.error or "")
+    assert lookups == ["hooks.rebind.invalid"] and receiver.got == []
+
+
+def test_the_delivery_goes_to_the_address_its_check_saw_under_the_urls_host(
+    factory, settings, cipher, book, receiver, monkeypatch
+) -> None:
+    # Loopback counts as public here, so the guard lets the receiver through: the name is
+    # one the system cannot resolve, so only the checked answer can have been connected to.
+    real = ssrf.classify
+    monkeypatch.setattr(
+        ssrf, "classify", lambda a: None if a.is_loopback else real(a)
+    )  # fmt: skip
+    host = "hooks.pinned.invalid"
+    one_event_for_a_named_host(factory, settings, cipher, book, receiver, host, "127.0.0.1")
+    delivered = deliver_due(factory, settings, cipher, resolver=lambda h, p: ["127.0.0.1"])
+    assert delivered == [SendResult.DELIVERED]
+    (got,) = receiver.wait_for(1)
+    assert got.headers["host"].split(":")[0] == host
 
 
 def test_a_run_that_died_mid_delivery_is_claimed_again_after_its_lease(

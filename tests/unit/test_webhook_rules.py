@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import UTC, datetime
 
+import httpcore
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -141,6 +142,66 @@ def test_a_host_that_does_not_resolve_is_refused() -> None:
 
     with pytest.raises(UnsafeWebhookURL, match="does not resolve"):
         ssrf.check("https://nowhere.invalid/", allow_private=False, resolver=fails)
+
+
+class Recording(httpcore.NetworkBackend):
+    """An inner backend that records where it was asked to connect; the first ``fail``
+    addresses refuse the connection."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.asked: list[str] = []
+        self.fail = fail
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        self.asked.append(host)
+        if len(self.asked) <= self.fail:
+            raise httpcore.ConnectError("refused")
+        return httpcore.MockStream([])
+
+
+def test_the_delivery_connects_to_the_address_it_checked_and_looks_it_up_once() -> None:
+    lookups: list[str] = []
+
+    def rebinding(host: str, port: int) -> list[str]:  # public once, then loopback
+        lookups.append(host)
+        return ["93.184.216.34"] if len(lookups) == 1 else ["127.0.0.1"]
+
+    inner = Recording()
+    ssrf.GuardedBackend(rebinding, inner).connect_tcp("hooks.example.com", 443)
+    assert inner.asked == ["93.184.216.34"] and lookups == ["hooks.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("host", "addresses", "refused"),
+    [
+        ("hooks.example.com", ("93.184.216.34", "10.0.0.5"), "10.0.0.5, a private"),
+        ("hooks.example.com", ("169.254.169.254",), "metadata"),
+        ("hooks.example.com", (), "does not resolve"),
+        ("127.0.0.1", (), "loopback"),  # a literal is checked, not resolved
+        ("::ffff:10.1.2.3", (), "private"),
+    ],
+)
+def test_a_connection_to_a_refused_address_is_never_opened(host, addresses, refused) -> None:
+    inner = Recording()
+    with pytest.raises(UnsafeWebhookURL, match=refused):
+        ssrf.GuardedBackend(resolves_to(*addresses), inner).connect_tcp(host, 443)
+    assert inner.asked == []
+
+
+def test_the_next_checked_address_is_tried_when_a_connect_fails() -> None:
+    inner = Recording(fail=1)
+    backend = ssrf.GuardedBackend(resolves_to("93.184.216.34", "93.184.216.35"), inner)
+    backend.connect_tcp("hooks.example.com", 443)
+    assert inner.asked == ["93.184.216.34", "93.184.216.35"]
+    with pytest.raises(httpcore.ConnectError):
+        ssrf.GuardedBackend(resolves_to("93.184.216.34"), Recording(fail=1)).connect_tcp(
+            "hooks.example.com", 443
+        )
+
+
+def test_a_unix_socket_is_refused() -> None:
+    with pytest.raises(UnsafeWebhookURL):
+        ssrf.GuardedBackend(resolves_to()).connect_unix_socket("/var/run/docker.sock")
 
 
 BODY = b'{"id":"e1","type":"booking.started","data":{"booking_id":"b"}}'
