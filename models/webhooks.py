@@ -41,6 +41,9 @@ class DeliveryState(enum.StrEnum):
     """Where one event's delivery to one endpoint is."""
 
     PENDING = "pending"  # due at due_at; held by a run while claim_token is set and leased
+    # Parked while its endpoint is disabled (pending again, due as it was, once enabled):
+    # a disabled endpoint's backlog costs the dispatch tick nothing.
+    HELD = "held"
     DELIVERED = "delivered"  # a 2xx answer (terminal)
     FAILED = "failed"  # the schedule ran out, or 410 disabled the endpoint (terminal)
 

@@ -195,6 +195,49 @@ def test_rows_in_every_state_at_0004_survive_the_lifecycle_upgrade_and_back(db_u
     assert _diff(db_url) == []
 
 
+def _booking(conn, ident: uuid.UUID) -> None:
+    conn.execute(
+        Base.metadata.tables["scheduled_streams"].insert().values(
+            id=ident, account_id="a", app_id="b", timezone="UTC", state="ended",
+            meeting_id=uuid.uuid4(), scheduled_at=AT, start_deadline=AT, start_window=900,
+            due_at=AT, created_at=AT, updated_at=AT, attempts=1, reclaims=0,
+            end_reason="scheduled_stop", ended_at=AT,
+        )
+    )  # fmt: skip
+
+
+def _webhook_rows(conn, stream: uuid.UUID, deliveries: dict[uuid.UUID, tuple[bool, str]]) -> None:
+    """One event of ``stream``, and per delivery id an endpoint (enabled?) and a delivery in
+    the given state, with one attempt each."""
+    tables = Base.metadata.tables
+    event = uuid.uuid4()
+    conn.execute(
+        tables["webhook_events"]
+        .insert()
+        .values(id=event, type="stream.ended", stream_id=stream, payload="{}", created_at=AT)
+    )
+    for delivery, (enabled, state) in deliveries.items():
+        endpoint = uuid.uuid4()
+        conn.execute(
+            tables["webhook_endpoints"].insert().values(
+                id=endpoint, url="https://example.com/h", event_types="stream.ended",
+                secret_ciphertext="x", enabled=enabled, created_at=AT, updated_at=AT,
+                failures_in_a_row=0,
+            )
+        )  # fmt: skip
+        conn.execute(
+            tables["webhook_deliveries"].insert().values(
+                id=delivery, event_id=event, endpoint_id=endpoint, state=state, attempts=1,
+                due_at=AT, created_at=AT, updated_at=AT,
+            )
+        )  # fmt: skip
+        conn.execute(
+            tables["webhook_attempts"]
+            .insert()
+            .values(delivery_id=delivery, number=1, sent_at=AT, status=503)
+        )
+
+
 def test_rows_at_0005_survive_the_webhooks_upgrade_and_back(db_url: str) -> None:
     """0006 adds tables only: bookings and their history are untouched both ways, and the
     new tables take rows that the downgrade then drops."""
@@ -205,48 +248,45 @@ def test_rows_at_0005_survive_the_webhooks_upgrade_and_back(db_url: str) -> None
     try:
         with engine.begin() as conn:
             for ident in ids:
-                conn.execute(
-                    streams.insert().values(
-                        id=ident, account_id="a", app_id="b", timezone="UTC", state="ended",
-                        meeting_id=uuid.uuid4(), scheduled_at=AT, start_deadline=AT,
-                        start_window=900, due_at=AT, created_at=AT, updated_at=AT, attempts=1,
-                        reclaims=0, end_reason="scheduled_stop", ended_at=AT,
-                    )
-                )  # fmt: skip
+                _booking(conn, ident)
         upgrade(db_url)
-        endpoints = Base.metadata.tables["webhook_endpoints"]
-        events = Base.metadata.tables["webhook_events"]
-        deliveries = Base.metadata.tables["webhook_deliveries"]
-        attempts = Base.metadata.tables["webhook_attempts"]
-        endpoint, event, delivery = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         with engine.begin() as conn:
             assert sorted(conn.execute(select(streams.c.id)).scalars()) == sorted(ids)
-            conn.execute(
-                endpoints.insert().values(
-                    id=endpoint, url="https://example.com/h", event_types="stream.ended",
-                    secret_ciphertext="x", enabled=True, created_at=AT, updated_at=AT,
-                    failures_in_a_row=0,
-                )
-            )  # fmt: skip
-            conn.execute(
-                events.insert().values(
-                    id=event, type="stream.ended", stream_id=ids[0], payload="{}", created_at=AT
-                )
-            )
-            conn.execute(
-                deliveries.insert().values(
-                    id=delivery, event_id=event, endpoint_id=endpoint, state="pending",
-                    attempts=1, due_at=AT, created_at=AT, updated_at=AT,
-                )
-            )  # fmt: skip
-            conn.execute(
-                attempts.insert().values(delivery_id=delivery, number=1, sent_at=AT, status=503)
-            )
+            _webhook_rows(conn, ids[0], {uuid.uuid4(): (True, "pending")})
         downgrade(db_url, "0005")
         assert not {"webhook_endpoints", "webhook_events"} & _tables(db_url)
         with engine.connect() as conn:
             states = conn.execute(select(streams.c.state)).scalars().all()
         assert states == ["ended"] * 3
+    finally:
+        engine.dispose()
+        upgrade(db_url)
+    assert _diff(db_url) == []
+
+
+def test_a_disabled_endpoints_pending_deliveries_are_held_at_0008_and_pending_again_below(
+    db_url: str,
+) -> None:
+    downgrade(db_url, "0007")
+    deliveries = Base.metadata.tables["webhook_deliveries"]
+    waiting, parked, done = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    stream = uuid.uuid4()
+    engine = create_engine(db_url)
+
+    def states() -> dict[uuid.UUID, str]:
+        with engine.connect() as conn:
+            query = select(deliveries.c.id, deliveries.c.state)
+            return {ident: state for ident, state in conn.execute(query).tuples()}
+
+    try:
+        with engine.begin() as conn:
+            _booking(conn, stream)
+            rows = {waiting: (True, "pending"), parked: (False, "pending"), done: (False, "failed")}
+            _webhook_rows(conn, stream, rows)
+        upgrade(db_url)
+        assert states() == {waiting: "pending", parked: "held", done: "failed"}
+        downgrade(db_url, "0007")
+        assert states() == {waiting: "pending", parked: "pending", done: "failed"}
     finally:
         engine.dispose()
         upgrade(db_url)

@@ -26,7 +26,7 @@ from models import (
     WebhookEvent,
 )
 from models.db import db_now
-from worker import outbox, ssrf, webhook_signing
+from worker import outbox, ssrf, webhook_claims, webhook_signing
 from worker.crypto import StreamKeyCipher
 from worker.errors import WebhookEndpointError, WebhookEndpointNotFound
 from worker.settings import Secret, Settings
@@ -103,8 +103,8 @@ def list_endpoints(session: Session) -> list[WebhookEndpoint]:
 def set_enabled(
     session: Session, endpoint_id: uuid.UUID | str, enabled: bool, reason: str | None = None
 ) -> WebhookEndpoint:
-    """DISABLE_ENDPOINT / ENABLE_ENDPOINT. Pending deliveries wait while it is disabled (the
-    claim skips them) and go out once it is enabled; enabling clears its failure streak."""
+    """DISABLE_ENDPOINT / ENABLE_ENDPOINT. Its pending deliveries are held while it is
+    disabled and go out once it is enabled, oldest first; enabling clears its failure streak."""
     endpoint = get(session, endpoint_id)
     now = db_now(session)
     values: dict[str, object] = {"enabled": enabled, "updated_at": now}
@@ -113,6 +113,10 @@ def set_enabled(
     else:
         values["disabled_reason"] = reason or "disabled by ops"
     session.execute(update(E).where(E.id == endpoint.id).values(**values))
+    if enabled:
+        webhook_claims.unpark(session, endpoint.id, now)
+    else:
+        webhook_claims.park(session, endpoint.id, now)
     return get(session, endpoint.id)
 
 
@@ -166,14 +170,17 @@ def replay(
     session: Session, delivery_id: uuid.UUID | str, *, endpoint_id: uuid.UUID | None = None
 ) -> WebhookDelivery:
     """A new delivery of the same event to the same endpoint, due now: the same body under the
-    same ``webhook-id``, with a fresh retry schedule. The old one keeps its history.
-    ``endpoint_id``: the delivery must be that endpoint's."""
+    same ``webhook-id``, with a fresh retry schedule (held until the endpoint is enabled, if it
+    is disabled). The old one keeps its history. ``endpoint_id``: the delivery must be that
+    endpoint's."""
     ident = _uuid(delivery_id, "delivery")
     old = session.get(D, ident)
     if old is None or (endpoint_id is not None and old.endpoint_id != endpoint_id):
         raise WebhookEndpointNotFound("delivery", f"no webhook delivery {ident}")
     now = db_now(session)
     row = outbox.delivery(old.event_id, old.endpoint_id, now)
+    if not get(session, old.endpoint_id).enabled:
+        row["state"] = DeliveryState.HELD.value
     session.execute(insert(D).values(**row))
     found = session.get(D, row["id"])
     assert found is not None
@@ -193,9 +200,9 @@ def failing(session: Session, now: datetime, longer_than: timedelta = FAILING_AL
 
 
 def pending_count(session: Session, endpoint_id: uuid.UUID) -> int:
-    query = select(func.count()).where(
-        D.endpoint_id == endpoint_id, D.state == DeliveryState.PENDING.value
-    )
+    """Deliveries still to go out: pending, or held while the endpoint is disabled."""
+    waiting = (DeliveryState.PENDING.value, DeliveryState.HELD.value)
+    query = select(func.count()).where(D.endpoint_id == endpoint_id, D.state.in_(waiting))
     return session.scalar(query) or 0
 
 

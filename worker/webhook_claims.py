@@ -31,6 +31,7 @@ D = WebhookDelivery
 E = WebhookEndpoint
 WEBHOOK = "webhook"  # Claim.kind: run by livestreams.deliver_webhook
 PENDING = DeliveryState.PENDING.value
+HELD = DeliveryState.HELD.value
 
 # The run still holds the delivery: pending, under its token.
 DELIVERY_HELD = and_(
@@ -197,6 +198,31 @@ def finish(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def park(session: Session, endpoint_id: uuid.UUID, now: datetime) -> int:
+    """PARK_DELIVERIES: the endpoint is disabled; its pending deliveries are held, out of the
+    claim's sight, keeping their due instants. A run that holds one loses its claim (its
+    POST, if already sent, is sent again once the endpoint is back: at least once)."""
+    stmt = (
+        update(D)
+        .where(D.endpoint_id == endpoint_id, D.state == PENDING)
+        .values(state=HELD, claim_token=None, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def unpark(session: Session, endpoint_id: uuid.UUID, now: datetime) -> int:
+    """UNPARK_DELIVERIES: the endpoint is enabled; its held deliveries are pending again, due
+    as they were, so the oldest go out first."""
+    stmt = (
+        update(D)
+        .where(D.endpoint_id == endpoint_id, D.state == HELD)
+        .values(state=PENDING, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
 def endpoint_succeeded(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
     """ENDPOINT_OK: healthy again."""
     session.execute(
@@ -218,3 +244,5 @@ def endpoint_failed(
     if disable is not None:
         values.update(enabled=False, disabled_reason=disable, updated_at=now)
     session.execute(update(E).where(E.id == endpoint_id).values(**values))
+    if disable is not None:
+        park(session, endpoint_id, now)

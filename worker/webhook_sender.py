@@ -43,7 +43,7 @@ class SendResult(enum.StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
     DISABLED = "disabled"  # 410: the endpoint is switched off
-    HELD = "held"  # the endpoint was disabled meanwhile: the delivery waits for it
+    HELD = "held"  # the endpoint was disabled meanwhile: the delivery is held for it
     STALE = "stale"  # the claim was gone: another run has it, or it is finished
 
 
@@ -186,8 +186,9 @@ class Sender:
         return done
 
     def _hold(self, delivery_id: uuid.UUID, token: uuid.UUID, number: int) -> SendResult:
-        """The endpoint was disabled after the claim: nothing is sent; the delivery waits
-        (pending, due as it was) until the endpoint is enabled again."""
+        """The endpoint was disabled after the claim (disabling parks its deliveries, but a
+        change may have written one for it meanwhile): nothing is sent; the delivery is held,
+        due as it was, until the endpoint is enabled again."""
 
         def write(session: Session, now: datetime) -> bool:
             error = "not sent: the endpoint is disabled"
@@ -196,7 +197,7 @@ class Sender:
                 error=error,
             )  # fmt: skip
             return webhook_claims.finish(
-                session, delivery_id, token, now, state=DeliveryState.PENDING, status=None,
+                session, delivery_id, token, now, state=DeliveryState.HELD, status=None,
                 error=error,
             )  # fmt: skip
 

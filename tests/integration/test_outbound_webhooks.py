@@ -287,19 +287,70 @@ def test_410_disables_the_endpoint_and_later_events_are_not_queued_for_it(
 ) -> None:
     endpoint_id, _ = register(factory, open_settings, cipher, receiver.url)
     receiver.answer(410)
-    first, second = book(), book()
+    first, second, third = book(), book(), book()
     with factory.begin() as s:
         booking.cancel(s, booking.find(s, first.id))
-    assert deliver_due(factory, open_settings, cipher) == [SendResult.DISABLED]
+    with factory.begin() as s:
+        claimed = webhook_claims.claim(s, db_now(s), lease=60, batch=10)
+        booking.cancel(s, booking.find(s, second.id))  # due after the claim: waits
+    sender = Sender(factory, open_settings, cipher)
+    try:
+        assert sender.run(claimed[0].stream_id, claimed[0].token) is SendResult.DISABLED
+    finally:
+        sender.close()
     with factory() as s:
         endpoint = s.get(WebhookEndpoint, endpoint_id)
     assert endpoint.enabled is False and "410" in (endpoint.disabled_reason or "")
-    (delivery,) = deliveries(factory)
+    delivery, waiting = deliveries(factory)
     assert delivery.state == "failed" and delivery.last_status == 410
+    assert waiting.state == "held"  # parked with the endpoint, not scanned by every tick
     with factory.begin() as s:
-        booking.cancel(s, booking.find(s, second.id))
-    assert len(events(factory)) == 1 and len(deliveries(factory)) == 1  # nobody to tell
+        booking.cancel(s, booking.find(s, third.id))
+    assert len(events(factory)) == 2 and len(deliveries(factory)) == 2  # nobody to tell
     assert len(receiver.got) == 1
+
+
+def test_a_disabled_endpoints_deliveries_are_held_and_go_out_in_order_once_enabled(
+    factory, open_settings, cipher, book, receiver
+) -> None:
+    endpoint_id, _ = register(factory, open_settings, cipher, receiver.url)
+    first, second = book(), book()
+    with factory.begin() as s:
+        booking.cancel(s, booking.find(s, first.id))
+    with factory.begin() as s:
+        endpoints.set_enabled(s, endpoint_id, False, "maintenance")
+        booking.cancel(s, booking.find(s, second.id))  # nobody enabled wants it: no delivery
+    assert [d.state for d in deliveries(factory)] == ["held"]
+    assert deliver_due(factory, open_settings, cipher) == []
+    with factory.begin() as s:
+        (old,) = deliveries(factory)
+        replayed = endpoints.replay(s, old.id)
+        assert replayed.state == "held"  # waits for the endpoint like the rest
+        assert endpoints.pending_count(s, endpoint_id) == 2
+    with factory.begin() as s:
+        endpoints.set_enabled(s, endpoint_id, True)
+    assert deliver_due(factory, open_settings, cipher) == [SendResult.DELIVERED] * 2
+    assert [d.state for d in deliveries(factory)] == ["delivered", "delivered"]
+    assert len({g.headers["webhook-id"] for g in receiver.wait_for(2)}) == 1
+
+
+def test_a_claimed_delivery_of_an_endpoint_disabled_meanwhile_is_not_sent(
+    factory, open_settings, cipher, book, receiver
+) -> None:
+    endpoint_id, _ = register(factory, open_settings, cipher, receiver.url)
+    stream = book()
+    with factory.begin() as s:
+        booking.cancel(s, booking.find(s, stream.id))
+    with factory.begin() as s:
+        (claim,) = webhook_claims.claim(s, db_now(s), lease=60, batch=10)
+    with factory.begin() as s:
+        endpoints.set_enabled(s, endpoint_id, False)
+    sender = Sender(factory, open_settings, cipher)
+    try:
+        assert sender.run(claim.stream_id, claim.token) is SendResult.STALE
+    finally:
+        sender.close()
+    assert [d.state for d in deliveries(factory)] == ["held"] and receiver.got == []
 
 
 def test_during_a_rotation_both_secrets_sign(
