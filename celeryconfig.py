@@ -57,4 +57,11 @@ beat_schedule = {
         "schedule": _settings.dispatch_interval,
         "options": {"expires": DISPATCH_EXPIRES},
     },
+    # The outbound webhook log past its retention (worker.retention); a run missed while no
+    # worker was up is simply done by the next.
+    "prune-webhooks": {
+        "task": "livestreams.prune_webhooks",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
 }

@@ -49,6 +49,8 @@ DEFAULT_MAX_DURATION = 86400.0  # ends_at at most this long after the start
 # body read stops 15 s in, so a run still holding its delivery after this has vanished. A
 # shorter lease only risks sending a message twice (delivery is at least once), never losing it.
 DEFAULT_WEBHOOK_LEASE = 70.0
+# The outbound webhook log (events, deliveries, attempts) is kept this many days (worker.retention).
+DEFAULT_WEBHOOK_RETENTION_DAYS = 30
 # Where the provider publishes its webhook signing key, for Cloudflare's own API; for any other
 # base URL (the fake API), the same path on its origin.
 CLOUDFLARE_WEBHOOK_KEY_URL = "https://api.realtime.cloudflare.com/.well-known/webhooks.json"
@@ -129,6 +131,8 @@ class Settings:
     # A webhook delivery run holds its claim this long (worker.webhook_claims); a run that
     # vanished (killed worker, flushed broker) is claimed again after it.
     webhook_lease: float = DEFAULT_WEBHOOK_LEASE
+    # Days the outbound webhook log is kept once delivered or failed; 0 keeps it forever.
+    webhook_retention_days: int = DEFAULT_WEBHOOK_RETENTION_DAYS
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
@@ -186,6 +190,9 @@ class Settings:
             metrics_port=metrics_port_from_env(env),
             webhooks_allow_private=_flag(env, "LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE"),
             webhook_lease=_seconds(env, "LIVESTREAMS_WEBHOOK_LEASE", DEFAULT_WEBHOOK_LEASE),
+            webhook_retention_days=_int(
+                env, "LIVESTREAMS_WEBHOOK_RETENTION_DAYS", DEFAULT_WEBHOOK_RETENTION_DAYS, least=0
+            ),
         )
         settings.check()
         return settings
@@ -363,7 +370,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, least: int = 1) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -371,8 +378,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise SettingsError(name, f"must be at least 1, got {value}")
+    if value < least:
+        raise SettingsError(name, f"must be at least {least}, got {value}")
     return value
 
 

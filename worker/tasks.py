@@ -13,7 +13,7 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from worker import metrics, runtime
+from worker import metrics, retention, runtime
 from worker.celery import app
 from worker.claims import Claim
 from worker.dispatch import tick
@@ -126,3 +126,18 @@ def deliver_webhook(self: Task[Any, Any], delivery_id: str, claim_token: str) ->
         ) from None
     metrics.WEBHOOK_DELIVERIES.labels(result=result.value).inc()
     return result
+
+
+@app.task(name="livestreams.prune_webhooks", ignore_result=True)
+def prune_webhooks() -> int:
+    """Delete the outbound webhook log past LIVESTREAMS_WEBHOOK_RETENTION_DAYS (hourly, by
+    beat); never what is still to be delivered."""
+    current = runtime.current()
+    deleted = retention.prune(current.sessions, current.settings.webhook_retention_days)
+    if deleted:
+        log.info(
+            "pruned %d webhook events past %d days", deleted,
+            current.settings.webhook_retention_days,
+            extra={"action": "prune_webhooks", "deleted": deleted},
+        )  # fmt: skip
+    return deleted

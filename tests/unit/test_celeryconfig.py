@@ -27,3 +27,13 @@ def test_task_events_are_off_unless_asked_for(monkeypatch) -> None:
     assert (config.worker_send_task_events, config.task_send_sent_event) == (True, True)
     monkeypatch.delenv("LIVESTREAMS_TASK_EVENTS")
     importlib.reload(config)
+
+
+def test_every_task_beat_schedules_is_one_the_worker_knows() -> None:
+    import worker.tasks  # noqa: F401  (registers the tasks)
+    from worker.celery import app
+
+    config = importlib.reload(importlib.import_module("celeryconfig"))
+    scheduled = {entry["task"] for entry in config.beat_schedule.values()}
+    assert {"livestreams.dispatch_due", "livestreams.prune_webhooks"} <= scheduled
+    assert scheduled <= set(app.tasks)
