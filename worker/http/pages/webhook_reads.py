@@ -25,7 +25,7 @@ from models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from worker.endpoints import FAILING_ALERT
+from worker.endpoints import EVENT_TYPES, FAILING_ALERT
 from worker.webhook_present import delivery_dict, endpoint_dict
 
 D = WebhookDelivery
@@ -50,6 +50,12 @@ def ago(now: datetime, then: datetime | None) -> str | None:
         if seconds < below:
             return f"{seconds // size:.0f} {unit} ago"
     return f"{seconds // 86400:.0f} d ago"
+
+
+def _to_seconds(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """``data`` with the instants at ``keys`` to the second, as the rest of the page shows
+    them ("2027-05-01T17:00:03Z"; webhook_present keeps the microseconds for --json)."""
+    return {**data, **{k: data[k][:19] + "Z" for k in keys if data[k]}}
 
 
 def href(endpoint_id: uuid.UUID | str) -> str:
@@ -82,8 +88,12 @@ def endpoint_row(
     endpoint: WebhookEndpoint, now: datetime, waiting_by_state: dict[str, int]
 ) -> dict[str, Any]:
     """An endpoint as the page shows it: endpoint_dict, its ages, its marks, what waits."""
+    data = endpoint_dict(endpoint, now)
+    times = ("created_at", "last_success_at", "failing_since", "previous_secret_valid_until")
+    every = set(data["event_types"]) == set(EVENT_TYPES)
     return {
-        **endpoint_dict(endpoint, now),
+        **_to_seconds(data, *times),
+        "events_text": "every event type" if every else ", ".join(data["event_types"]),
         "href": href(endpoint.id),
         "last_success_ago": ago(now, endpoint.last_success_at),
         "failing_since_ago": ago(now, endpoint.failing_since),
@@ -149,7 +159,7 @@ def delivery_rows(
     tried = _attempts(session, [row[0].id for row in found])
     return [
         {
-            **delivery_dict(delivery, type_, tried.get(delivery.id, [])),
+            **_delivery(delivery_dict(delivery, type_, tried.get(delivery.id, []))),
             "booking_href": f"/ops/bookings/{stream_id}",
             "booking": ref or name or str(stream_id)[:8],
             "replay_href": f"{href(endpoint_id)}/deliveries/{delivery.id}/replay",
@@ -157,6 +167,11 @@ def delivery_rows(
         }
         for delivery, type_, stream_id, ref, name in found
     ]
+
+
+def _delivery(data: dict[str, Any]) -> dict[str, Any]:
+    attempts = [_to_seconds(a, "sent_at", "finished_at") for a in data["attempt_log"]]
+    return {**_to_seconds(data, "due_at", "created_at", "delivered_at"), "attempt_log": attempts}
 
 
 def _attempts(
