@@ -8,12 +8,23 @@ fail: .ci/run installs it.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from models import ScheduledStream
+from models.db import dispose_all, get_sessionmaker
 from tests.conftest import IN_CI
+from tests.processes import Celery
+from worker import apikeys, booking
+from worker.crypto import new_key
+from worker.migrate import upgrade
+from worker.processes import free_port
+from worker.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Written by every browser run, so that the README's pictures are the current page.
@@ -63,3 +74,44 @@ def sign_in(page, base: str, key: str) -> None:
     page.get_by_label("API key with the ops scope").fill(key)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+@dataclass
+class Served:
+    base: str
+    settings: Settings
+    key: str
+    log: Path
+
+    def book(self, **fields: object) -> ScheduledStream:
+        fields.setdefault("meeting_id", str(uuid.uuid4()))
+        fields.setdefault("at", datetime.now(UTC) + timedelta(hours=3))
+        with get_sessionmaker(self.settings.database_url).begin() as s:
+            return booking.schedule(s, self.settings, **fields).stream
+
+    def state(self, stream_id: uuid.UUID) -> str:
+        with get_sessionmaker(self.settings.database_url)() as s:
+            row = s.get(ScheduledStream, stream_id)
+            assert row is not None
+            return row.state
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """`livestreams serve` on a SQLite database of the test's own, and an ops key."""
+    url = f"sqlite:///{tmp_path / 'livestreams.db'}"
+    upgrade(url)
+    env = {
+        "LIVESTREAMS_DATABASE_URL": url,
+        "LIVESTREAMS_SECRET_KEY": new_key(),
+        "CLOUDFLARE_ACCOUNT_ID": "acct-ops",
+        "REALTIMEKIT_APP_ID": "app-ops",
+    }
+    settings = Settings.from_env(env)
+    with get_sessionmaker(url).begin() as s:
+        _, key = apikeys.create(s, name="ops-desk", scopes=[apikeys.OPS])
+    port = free_port()
+    with Celery(env, tmp_path) as processes:
+        processes.serve("serve", port)
+        yield Served(f"http://127.0.0.1:{port}", settings, key, processes.log("serve"))
+    dispose_all()

@@ -6,67 +6,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from models import ScheduledStream
-from models.db import dispose_all, get_sessionmaker
+from models.db import get_sessionmaker
 from tests.browser.conftest import PHONE, SCREENSHOTS, sign_in
 from tests.lifecycle_rows import follow
 from tests.ops_rows import RAY, REFUSAL, fail
-from tests.processes import Celery
-from worker import apikeys, booking
-from worker.crypto import new_key
-from worker.migrate import upgrade
-from worker.processes import free_port
-from worker.settings import Settings
+from worker import apikeys
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Served:
-    base: str
-    settings: Settings
-    key: str
-    log: Path
-
-    def book(self, **fields: object) -> ScheduledStream:
-        fields.setdefault("meeting_id", str(uuid.uuid4()))
-        fields.setdefault("at", datetime.now(UTC) + timedelta(hours=3))
-        with get_sessionmaker(self.settings.database_url).begin() as s:
-            return booking.schedule(s, self.settings, **fields).stream
-
-    def state(self, stream_id: uuid.UUID) -> str:
-        with get_sessionmaker(self.settings.database_url)() as s:
-            row = s.get(ScheduledStream, stream_id)
-            assert row is not None
-            return row.state
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    """`livestreams serve` on a SQLite database of the test's own, and an ops key."""
-    url = f"sqlite:///{tmp_path / 'livestreams.db'}"
-    upgrade(url)
-    env = {
-        "LIVESTREAMS_DATABASE_URL": url,
-        "LIVESTREAMS_SECRET_KEY": new_key(),
-        "CLOUDFLARE_ACCOUNT_ID": "acct-ops",
-        "REALTIMEKIT_APP_ID": "app-ops",
-    }
-    settings = Settings.from_env(env)
-    with get_sessionmaker(url).begin() as s:
-        _, key = apikeys.create(s, name="ops-desk", scopes=[apikeys.OPS])
-    port = free_port()
-    with Celery(env, tmp_path) as processes:
-        processes.serve("serve", port)
-        yield Served(f"http://127.0.0.1:{port}", settings, key, processes.log("serve"))
-    dispose_all()
 
 
 def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page) -> None:

@@ -3,6 +3,8 @@
 auth      sign-in with an ops API key, the session cookie, CSRF on every form
 views     overview, list with filters, a booking's detail (and a stream key's reveal)
 actions   cancel, retry, reschedule, stop; bulk cancel and retry; each confirmed first
+webhooks  outbound webhook endpoints: health, deliveries and attempts; replay, disable, enable
+webhook_reads  what those pages read (never a secret)
 filters   the list's filter, to and from query strings
 signing   the cookie's and tokens' HMACs
 render    templates/ and the headers of every page
@@ -14,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 
-from worker.http.pages import actions, auth, views
+from worker.http.pages import actions, auth, views, webhooks
 from worker.http.pages.render import HERE, page
 
 
@@ -36,13 +38,19 @@ async def _not_found(request: Request, exc: Exception) -> HTMLResponse:
     return page(request, "error.html", {"title": "Not found", "message": exc.message}, 404)
 
 
+async def _webhooks_refused(request: Request, exc: Exception) -> HTMLResponse:
+    return page(request, "error.html", {"title": "Refused", "message": str(exc)}, 403)
+
+
 def install(app: FastAPI) -> None:
-    """Add the ops page's routes, its static files and its three answers without a page
-    (sign in first, a forged form, no such booking) to ``app``."""
+    """Add the ops page's routes, its static files and its four answers without a page (sign
+    in first, a forged form, no such booking or endpoint, no webhooks:manage) to ``app``."""
     app.add_exception_handler(auth.SignInRequired, _sign_in)
     app.add_exception_handler(auth.CsrfRefused, _csrf)
     app.add_exception_handler(views.NotFoundPage, _not_found)
+    app.add_exception_handler(webhooks.WebhooksRefused, _webhooks_refused)
     app.mount("/ops/static", StaticFiles(directory=HERE / "static"), name="ops-static")
     app.include_router(auth.router)
     app.include_router(views.router)
     app.include_router(actions.router)
+    app.include_router(webhooks.router)

@@ -59,6 +59,11 @@ class Ops:
     def can_reveal(self) -> bool:
         return apikeys.STREAM_KEYS_READ in apikeys.granted(self.key)
 
+    @property
+    def can_manage_webhooks(self) -> bool:
+        """What /v1/webhook-endpoints asks for; ``ops`` implies it."""
+        return apikeys.WEBHOOKS_MANAGE in apikeys.granted(self.key)
+
 
 def signer_for(request: Request) -> Signer | None:
     """The process's signer (made on first use), or None without any key material."""

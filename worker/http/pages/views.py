@@ -20,6 +20,7 @@ from worker.http.deps import SessionDep, SettingsDep
 from worker.http.pages.auth import Ops, OpsForm, OpsPage
 from worker.http.pages.filters import Filter
 from worker.http.pages.render import page
+from worker.http.pages.webhook_reads import overview_lines
 from worker.present import (
     attempt_dict,
     event_dict,
@@ -113,6 +114,7 @@ def overview(request: Request, ops: OpsPage, session: SessionDep, settings: Sett
             "href": f"/ops/bookings/{overdue['id']}",
             "late": f"{overdue['overdue_seconds']:.0f} s",
         },
+        "webhook_lines": overview_lines(session, health.now, health.failing_endpoints),
         "upcoming": [row(s) for s in rows[:PAGE_SIZE]],
         "upcoming_more": len(rows) > PAGE_SIZE,
         "upcoming_href": "/ops/bookings?" + upcoming.query(),
