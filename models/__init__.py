@@ -21,6 +21,7 @@ from models.streams import (
     WorkerHeartbeat,
 )
 from models.webhooks import (
+    WAITING_STATES,
     DeliveryState,
     EventType,
     WebhookAttempt,
@@ -33,6 +34,7 @@ __all__ = [
     "CLAIMABLE_STATES",
     "TERMINAL_STATES",
     "TRACKED_STATES",
+    "WAITING_STATES",
     "ApiKey",
     "AttemptAction",
     "AttemptOutcome",

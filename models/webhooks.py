@@ -48,6 +48,10 @@ class DeliveryState(enum.StrEnum):
     FAILED = "failed"  # the schedule ran out, or 410 disabled the endpoint (terminal)
 
 
+# Still to go out: what `status`, the ops page and the retention count as waiting.
+WAITING_STATES = (DeliveryState.PENDING.value, DeliveryState.HELD.value)
+
+
 def _check_in(column: str, values: type[enum.StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 

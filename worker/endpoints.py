@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -197,13 +197,6 @@ def failing(session: Session, now: datetime, longer_than: timedelta = FAILING_AL
     """Enabled endpoints whose failures began more than ``longer_than`` ago."""
     query = select(E).where(E.enabled.is_(True), E.failing_since < now - longer_than)
     return list(session.scalars(query.order_by(E.failing_since)))
-
-
-def pending_count(session: Session, endpoint_id: uuid.UUID) -> int:
-    """Deliveries still to go out: pending, or held while the endpoint is disabled."""
-    waiting = (DeliveryState.PENDING.value, DeliveryState.HELD.value)
-    query = select(func.count()).where(D.endpoint_id == endpoint_id, D.state.in_(waiting))
-    return session.scalar(query) or 0
 
 
 def _uuid(value: uuid.UUID | str, field: str) -> uuid.UUID:

@@ -17,19 +17,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import DeliveryState, WebhookAttempt, WebhookDelivery, WebhookEvent
+from models import WAITING_STATES, WebhookAttempt, WebhookDelivery, WebhookEvent
 from models.db import db_now
 
 D = WebhookDelivery
 BATCH = 1000  # events per transaction
 BATCHES = 20  # per run: a run deletes at most 20,000 events
-WAITING = (DeliveryState.PENDING.value, DeliveryState.HELD.value)
 
 
 def prunable(session: Session, before: datetime, limit: int) -> list[uuid.UUID]:
     """The oldest events made before ``before`` with nothing left to deliver (index on
     created_at; the NOT EXISTS reads the deliveries by event)."""
-    waiting = exists().where(D.event_id == WebhookEvent.id, D.state.in_(WAITING))
+    waiting = exists().where(D.event_id == WebhookEvent.id, D.state.in_(WAITING_STATES))
     query = (
         select(WebhookEvent.id)
         .where(WebhookEvent.created_at < before, ~waiting)

@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models import (
-    DeliveryState,
+    WAITING_STATES,
     ScheduledStream,
     WebhookAttempt,
     WebhookDelivery,
@@ -30,12 +30,9 @@ from worker.webhook_present import delivery_dict, endpoint_dict
 
 D = WebhookDelivery
 E = WebhookEndpoint
-# Every state a delivery can wait in (pending, and any added later): all but the terminal two.
-# An IN list on the leading column of ix_webhook_deliveries_state_due_at: delivered rows,
-# however many, are never read.
-WAITING = tuple(
-    s.value for s in DeliveryState if s not in (DeliveryState.DELIVERED, DeliveryState.FAILED)
-)
+# Every state a delivery can wait in, an IN list on the leading column of
+# ix_webhook_deliveries_state_due_at: delivered rows, however many, are never read.
+WAITING = WAITING_STATES
 OVERVIEW_LINES = 5  # per kind (failing, disabled); the rest are on /ops/webhooks
 
 
