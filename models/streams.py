@@ -156,7 +156,8 @@ class ScheduledStream(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The process (worker_heartbeats.id) whose run confirmed the claim; NULL until a run does.
     claim_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    # How often a claim was taken back from a run that vanished; bounded (worker.claims).
+    # How often a claim was taken back from a run that had taken it up (confirmed it) and
+    # vanished; bounded (worker.claims.MAX_RECLAIMS). Claims no run took up are not counted.
     reclaims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
 

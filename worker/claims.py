@@ -37,7 +37,7 @@ from models import (
     UpstreamPause,
     WorkerHeartbeat,
 )
-from worker import outbox
+from worker import outbox, redelivery
 from worker.attempts import UNCLEAR_START_CALL
 
 S = ScheduledStream
@@ -132,25 +132,22 @@ def claim_due(
 
 # A claim is taken back after this many vanished runs: the booking then fails with a reason
 # instead of being handed out for ever to runs that die (a poison row, a crashing process).
+# Only a run that took the claim up (confirmed it: claim_owner set) and vanished counts. A
+# claim no run took up in time (its message lost, or still queued behind a slow pool) says
+# nothing about the booking: it is handed out again, uncounted, for as long as the start's
+# own deadline allows; counting those failed whole bursts on an overloaded machine.
 MAX_RECLAIMS = 5
+# The row's run had taken the claim up when it was lost.
+_RUN_VANISHED = S.claim_owner.is_not(None)
 
 
-def _lost(now: datetime, pickup_grace: float, owner_timeout: float | None) -> ColumnElement[bool]:
-    """A ``starting`` row whose run has vanished: its lease ran out, no run took it up by
-    ``pickup_grace`` after its due instant and after it was handed out (the message was lost
-    with the broker, or sat in a killed worker's prefetch), or its owner stopped beating
-    (``owner_timeout``; None: do not judge owners now). An owner that beats keeps its claim
-    until the lease runs out, and the lease outlives the longest call, so a call in flight is
-    never taken over."""
-    picked_up_by = now - timedelta(seconds=pickup_grace)
-    lost = [
-        S.lease_expires_at < now,
-        and_(
-            S.claim_owner.is_(None),
-            S.due_at < picked_up_by,
-            or_(S.claimed_at.is_(None), S.claimed_at < picked_up_by),
-        ),
-    ]
+def _lost(now: datetime, owner_timeout: float | None) -> ColumnElement[bool]:
+    """A ``starting`` row whose run has vanished: its lease ran out, or the run that took it
+    up stopped beating (``owner_timeout``; None: do not judge owners now). An owner that beats
+    keeps its claim until the lease runs out, and the lease outlives the longest call, so a
+    call in flight is never taken over. (A claim no run took up is not lost but sent again:
+    worker.redelivery.)"""
+    lost = [S.lease_expires_at < now]
     if owner_timeout is not None:
         alive = exists().where(
             WorkerHeartbeat.id == S.claim_owner,
@@ -181,44 +178,53 @@ def reap(
     pickup_grace: float,
     owner_timeout: float | None,
 ) -> list[Claim]:
-    """Take back rows whose run vanished (killed worker, lost message, flushed broker).
+    """Hand out again the claims no run took up within ``pickup_grace`` (a lost message, a
+    killed worker's prefetch: worker.redelivery, same token), and take back the rows whose run
+    vanished (killed worker, dead owner, lease run out).
 
-    The row stays ``starting`` under a fresh token and no owner, so the old run, if it ever
-    comes back, matches nothing. The new run reconciles any unfinished attempt before it posts.
-    It keeps its due instant, and so its place in the queue: oldest first, wherever it was.
+    A row taken back stays ``starting`` under a fresh token and no owner, so the old run, if it
+    ever comes back, matches nothing. The new run reconciles any unfinished attempt before it
+    posts. Either way the row keeps its due instant, and so its place in the queue.
     """
-    return take(
+    again = [
+        Claim(ident, token, due_at)
+        for ident, token, due_at in redelivery.redeliver(
+            session, now, [S.state == StreamState.STARTING.value], lease=lease, batch=batch,
+            pickup_grace=pickup_grace,
+        )
+    ]  # fmt: skip
+    taken = take(
         session,
-        [_lost(now, pickup_grace, owner_timeout), S.reclaims < MAX_RECLAIMS],
+        [_lost(now, owner_timeout), or_(S.reclaims < MAX_RECLAIMS, ~_RUN_VANISHED)],
         S.due_at,
-        batch,
+        batch - len(again),
         lease_expires_at=now + timedelta(seconds=lease),
         claim_owner=None,
         claimed_at=now,
-        reclaims=S.reclaims + 1,
+        reclaims=S.reclaims + case((_RUN_VANISHED, 1), else_=0),  # the row as it was
         updated_at=now,
     )
+    return sorted([*again, *taken], key=lambda c: c.due_at)
 
 
-def fail_reclaimed(
-    session: Session, now: datetime, *, pickup_grace: float, owner_timeout: float | None
-) -> int:
-    """Fail the rows whose runs vanished :data:`MAX_RECLAIMS` times already.
+def fail_reclaimed(session: Session, now: datetime, *, owner_timeout: float | None) -> int:
+    """Fail the rows whose run vanished again after runs had vanished :data:`MAX_RECLAIMS`
+    times already.
 
     Their claim is released; the reason says that an earlier call may have created a
     livestream, which ``livestreams attempts`` shows.
     """
     stmt = (
         update(S)
-        .where(_lost(now, pickup_grace, owner_timeout), S.reclaims >= MAX_RECLAIMS)
+        .where(_lost(now, owner_timeout), S.reclaims >= MAX_RECLAIMS, _RUN_VANISHED)
         .values(
             state=StreamState.FAILED.value,
             claim_token=None,
             claim_owner=None,
             lease_expires_at=None,
-            last_error=f"its run vanished {MAX_RECLAIMS} times (killed workers or lost messages);"
-            " not handed out again. An earlier call may have created a livestream: see its"
-            " attempts",
+            last_error=f"a run that had taken it up vanished {MAX_RECLAIMS + 1} times (killed"
+            " workers, or a start that takes its process down); not handed out again. An"
+            " earlier call may have created a livestream: see its attempts",
             updated_at=now,
         )
         .returning(S.id)

@@ -55,7 +55,7 @@ def tick(
         judge = (now - since).total_seconds() >= settings.owner_timeout
         grace, owners = settings.pickup_grace, settings.owner_timeout if judge else None
         expired = claims.expire_untried(session, now)
-        expired += claims.fail_reclaimed(session, now, pickup_grace=grace, owner_timeout=owners)
+        expired += claims.fail_reclaimed(session, now, owner_timeout=owners)
         reaped = claims.reap(
             session, now, lease=settings.lease, batch=settings.claim_batch,
             pickup_grace=grace, owner_timeout=owners,

@@ -28,7 +28,7 @@ from models import (
     StreamState,
     WorkerHeartbeat,
 )
-from worker import outbox
+from worker import outbox, redelivery
 from worker.claims import Claim, confirm_with, take
 
 S = ScheduledStream
@@ -104,36 +104,40 @@ def reap(
     pickup_grace: float,
     owner_timeout: float | None,
 ) -> list[Claim]:
-    """Take back held tracked rows whose run vanished before their lease ran out: no run took
-    them up within ``pickup_grace`` of being handed out, or their owner stopped beating. (At
-    the lease's end ``claim`` takes them again.) Held rows are due by the lookahead, so the
-    (state, due_at) index bounds the scan."""
-    picked_up_by = now - timedelta(seconds=pickup_grace)
-    lost = [and_(S.claim_owner.is_(None), S.claimed_at < picked_up_by)]
-    if owner_timeout is not None:
-        alive = exists().where(
-            WorkerHeartbeat.id == S.claim_owner,
-            WorkerHeartbeat.beat_at >= now - timedelta(seconds=owner_timeout),
+    """Hand out again held tracked rows that no run took up within ``pickup_grace`` of their
+    instant (worker.redelivery: same token, less and less often), and take back those whose
+    owner stopped beating before their lease ran out. (At the lease's end ``claim`` takes them
+    again.) Held rows are due by the lookahead, so the (state, due_at) index bounds the scan."""
+    tracked = [S.state.in_(_TRACKED), S.lease_expires_at >= now]  # past its lease, claim() does
+    again = [
+        Claim(ident, token, now, kind=TRACK)
+        for ident, token, _ in redelivery.redeliver(
+            session, now, tracked, lease=lease, batch=batch, pickup_grace=pickup_grace
         )
-        lost.append(and_(S.claim_owner.is_not(None), ~alive))
-    until = now + timedelta(seconds=lease)
-    claimed = take(
+    ]
+    if owner_timeout is None:
+        return again
+    alive = exists().where(
+        WorkerHeartbeat.id == S.claim_owner,
+        WorkerHeartbeat.beat_at >= now - timedelta(seconds=owner_timeout),
+    )
+    taken = take(
         session,
         [
-            S.state.in_(_TRACKED),
+            *tracked,
             S.due_at <= now + timedelta(seconds=lookahead),
             S.claim_token.is_not(None),
-            S.lease_expires_at >= now,  # past its lease, claim() takes it
-            or_(*lost),
+            S.claim_owner.is_not(None),
+            ~alive,
         ],
         S.due_at,
-        batch,
-        lease_expires_at=until,
+        batch - len(again),
+        lease_expires_at=now + timedelta(seconds=lease),
         claim_owner=None,
         claimed_at=now,
         updated_at=now,
     )
-    return [replace(c, due_at=now, kind=TRACK) for c in claimed]
+    return [*again, *(replace(c, due_at=now, kind=TRACK) for c in taken)]
 
 
 def unconfirmed(session: Session, now: datetime) -> int:

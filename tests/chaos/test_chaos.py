@@ -393,7 +393,7 @@ class Report:
             calls = [a for a in self.attempts if a.stream_id == row.id]
             lines.append(
                 f"  {str(row.id)[:8]} late {self.late_by(row):.1f} s: due {at(row.scheduled_at)},"
-                f" taken back {row.reclaims}x, calls "
+                f" runs lost {row.reclaims}x, calls "
                 + ", ".join(f"{at(a.sent_at)} {a.action} {a.outcome}" for a in calls)
             )
         return lines

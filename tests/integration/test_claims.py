@@ -85,9 +85,10 @@ def reap(s, now, *, owner_timeout: float | None = 5.0, lease: float = 60) -> lis
     return claims.reap(s, now, lease=lease, batch=10, pickup_grace=5.0, owner_timeout=owner_timeout)
 
 
-def test_a_claim_no_run_took_up_is_taken_back_after_the_pickup_grace(settings, book) -> None:
-    """Its message was lost with the broker, or sits in a killed worker's prefetch: seconds,
-    not a lease, later it is handed out again, and the old message can do nothing."""
+def test_a_claim_no_run_took_up_is_sent_again_after_the_pickup_grace(settings, book) -> None:
+    """Its message was lost with the broker, or sits in a killed worker's prefetch, or is
+    only late: seconds, not a lease, later it is handed out again under the same token, and
+    whichever message comes first starts it, once."""
     stream = book()
     make_due(settings.database_url, stream.id)
     with get_sessionmaker(settings.database_url).begin() as s:
@@ -96,22 +97,18 @@ def test_a_claim_no_run_took_up_is_taken_back_after_the_pickup_grace(settings, b
         now = db_now(s)
         assert reap(s, now + timedelta(seconds=4)) == []  # within the grace
         later = now + timedelta(seconds=6)
-        (reaped,) = reap(s, later)
-    assert reaped.stream_id == stream.id and reaped.token != claim.token
+        (again,) = reap(s, later)
+    assert again.stream_id == stream.id and again.token == claim.token
     owner = uuid.uuid4()
     with get_sessionmaker(settings.database_url).begin() as s:
-        # The old task's claim no longer matches anything.
+        number, renewed = claims.confirm_claim(s, stream.id, again.token, later, lease=60,
+                                               owner=owner)  # fmt: skip
+        assert number == 1 and renewed != claim.token
+        # A claim is good for one run: the other message confirms nothing.
         assert claims.confirm_claim(s, stream.id, claim.token, later, lease=60, owner=owner) is None
-        number, renewed = claims.confirm_claim(
-            s, stream.id, reaped.token, later, lease=60, owner=owner
-        )
-        assert number == 1 and renewed not in (claim.token, reaped.token)
-        # A claim is good for one run: the same message again confirms nothing.
-        assert (
-            claims.confirm_claim(s, stream.id, reaped.token, later, lease=60, owner=owner) is None
-        )
     with get_sessionmaker(settings.database_url)() as s:
-        assert s.get(S, stream.id).reclaims == 1
+        # No run had taken it up: nothing says the booking itself is at fault.
+        assert s.get(S, stream.id).reclaims == 0
 
 
 def _confirmed(settings, stream_id: uuid.UUID, owner: uuid.UUID, beat_at=None) -> datetime:
@@ -159,11 +156,40 @@ def test_a_row_taken_back_too_often_fails_with_the_reason(settings, book) -> Non
         s.execute(update(S).where(S.id == stream.id).values(reclaims=claims.MAX_RECLAIMS))
         later = now + timedelta(seconds=10)
         assert reap(s, later) == []
-        assert claims.fail_reclaimed(s, later, pickup_grace=5.0, owner_timeout=5.0) == 1
+        assert claims.fail_reclaimed(s, later, owner_timeout=5.0) == 1
     with get_sessionmaker(settings.database_url)() as s:
         row = s.get(S, stream.id)
         assert row.state == StreamState.FAILED and row.claim_token is None
-        assert f"vanished {claims.MAX_RECLAIMS} times" in row.last_error
+        assert f"vanished {claims.MAX_RECLAIMS + 1} times" in row.last_error
+
+
+def test_a_claim_no_run_took_up_is_handed_out_again_however_often(settings, book) -> None:
+    """An overloaded pool, not a bad booking: the message waits past the pickup grace again
+    and again. Each time the claim is handed out anew, never failed for it, and not counted;
+    a run that took it up and vanished is."""
+    stream = book()
+    make_due(settings.database_url, stream.id)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        s.execute(update(S).where(S.id == stream.id).values(reclaims=claims.MAX_RECLAIMS))
+        now = db_now(s)
+        claims.claim_due(s, now, lookahead=0, lease=60, batch=10)
+    for seconds in (10, 25, 60):  # each wait longer than the one before: sent again each time
+        with get_sessionmaker(settings.database_url).begin() as s:
+            later = now + timedelta(seconds=seconds)
+            assert claims.fail_reclaimed(s, later, owner_timeout=5.0) == 0
+            (reaped,) = reap(s, later)
+    with get_sessionmaker(settings.database_url)() as s:
+        row = s.get(S, stream.id)
+        assert row.state == StreamState.STARTING and row.reclaims == claims.MAX_RECLAIMS
+        assert row.claim_token == reaped.token
+    owner = uuid.uuid4()
+    with get_sessionmaker(settings.database_url).begin() as s:
+        at = now + timedelta(seconds=60)
+        s.add(WorkerHeartbeat(id=owner, hostname="h", pid=1, beat_at=at))
+        assert claims.confirm_claim(s, stream.id, reaped.token, at, lease=60, owner=owner)
+    with get_sessionmaker(settings.database_url).begin() as s:  # its run then vanished
+        assert claims.fail_reclaimed(s, at + timedelta(seconds=10),
+                                     owner_timeout=5.0) == 1  # fmt: skip
 
 
 def test_untried_rows_past_their_deadline_are_missed(settings, book) -> None:

@@ -1,0 +1,83 @@
+"""Claims that no run took up in time are handed out again, under the same token, less and
+less often.
+
+A claim handed to the broker is *taken up* when a run confirms it (claim_owner is set). One
+that is not taken up by the pickup grace after its instant has either lost its message (a
+flushed broker, a killed worker's prefetch or ETA buffer) or is still queued behind a slow
+pool. The two look alike from the database, so the tick sends the claim again without taking
+it back: the same token, so whichever message comes first starts it and the other finds the
+token renewed and does nothing. A lost message is replaced within the grace; a merely late
+one keeps its place in the queue and is not wasted.
+
+Each further send waits at least as long as the claim had already waited when it was last
+sent (3 s, 6 s, 12 s, 24 s … after its instant), so a backlog behind a slow pool gains a
+duplicate now and then, not one per tick for every claim in it. (Taking such claims back
+under a new token, as before, made every late message worthless and queued its booking again
+at the back, behind the same backlog: on an overloaded machine that fed on itself.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session
+
+from models import ScheduledStream
+
+S = ScheduledStream
+
+
+def send_again(due_at: datetime, handed_at: datetime, now: datetime, grace: float) -> bool:
+    """Should a claim due at ``due_at``, last handed out at ``handed_at`` and not taken up by
+    ``now``, be handed out again? Pure."""
+    waited_then = max(0.0, (handed_at - due_at).total_seconds())
+    waiting = (now - max(due_at, handed_at)).total_seconds()
+    return waiting > max(grace, waited_then)
+
+
+def redeliver(
+    session: Session,
+    now: datetime,
+    where: list[ColumnElement[bool]],
+    *,
+    lease: float,
+    batch: int,
+    pickup_grace: float,
+) -> list[tuple[uuid.UUID, uuid.UUID, datetime]]:
+    """REDELIVER_CLAIMS: up to ``batch`` rows matching ``where`` whose claim no run took up,
+    by :func:`send_again`, oldest first, handed out again now (claimed_at, and a fresh lease).
+    Returns (id, the unchanged token, due_at) of each."""
+    picked_up_by = now - timedelta(seconds=pickup_grace)
+    pending = (
+        *where,
+        S.claim_token.is_not(None),
+        S.claim_owner.is_(None),
+        S.due_at < picked_up_by,
+        S.claimed_at < picked_up_by,
+    )
+    query = select(S.id, S.due_at, S.claimed_at).where(*pending).order_by(S.due_at).limit(batch)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = [
+        r.id
+        for r in session.execute(query)
+        if send_again(r.due_at, r.claimed_at, now, pickup_grace)
+    ]
+    if not ids:
+        return []
+    values: dict[str, Any] = {
+        "claimed_at": now,
+        "lease_expires_at": now + timedelta(seconds=lease),
+        "updated_at": now,
+    }
+    stmt = (
+        update(S)
+        .where(S.id.in_(ids), *pending)  # not taken up meanwhile
+        .values(**values)
+        .returning(S.id, S.claim_token, S.due_at)
+        .execution_options(synchronize_session=False)
+    )
+    return [(r[0], r[1], r[2]) for r in session.execute(stmt)]
