@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         memory,
         metrics_cost,
         tracking,
+        webhooks,
     )
     from benchmarks.noise import Noise
     from benchmarks.report import Figure, figure, log, table
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         "api": api.run,
         "tracking": tracking.run,
         "metrics": metrics_cost.run,
+        "webhooks": webhooks.run,
     }
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
