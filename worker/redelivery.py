@@ -10,8 +10,10 @@ token renewed and does nothing. A lost message is replaced within the grace; a m
 one keeps its place in the queue and is not wasted.
 
 Each further send waits at least as long as the claim had already waited when it was last
-sent (3 s, 6 s, 12 s, 24 s … after its instant), so a backlog behind a slow pool gains a
-duplicate now and then, not one per tick for every claim in it. (Taking such claims back
+sent, up to four pickup graces (3 s, 6 s, 12 s, then every 12 s after its instant), so a
+backlog behind a slow pool gains a duplicate now and then, not one per tick for every claim
+in it, while a message lost again and again (workers killed one after another) is still
+replaced within seconds. (Taking such claims back
 under a new token, as before, made every late message worthless and queued its booking again
 at the back, behind the same backlog: on an overloaded machine that fed on itself.)
 """
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session
 from models import ScheduledStream
 
 S = ScheduledStream
+LONGEST_WAIT = 4  # pickup graces: the longest wait between two sends of one claim
 
 
 def send_again(due_at: datetime, handed_at: datetime, now: datetime, grace: float) -> bool:
@@ -35,7 +38,7 @@ def send_again(due_at: datetime, handed_at: datetime, now: datetime, grace: floa
     ``now``, be handed out again? Pure."""
     waited_then = max(0.0, (handed_at - due_at).total_seconds())
     waiting = (now - max(due_at, handed_at)).total_seconds()
-    return waiting > max(grace, waited_then)
+    return waiting > min(max(grace, waited_then), LONGEST_WAIT * grace)
 
 
 def redeliver(

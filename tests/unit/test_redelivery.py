@@ -18,10 +18,12 @@ from worker import redelivery
         (0, -5, 2, False),
         (0, 3.5, 6.5, False),  # sent again at 3.5 s: waits as long again (3.5 s), at least
         (0, 3.5, 7.1, True),
-        (0, 7.1, 14, False),  # 7.1, 14.2, 28.4 ...: a slow queue gains few duplicates
+        (0, 7.1, 14, False),  # 7.1, 14.2, 26.2 ...: a slow queue gains few duplicates
         (0, 7.1, 14.3, True),
-        (0, 100, 199, False),
-        (0, 100, 201, True),
+        (0, 14.2, 26.1, False),
+        (0, 14.2, 26.3, True),  # at most four graces (12 s) between two sends
+        (0, 100, 111, False),
+        (0, 100, 112.5, True),
     ],
 )
 def test_a_late_claim_is_sent_again_less_and_less_often(due, handed, now, again) -> None:
