@@ -130,13 +130,13 @@ def deliver_webhook(self: Task[Any, Any], delivery_id: str, claim_token: str) ->
 
 @app.task(name="livestreams.prune_webhooks", ignore_result=True)
 def prune_webhooks() -> int:
-    """Delete the outbound webhook log past LIVESTREAMS_WEBHOOK_RETENTION_DAYS (hourly, by
-    beat); never what is still to be delivered."""
+    """Delete the webhook logs past LIVESTREAMS_WEBHOOK_RETENTION_DAYS (hourly, by beat);
+    never what is still to be delivered."""
     current = runtime.current()
     deleted = retention.prune(current.sessions, current.settings.webhook_retention_days)
     if deleted:
         log.info(
-            "pruned %d webhook events past %d days", deleted,
+            "pruned %d webhook log rows past %d days", deleted,
             current.settings.webhook_retention_days,
             extra={"action": "prune_webhooks", "deleted": deleted},
         )  # fmt: skip

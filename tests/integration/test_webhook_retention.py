@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from models import WebhookAttempt, WebhookDelivery, WebhookEvent
-from models.db import get_sessionmaker
+from models import ProviderWebhook, WebhookAttempt, WebhookDelivery, WebhookEvent
+from models.db import db_now, get_sessionmaker
 from worker import booking, endpoints, retention
 from worker.crypto import cipher_for
 
@@ -72,3 +72,16 @@ def test_old_finished_events_go_with_their_deliveries_and_attempts_and_the_rest_
         left = set(s.scalars(select(WebhookEvent.id)))
     assert left == set(kept) and counts(factory) == (3, 6, 6)
     assert retention.prune(factory, 30) == 0
+
+
+def test_received_provider_webhooks_go_after_the_same_days(factory, monkeypatch) -> None:
+    monkeypatch.setattr(retention, "BATCH", 2)
+    with factory.begin() as s:
+        now = db_now(s)
+        for n, age in enumerate((31, 45, 400, 29, 0)):
+            received = now - timedelta(days=age)
+            s.add(ProviderWebhook(delivery_id=f"rtk-{n}", event="livestreaming.statusUpdate",
+                                  received_at=received, result="applied"))  # fmt: skip
+    assert retention.prune(factory, 30) == 3
+    with factory() as s:
+        assert sorted(s.scalars(select(ProviderWebhook.delivery_id))) == ["rtk-3", "rtk-4"]
