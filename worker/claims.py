@@ -149,12 +149,18 @@ def _lost(now: datetime, owner_timeout: float | None) -> ColumnElement[bool]:
     worker.redelivery.)"""
     lost = [S.lease_expires_at < now]
     if owner_timeout is not None:
-        alive = exists().where(
-            WorkerHeartbeat.id == S.claim_owner,
-            WorkerHeartbeat.beat_at >= now - timedelta(seconds=owner_timeout),
-        )
-        lost.append(and_(S.claim_owner.is_not(None), ~alive))
+        lost.append(owner_died(now, owner_timeout))
     return and_(S.state == StreamState.STARTING.value, or_(*lost))
+
+
+def owner_died(now: datetime, owner_timeout: float) -> ColumnElement[bool]:
+    """The run that took the row's claim up has a process that stopped beating
+    ``owner_timeout`` seconds ago or more (starts and track runs alike)."""
+    alive = exists().where(
+        WorkerHeartbeat.id == S.claim_owner,
+        WorkerHeartbeat.beat_at >= now - timedelta(seconds=owner_timeout),
+    )
+    return and_(S.claim_owner.is_not(None), ~alive)
 
 
 def unconfirmed(session: Session, now: datetime) -> int:

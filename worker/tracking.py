@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -26,10 +26,9 @@ from models import (
     Problem,
     ScheduledStream,
     StreamState,
-    WorkerHeartbeat,
 )
 from worker import outbox, redelivery
-from worker.claims import Claim, confirm_with, take
+from worker.claims import Claim, confirm_with, owner_died, take
 
 S = ScheduledStream
 _TRACKED = [s.value for s in TRACKED_STATES]
@@ -117,18 +116,13 @@ def reap(
     ]
     if owner_timeout is None:
         return again
-    alive = exists().where(
-        WorkerHeartbeat.id == S.claim_owner,
-        WorkerHeartbeat.beat_at >= now - timedelta(seconds=owner_timeout),
-    )
     taken = take(
         session,
         [
             *tracked,
             S.due_at <= now + timedelta(seconds=lookahead),
             S.claim_token.is_not(None),
-            S.claim_owner.is_not(None),
-            ~alive,
+            owner_died(now, owner_timeout),
         ],
         S.due_at,
         batch - len(again),
