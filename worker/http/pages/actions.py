@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -134,20 +134,7 @@ def bulk_confirm(
         count, error = 0, f"{exc.field}: {exc.problem}"
     if count > BULK_MAX:
         error = f"{count} bookings: at most {BULK_MAX} at once; narrow the filter"
-    context = {
-        "title": f"Bulk {action}",
-        "ops": ops,
-        "action": action,
-        "verb": VERBS[action],
-        "states": BULK_STATES[action],
-        "filter": asked,
-        "pairs": asked.pairs(),
-        "count": count,
-        "error": error,
-        "back": "/ops/bookings?" + asked.query(),
-        "result": None,
-    }
-    return page(request, "bulk.html", context, 422 if error else 200)
+    return _bulk_page(request, ops, action, asked, count, error, result=None)
 
 
 @router.post("/bulk/{action}")
@@ -189,6 +176,21 @@ def bulk(
         ops.key.name,
         extra={"action": f"ops_bulk_{action}", "count": done, "api_key": ops.key.name},
     )
+    result = {"done": done, "refused": sorted(refused.items())}
+    return _bulk_page(request, ops, action, asked, len(rows), error, result=result)
+
+
+def _bulk_page(
+    request: Request,
+    ops: Ops,
+    action: BulkAction,
+    asked: Filter,
+    count: int,
+    error: str | None,
+    *,
+    result: dict[str, Any] | None,
+) -> HTMLResponse:
+    """The bulk page: what the filter selects before the action, or what it did after."""
     context = {
         "title": f"Bulk {action}",
         "ops": ops,
@@ -197,9 +199,9 @@ def bulk(
         "states": BULK_STATES[action],
         "filter": asked,
         "pairs": asked.pairs(),
-        "count": len(rows),
+        "count": count,
         "error": error,
         "back": "/ops/bookings?" + asked.query(),
-        "result": {"done": done, "refused": sorted(refused.items())},
+        "result": result,
     }
     return page(request, "bulk.html", context, 422 if error else 200)
