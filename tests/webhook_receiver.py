@@ -34,7 +34,7 @@ class WebhookReceiver:
 
     def __init__(self, path: str = "/v1/webhooks/realtimekit") -> None:
         self.path = path
-        self.received: list[Received] = []
+        self.received: list[Any] = []  # what record() made of each POST
         self.delay = 0.0
         self._answers: deque[int] = deque()
         self._cond = threading.Condition()
@@ -47,16 +47,17 @@ class WebhookReceiver:
                     status = receiver._answers.popleft() if receiver._answers else 200
                     delay = receiver.delay
                 time.sleep(delay)
-                # Recorded before answering: once the fake has its answer, the test sees it.
+                # Recorded before answering: once the sender has its answer, the test sees it.
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                got = receiver.record(self.path, headers, body, status)
                 with receiver._cond:
-                    receiver.received.append(
-                        Received(self.path, headers, body, status, time.monotonic())
-                    )
+                    receiver.received.append(got)
                     receiver._cond.notify_all()
+                reply = receiver.reply(status)
                 self.send_response(status)
-                self.send_header("content-length", "0")
+                self.send_header("content-length", str(len(reply)))
                 self.end_headers()
+                self.wfile.write(reply)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -71,11 +72,19 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}{self.path}"
 
+    def record(self, path: str, headers: dict[str, str], body: bytes, status: int) -> Any:
+        """What the test keeps of one POST (a subclass may check it too)."""
+        return Received(path, headers, body, status, time.monotonic())
+
+    def reply(self, status: int) -> bytes:
+        """The body of the answer."""
+        return b""
+
     def answer(self, *statuses: int) -> None:
         with self._cond:
             self._answers.extend(statuses)
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Any]:
         """The first ``count`` POSTs, waiting for them; AssertionError on timeout."""
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.received) >= count, timeout):
