@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         lateness,
         memory,
         metrics_cost,
+        stall,
         tracking,
         webhooks,
     )
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cases: dict[str, Callable[[Bench], list[Figure]]] = {
         "lateness": lateness.run,
+        "stall": stall.run,
         "burst": burst.run,
         "dispatch": dispatch.run,
         "memory": memory.run,

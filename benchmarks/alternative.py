@@ -103,7 +103,7 @@ def _compare(
 
 
 def run_lateness(bench: Bench) -> list[Figure]:
-    ours, shown = _ours(bench, "lateness", lateness.run)
+    ours, shown = _ours(bench, "lateness", lambda b: lateness.one_rate(b, 20))
     count, window = lateness.size(bench)
     bench.reset()
     url = bench.schema("alt_lateness", migrate=False)
