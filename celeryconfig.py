@@ -3,6 +3,8 @@
 Loaded by worker/celery.py with ``app.config_from_object("celeryconfig")``.
 """
 
+from kombu import Queue
+
 from worker.settings import Settings
 
 _settings = Settings.from_env()
@@ -14,6 +16,28 @@ task_serializer = "json"
 accept_content = ["json"]
 timezone = "UTC"
 enable_utc = True
+
+# Lanes (docs/DESIGN.md, "Lanes"): one queue per kind of work, so that a worker can be given
+# the start lane alone (`-Q livestreams.start`, see the Procfile). A worker started plainly
+# consumes every queue below. Starts leave as launches, ahead of their instants, and are sent
+# from each process's launch thread: follow-up work in the pool never stands in front of one.
+START_QUEUE, FOLLOW_QUEUE = "livestreams.start", "livestreams.follow"
+NOTIFY_QUEUE, DISPATCH_QUEUE = "livestreams.notify", "livestreams.dispatch"
+# "celery", Celery's own default, holds what a version before the lanes queued (and what a
+# bare client sends): a plain worker still consumes it, so an upgrade loses no message.
+LEGACY_QUEUE = "celery"
+task_queues = [
+    Queue(name) for name in (START_QUEUE, FOLLOW_QUEUE, NOTIFY_QUEUE, DISPATCH_QUEUE, LEGACY_QUEUE)
+]
+task_default_queue = FOLLOW_QUEUE
+task_routes = {
+    "livestreams.launch": {"queue": START_QUEUE},
+    "livestreams.start_stream": {"queue": START_QUEUE},
+    "livestreams.track_stream": {"queue": FOLLOW_QUEUE},
+    "livestreams.deliver_webhook": {"queue": NOTIFY_QUEUE},
+    "livestreams.prune_webhooks": {"queue": NOTIFY_QUEUE},
+    "livestreams.dispatch_due": {"queue": DISPATCH_QUEUE},
+}
 
 # The database holds every result; a result backend would only store copies.
 task_ignore_result = True

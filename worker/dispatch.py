@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,10 +20,13 @@ from models.db import db_now, upsert_newer
 from worker import claims, pacing, tracking, webhook_claims
 from worker.claims import Claim
 from worker.settings import Settings
+from worker.start import rules
+from worker.start.rules import Launch
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = "dispatch"
+START = "start"  # Claim.kind of a start
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,16 @@ class TickReport:
 
 
 def tick(
-    factory: sessionmaker[Session], settings: Settings, enqueue: Callable[[Claim], None]
+    factory: sessionmaker[Session],
+    settings: Settings,
+    enqueue: Callable[[Claim], None],
+    *,
+    launch: Callable[[Launch], None] | None = None,
 ) -> TickReport:
     """Claim what is due and enqueue it. Claims are committed before anything is enqueued.
+
+    Starts go out as launches (``launch``: one message per group, ahead of their instants,
+    worker.start.rules); without ``launch`` each claim is enqueued on its own.
 
     If enqueueing fails (broker down), no run takes the claimed rows up, and a later tick
     takes them back after the pickup grace: the database never forgets a booking.
@@ -108,17 +119,15 @@ def tick(
             claimed=len(fresh), reaped=len(reaped), expired=expired,
         )  # fmt: skip
     stops, checks = follow_up
+    starts = [c for c in [*reaped, *fresh] if c.kind == START]
+    rest = [c for c in [*reaped, *fresh, *stops, *checks, *webhooks] if c.kind != START]
     enqueued = 0
-    for claim in [*reaped, *fresh, *stops, *checks, *webhooks]:
-        try:
-            enqueue(claim)
-        except Exception:  # the broker is down: a later tick takes the row back
-            log.exception(
-                "could not enqueue a claimed start; it is taken back after the pickup grace",
-                extra={"action": "enqueue_failed", "stream_id": str(claim.stream_id)},
-            )
-        else:
-            enqueued += 1
+    if launch is not None:
+        for group in rules.launches(starts):
+            enqueued += _hand_out(partial(launch, group), group.claims)
+        starts = []
+    for claim in [*starts, *rest]:
+        enqueued += _hand_out(partial(enqueue, claim), (claim,))
     report = TickReport(
         now, expired, len(reaped), len(fresh), enqueued, len(stops), len(checks), paused, room
     )
@@ -129,6 +138,23 @@ def tick(
             extra={"action": "dispatch_tick", "claimed": len(fresh), "reaped": len(reaped)},
         )  # fmt: skip
     return report
+
+
+def _hand_out(send: Callable[[], None], claims: tuple[Claim, ...]) -> int:
+    """Send one message for ``claims``; how many claims it carried (0: the broker is down, and
+    the claims are handed out again after the pickup grace)."""
+    try:
+        send()
+    except Exception:
+        first = claims[0]
+        log.exception(
+            "could not enqueue %d claimed %s(s); handed out again after the pickup grace",
+            len(claims), first.kind,
+            extra={"action": "enqueue_failed", "kind": first.kind,
+                   "stream_id": str(first.stream_id)},
+        )  # fmt: skip
+        return 0
+    return len(claims)
 
 
 def _tracking_claims(

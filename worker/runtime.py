@@ -24,6 +24,8 @@ from worker.errors import LivestreamsError
 from worker.heartbeat import Heartbeat
 from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
+from worker.start.launch import Launcher
+from worker.start.timer import LaunchTimer
 from worker.starter import Starter
 from worker.tracker import Tracker
 from worker.webhook_sender import Sender
@@ -41,6 +43,7 @@ class Runtime:
         self._starter: Starter | None = None
         self._tracker: Tracker | None = None
         self._sender: Sender | None = None
+        self._launcher: Launcher | None = None
         self._heartbeat: Heartbeat | None = None
         self._lock = threading.Lock()  # the threads pool shares one runtime
 
@@ -65,6 +68,16 @@ class Runtime:
                 owner = self._beating()
                 self._starter = Starter(self.sessions, self.settings, client, owner=owner)
             return self._starter
+
+    @property
+    def launcher(self) -> Launcher:
+        """Launches of this process, and the launch thread that sends each start at its
+        instant; made on first use, after a fork (its threads are this process's)."""
+        starter = self.starter
+        with self._lock:
+            if self._launcher is None:
+                self._launcher = Launcher(self.sessions, self.settings, starter, LaunchTimer())
+            return self._launcher
 
     @property
     def tracker(self) -> Tracker:
@@ -92,9 +105,12 @@ class Runtime:
         return self._heartbeat.id
 
     def close(self) -> None:
-        """Stop beating and close the API client's sockets (this process's own only)."""
+        """Send what this process prepared, then stop beating and close the API client's
+        sockets (this process's own only)."""
         with self._lock:
             if self.pid == os.getpid():
+                if self._launcher is not None:  # its starts are due within the lookahead
+                    self._launcher.timer.close(self.settings.lookahead + self.settings.lease)
                 if self._heartbeat is not None:
                     self._heartbeat.stop()
                 if self._client is not None:
@@ -102,7 +118,7 @@ class Runtime:
                 if self._sender is not None:
                     self._sender.close()
             self._client = self._starter = self._tracker = self._heartbeat = None
-            self._sender = None
+            self._sender = self._launcher = None
 
 
 _lock = threading.Lock()

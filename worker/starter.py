@@ -67,6 +67,12 @@ class Starter:
         with logformat.context(stream_id=str(stream_id)):
             return self._run(stream_id, token)
 
+    def send_prepared(self, job: Job, number: int) -> RunResult:
+        """The start call ``number`` of a claim a launch confirmed and wrote ahead
+        (worker.start.launch), and its result: at its instant, only the request is left."""
+        with logformat.context(stream_id=str(job.stream_id)):
+            return self._guarded(job, number, AttemptAction.START, self._call_start)
+
     def _run(self, stream_id: uuid.UUID, token: uuid.UUID) -> RunResult:
         plain = self._begin_plain_start(stream_id, token)
         if plain is not None:

@@ -18,6 +18,7 @@ from worker.celery import app
 from worker.claims import Claim
 from worker.dispatch import tick
 from worker.errors import NotDueYet
+from worker.start.rules import Launch
 from worker.tracking import TRACK
 from worker.webhook_claims import WEBHOOK
 
@@ -34,6 +35,11 @@ def _enqueue(claim: Claim) -> None:
     task.apply_async(args=(str(claim.stream_id), str(claim.token)), eta=claim.due_at)
 
 
+def _launch(group: Launch) -> None:
+    """One message for a launch, with no ETA: it is prepared ahead of its instants."""
+    launch.apply_async(args=(str(group.token), [str(i) for i in group.stream_ids]))
+
+
 @app.task(name="livestreams.dispatch_due", ignore_result=True)
 def dispatch_due() -> dict[str, int]:
     """Expire, reap and claim due bookings, then enqueue a start for each claim.
@@ -44,7 +50,7 @@ def dispatch_due() -> dict[str, int]:
     current = runtime.current()
     began = time.monotonic()
     try:
-        report = tick(current.sessions, current.settings, _enqueue)
+        report = tick(current.sessions, current.settings, _enqueue, launch=_launch)
     except SQLAlchemyError as exc:
         log.warning(
             "dispatch tick skipped, database error: %s",
@@ -74,6 +80,23 @@ def _again(
         what, ident, _first_line(exc), extra={"action": action, **ids},
     )  # fmt: skip
     return task.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES)
+
+
+@app.task(name="livestreams.launch", ignore_result=True, bind=True)
+def launch(self: Task[Any, Any], claim_token: str, stream_ids: list[str]) -> str:
+    """Prepare the starts of one launch and hand them to this process's launch thread, which
+    sends each at its instant (worker.start.launch); returns at once.
+
+    A database error before the claims were confirmed changed nothing: the same message is
+    sent again a second later. The message carries the claim's token and booking ids only.
+    """
+    try:
+        report = runtime.current().launcher.run(
+            uuid.UUID(claim_token), [uuid.UUID(i) for i in stream_ids]
+        )
+    except OperationalError as exc:
+        raise _again(self, exc, "launch", "launch_db_error", claim_token=claim_token) from None
+    return str(report)
 
 
 @app.task(name="livestreams.start_stream", ignore_result=True, bind=True)
