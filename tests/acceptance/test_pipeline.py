@@ -157,6 +157,30 @@ def test_the_same_start_message_twice_starts_once(pipeline: Pipeline) -> None:
     assert [a.outcome for a in starts] == ["started"]
 
 
+def test_a_worker_killed_after_preparing_a_launch_is_recovered_and_starts_once(
+    pipeline: Pipeline,
+) -> None:
+    streams = [pipeline.book(6) for _ in range(3)]
+    ids = [s.id for s in streams]
+
+    def prepared() -> bool:  # every call written ahead, none sent: the launch ran early
+        return all([(a.action, a.outcome) for a in pipeline.attempts(i)] == [("start", None)]
+                   for i in ids)  # fmt: skip
+
+    wait_until(prepared, 20, "the launch to write its calls ahead")
+    assert all(not pipeline.requests_for(s.meeting_id) for s in streams)
+    pipeline.celery.kill("worker-1")  # SIGKILL, with its pool and its launch thread
+    pipeline.celery.worker("worker-1")
+    for stream in streams:
+        row = pipeline.wait_state(stream.id, StreamState.STARTED, timeout=60)
+        assert len(pipeline.created_for(stream.meeting_id)) == 1
+        (created,) = pipeline.created_for(stream.meeting_id)
+        assert row.livestream_id == created.id
+        # The prepared call is unclear once its run is gone: reconciled before the start.
+        actions = [(a.action, a.outcome) for a in pipeline.attempts(stream.id)]
+        assert actions == [("start", "ambiguous"), ("reconcile", "absent"), ("start", "started")]
+
+
 def test_a_worker_killed_mid_call_is_recovered_by_adoption(pipeline: Pipeline) -> None:
     meeting = str(uuid.uuid4())
     pipeline.fake.script("start", "hang", meeting_id=meeting)  # created, then no answer

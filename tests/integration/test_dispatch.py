@@ -19,6 +19,7 @@ from worker import booking, claims, pacing, runtime, tasks
 from worker.claims import Claim
 from worker.dispatch import last_tick, tick
 from worker.settings import RateLimit, Settings
+from worker.start.rules import Launch
 
 S = ScheduledStream
 
@@ -40,6 +41,39 @@ def test_tick_claims_due_rows_in_order_and_records_a_heartbeat(settings, book) -
     assert all(c.due_at > report.now for c in got)  # each waits for its own ETA
     with get_sessionmaker(settings.database_url)() as s:
         assert last_tick(s) == report.now
+
+
+def test_starts_go_out_as_launches_one_message_per_token_and_window(settings, book) -> None:
+    streams = [book() for _ in range(4)]
+    _due(settings, streams, seconds=1)
+    launches: list[Launch] = []
+    single: list[Claim] = []
+    report = tick(
+        get_sessionmaker(settings.database_url), settings, single.append, launch=launches.append
+    )
+    assert report.claimed == report.enqueued == 4
+    assert single == []  # no start goes out on its own
+    (launch,) = launches  # one statement's claims, all due within one window
+    assert launch.stream_ids == [s.id for s in streams]
+    with get_sessionmaker(settings.database_url)() as s:
+        tokens = set(s.scalars(select(S.claim_token).where(S.id.in_(launch.stream_ids))))
+    assert tokens == {launch.token}
+
+
+def test_a_launch_the_broker_refused_is_handed_out_again_under_its_token(settings, book) -> None:
+    streams = [book() for _ in range(2)]
+    _due(settings, streams, seconds=-5)  # overdue, so the pickup grace has passed at once
+
+    def broken(_: Launch) -> None:
+        raise ConnectionError("broker down")
+
+    factory = get_sessionmaker(settings.database_url)
+    assert tick(factory, settings, lambda c: None, launch=broken).enqueued == 0
+    with factory.begin() as s:  # the grace, as if it had passed since the hand-out
+        s.execute(update(S).values(claimed_at=db_now(s) - timedelta(seconds=30)))
+    again: list[Launch] = []
+    assert tick(factory, settings, lambda c: None, launch=again.append).reaped == 2
+    assert sorted(i for g in again for i in g.stream_ids) == sorted(s.id for s in streams)
 
 
 def test_a_failed_enqueue_leaves_the_claim_for_the_reaper(settings, book) -> None:

@@ -1,0 +1,163 @@
+"""Launches (worker.start.launch), run in-process against the fake API over real sockets, on
+SQLite and PostgreSQL: everything but the request is done ahead of the instant."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from models.db import db_now, get_sessionmaker
+from tests.conftest import make_due
+from worker import claims, pacing
+from worker.start.launch import Launcher
+from worker.start.timer import LaunchTimer
+from worker.starter import Starter
+
+S = ScheduledStream
+
+
+@pytest.fixture
+def launcher(settings, fake_api, rtk_client):
+    factory = get_sessionmaker(settings.database_url)
+    starter = Starter(factory, settings, rtk_client(), owner=uuid.uuid4())
+    timer = LaunchTimer()
+    yield Launcher(factory, settings, starter, timer)
+    timer.close(10.0)
+
+
+def claim_all(settings, ids, in_seconds: float) -> tuple[uuid.UUID, dict[uuid.UUID, float]]:
+    """Make the bookings due ``in_seconds`` from now (a tenth of a second apart) and claim
+    them as one tick would: one token. Returns it and each booking's instant (epoch s)."""
+    factory = get_sessionmaker(settings.database_url)
+    instants = {}
+    with factory.begin() as s:
+        now = db_now(s)
+        for n, ident in enumerate(ids):
+            instants[ident] = make_due(s, ident, now + timedelta(seconds=in_seconds + n / 10))
+    with factory.begin() as s:
+        got = claims.claim_due(s, db_now(s), lookahead=in_seconds + 5, lease=60, batch=100)
+    assert {c.stream_id for c in got} == set(ids) and len({c.token for c in got}) == 1
+    return got[0].token, {i: at.timestamp() for i, at in instants.items()}
+
+
+def rows(settings, ids) -> dict[uuid.UUID, ScheduledStream]:
+    with get_sessionmaker(settings.database_url)() as s:
+        return {r.id: r for r in s.scalars(select(S).where(S.id.in_(ids)))}
+
+
+def attempts(settings, stream_id) -> list[tuple[str, str | None]]:
+    with get_sessionmaker(settings.database_url)() as s:
+        query = select(StartAttempt).where(StartAttempt.stream_id == stream_id)
+        return [(a.action, a.outcome) for a in s.scalars(query.order_by(StartAttempt.number))]
+
+
+def test_a_launch_is_written_ahead_and_each_request_leaves_at_its_instant(
+    settings, launcher, book, fake_api
+) -> None:
+    streams = [book() for _ in range(3)]
+    ids = [s.id for s in streams]
+    token, instants = claim_all(settings, ids, in_seconds=1.5)
+    report = launcher.run(token, ids)
+    assert (report.confirmed, report.single, report.stale) == (3, 0, 0)
+    # Before any instant: every claim is confirmed by this process, every call written ahead,
+    # and nothing has been sent.
+    before = rows(settings, ids)
+    assert fake_api.starts_received == 0
+    for ident in ids:
+        assert before[ident].state == StreamState.STARTING and before[ident].attempts == 1
+        assert before[ident].claim_owner == launcher.starter.owner
+        assert before[ident].claim_token != token
+        assert attempts(settings, ident) == [("start", None)]
+    assert launcher.timer.drain(15.0)
+    after = rows(settings, ids)
+    for stream in streams:
+        assert after[stream.id].state == StreamState.STARTED
+        assert attempts(settings, stream.id) == [("start", "started")]
+        (request,) = [r for r in fake_api.requests if r.meeting_id == str(stream.meeting_id)]
+        assert request.arrived >= instants[stream.id] - 0.001  # never before its instant
+
+
+def test_the_same_launch_twice_starts_each_booking_once(settings, launcher, book, fake_api):
+    ids = [book().id for _ in range(2)]
+    token, _ = claim_all(settings, ids, in_seconds=0.5)
+    assert launcher.run(token, ids).confirmed == 2
+    again = launcher.run(token, ids)  # a replayed message: the token was renewed
+    assert (again.confirmed, again.single, again.stale) == (0, 0, 2)
+    assert launcher.timer.drain(15.0)
+    assert fake_api.starts_received == 2
+    assert all(r.state == StreamState.STARTED for r in rows(settings, ids).values())
+
+
+def test_a_claim_with_an_unclear_earlier_call_is_reconciled_first(
+    settings, launcher, book, fake_api
+) -> None:
+    plain, unclear = book(), book()
+    token, _ = claim_all(settings, [plain.id, unclear.id], in_seconds=0.3)
+    with get_sessionmaker(settings.database_url).begin() as s:  # a run that died mid-call
+        s.execute(update(S).where(S.id == unclear.id).values(attempts=1))
+        s.add(
+            StartAttempt(
+                stream_id=unclear.id, number=1, action="start", claim_token=token,
+                sent_at=db_now(s) - timedelta(seconds=30),
+            )
+        )  # fmt: skip
+    report = launcher.run(token, [plain.id, unclear.id])
+    assert (report.confirmed, report.single) == (1, 1)
+    assert launcher.timer.drain(15.0)
+    assert attempts(settings, plain.id) == [("start", "started")]
+    assert attempts(settings, unclear.id) == [
+        ("start", "ambiguous"),
+        ("reconcile", "absent"),
+        ("start", "started"),
+    ]
+    assert fake_api.starts_received == 2
+
+
+def test_a_paused_token_sends_nothing_and_the_booking_keeps_its_place(
+    settings, launcher, book, fake_api
+) -> None:
+    stream = book()
+    token, instants = claim_all(settings, [stream.id], in_seconds=0.2)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        until = db_now(s) + timedelta(seconds=60)
+        s.add(UpstreamPause(token_hash=pacing.token_hash(settings.api_token), paused_until=until))
+    report = launcher.run(token, [stream.id])
+    assert (report.confirmed, report.single) == (0, 1)
+    assert launcher.timer.drain(15.0)
+    got = rows(settings, [stream.id])[stream.id]
+    # It keeps its due instant (its place in the queue); the dispatcher holds every claim
+    # until the pause ends (worker.policy.before_call).
+    assert got.state == StreamState.RETRYING and got.due_at.timestamp() == instants[stream.id]
+    assert "waiting for the API rate limit" in got.last_error
+    assert fake_api.starts_received == 0
+
+
+def test_a_launch_this_database_never_heard_of_names_the_likely_cause_once_a_minute(
+    settings, launcher, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="worker.start.launch")
+    for _ in range(3):
+        report = launcher.run(uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()])
+        assert (report.confirmed, report.single, report.stale) == (0, 0, 2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "worker.start.launch"]
+    assert len(lines) == 1
+    assert "another deployment probably shares this broker database" in lines[0]
+
+
+def test_a_claim_taken_back_before_its_launch_ran_is_not_started(
+    settings, launcher, book, fake_api
+) -> None:
+    stream = book()
+    token, _ = claim_all(settings, [stream.id], in_seconds=0.2)
+    with get_sessionmaker(settings.database_url).begin() as s:  # reaped meanwhile
+        s.execute(update(S).where(S.id == stream.id).values(claim_token=uuid.uuid4()))
+    report = launcher.run(token, [stream.id])
+    assert (report.confirmed, report.single, report.stale) == (0, 0, 1)
+    time.sleep(0.5)
+    assert fake_api.starts_received == 0
