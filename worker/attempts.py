@@ -4,7 +4,7 @@ An attempt row is inserted in the transaction that confirms the claim for its ca
 ``worker.claims.confirm_claim``), so it exists before the request leaves. Its outcome is
 written with the booking's new state, in one transaction. A row left without an outcome
 belongs to a run that died mid-call: the call's effect is unknown, and the next run must
-reconcile before it may start again (DESIGN.md "Exactly one start per booking", step 3).
+reconcile before it may start again (docs/DESIGN.md "Exactly one start per booking", step 3).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A track run (``worker.tracker``) first asks for the meeting's active livestream, then comes
 here with what it knows. Nothing here does I/O or reads a clock; every decision is a table test
-(tests/unit/test_follow.py). The rules (DESIGN.md, Part 2):
+(tests/unit/test_follow.py). The rules (docs/DESIGN.md, Part 2):
 - the stream is ours only while it is the meeting's active livestream; once another one (or
   none) is, ours has ended upstream, unless our own stop was sent and may have done it;
 - a stop is due at ``ends_at`` or when ops asked, and is sent only after the check found ours

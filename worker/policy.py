@@ -5,7 +5,7 @@ table test (tests/unit/test_policy_*.py). Two layers:
 
 ``classify`` / ``classify_exception`` turn one HTTP answer (or the lack of one) into an
 ``Outcome``; ``worker.realtimekit`` turns that into a result or an exception. Outcome kinds
-(DESIGN.md "Retries"):
+(docs/DESIGN.md "Retries"):
     started    a livestream came back (201 + success + data.id, or the livestream of a read)
     retryable  nothing was created: send the same call again after ``retry_after``
     ambiguous  the request may have created a livestream: reconcile before sending again
@@ -46,7 +46,7 @@ Kind = Literal["started", "retryable", "ambiguous", "final"]
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 # Cloudflare's limit is per token across its whole API: a 429 pauses every start that uses
-# the token, not only the call that got it (DESIGN.md "Retries").
+# the token, not only the call that got it (docs/DESIGN.md "Retries").
 RATE_LIMITED = 429
 # A livestream found on the meeting is ours to adopt only if it was created after (or
 # shortly before, allowing for clock skew) our first unclear start call for this booking.

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Seconds after each failed attempt until the next, per DESIGN.md ("Telling the platform"):
+# Seconds after each failed attempt until the next, per docs/DESIGN.md ("Telling the platform"):
 # about three days in all. After the last, the delivery fails (ops can replay it).
 SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
 JITTER = 0.1  # each delay is moved by up to this fraction either way

@@ -1,6 +1,6 @@
 """Bad input, fuzzed: bookings through the Python API and the CLI.
 
-Each generated booking is judged by an oracle written from the documented rules (DESIGN.md
+Each generated booking is judged by an oracle written from the documented rules (docs/DESIGN.md
 "Data", the contract's name pattern, the CLI's help), not from the product's code:
 - every field the oracle calls valid, and no other, may be accepted;
 - a refusal is a ``BookingError`` (exit code 2 on the CLI) whose one-line message names a

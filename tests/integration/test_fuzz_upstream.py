@@ -8,7 +8,7 @@ came back:
 - the task never raises, and leaves no row ``starting`` and no attempt without an outcome;
 - a row is ``started`` only with a livestream id and a stream key, and exactly the pair one
   of the answers carried (the key decrypts to it); a well-formed 201 always starts;
-- the first answer decides the state as DESIGN.md "Retries" says (final 4xx: failed, the
+- the first answer decides the state as docs/DESIGN.md "Retries" says (final 4xx: failed, the
   rest: retrying);
 - a row that did not start has a readable ``last_error``: short, one line, no control
   characters, never an upstream stream key or the API token.
@@ -236,7 +236,7 @@ def answers(draw: st.DrawFn) -> Answer:
 # -- what the rules say the first answer leads to --------------------------------------------------
 def first_state(answer: Answer, settings: Settings, deadline: datetime, seed: int) -> set[str]:
     """The states a fresh row may be in after one run on this answer, by the product's own
-    decisions (worker.policy, table-tested against DESIGN.md in tests/unit): the answer is
+    decisions (worker.policy, table-tested against docs/DESIGN.md in tests/unit): the answer is
     classified as the client reads it, and the decision taken at any instant of the run."""
     if answer.error is not None:
         exc = TRANSPORT_ERRORS[answer.error]("fuzzed", request=httpx.Request("POST", "/"))

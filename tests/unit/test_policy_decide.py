@@ -1,7 +1,7 @@
 # ruff: noqa: E501  (one table row per line reads best)
 """Table tests of what a start run does next (worker.policy): no sockets, no clock, no database.
 
-Each row is DESIGN.md "Retries" and "Exactly one start per booking" for one situation.
+Each row is docs/DESIGN.md "Retries" and "Exactly one start per booking" for one situation.
 """
 
 from __future__ import annotations
