@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         "lateness": "lateness:run",
         "stall": "stall:run",
         "burst": "burst:run",
+        "chaos": "chaos:run",
         "dispatch": "dispatch:run",
         "memory": "memory:run",
         "alt-lateness": "alternative:run_lateness",

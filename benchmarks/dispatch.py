@@ -1,5 +1,5 @@
 """Case 3, dispatch cost: one tick with 1,000 vs 1,000,000 future bookings stored, in-process,
-and the SQL statements each started stream costs (Starter.run against the fake, in-process).
+and the SQL statements each started stream costs (its launch against the fake, in-process).
 
 A tick is ``worker.dispatch.tick`` with an enqueue that only collects the claims: the broker's
 cost is per claim, not per stored row, and the burst case measures it.
@@ -13,16 +13,20 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, func, select
 
 from benchmarks.data import bulk_future, clear_all_but_bulk, fresh_due, rearm_due
 from benchmarks.report import Figure, figure, log, ratio
 from benchmarks.services import Bench
+from models import ScheduledStream
 from models.db import get_sessionmaker
 from worker.claims import Claim
 from worker.dispatch import tick
 from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
+from worker.start.launch import Launcher
+from worker.start.rules import Launch
+from worker.start.timer import LaunchTimer
 from worker.starter import Starter
 
 CASE = "dispatch"
@@ -90,18 +94,31 @@ def _per_stream(bench: Bench, url: str) -> tuple[float, float, float]:
     fresh_due(url, DUE)
     settings, factory = bench.settings_for(url), get_sessionmaker(url)
     counter = Counter(factory.kw["bind"])
-    claims: list[Claim] = []
+    launches: list[Launch] = []
     with counter.counting():
-        tick(factory, settings, claims.append)
+        tick(factory, settings, lambda c: None, launch=launches.append)
     per_tick = counter.statements
     with RealtimeKitClient.from_settings(settings) as client:
         starter = Starter(factory, settings, client, owner=uuid.uuid4())
+        timer = LaunchTimer()
+        launcher = Launcher(factory, settings, starter, timer)
         counter = Counter(factory.kw["bind"])
         with counter.counting():
-            outcomes = [starter.run(c.stream_id, c.token) for c in claims]
-    if outcomes.count("started") != DUE:
-        raise RuntimeError(f"in-process starts: {outcomes}")
+            confirmed = sum(
+                launcher.run(group.token, group.stream_ids).confirmed for group in launches
+            )
+            timer.close(60.0)
+    if confirmed != DUE or started(url) != DUE:
+        raise RuntimeError(f"in-process launches: {confirmed} confirmed, {started(url)} started")
     return per_tick, counter.statements / DUE, counter.commits / DUE
+
+
+def started(url: str) -> int:
+    with get_sessionmaker(url)() as session:
+        query = select(func.count()).where(
+            ScheduledStream.name.like("due-%"), ScheduledStream.state == "started"
+        )
+        return session.scalar(query) or 0
 
 
 def stored_rows(bench: Bench) -> dict[int, str]:
@@ -141,7 +158,7 @@ def run(bench: Bench) -> list[Figure]:
             "statements_per_start",
             statements,
             "statements",
-            note="Starter.run, clean 201; pool pings and BEGIN not counted",
+            note="a launch of 100, clean 201s; pool pings and BEGIN not counted",
         ),
         figure(
             CASE,

@@ -123,11 +123,15 @@ class CeleryProcesses:
         concurrency: int = 2,
         app: str = "worker",
         with_beat: bool = False,
+        queues: list[str] | None = None,
         wait: bool = True,
     ) -> subprocess.Popen[bytes]:
         """A ``celery worker`` at INFO; ``with_beat`` embeds beat in it (``-B``), as a one-box
-        setup runs; ``wait`` returns only once it consumes."""
+        setup runs; ``queues``: only these lanes (``-Q``); ``wait`` returns only once it
+        consumes."""
         embedded = ["-B", "-s", str(self.logdir / f"{name}-schedule")] if with_beat else []
+        if queues:
+            embedded += ["-Q", ",".join(queues)]
         proc = self.spawn(
             name,
             app,

@@ -24,7 +24,7 @@ def test_a_worker_with_embedded_beat_starts_a_booking_once(kind: str, tmp_path: 
         assert "beat: Starting..." in log
         # One line for the start besides Celery's own; no line a second for the idle ticks.
         assert f"livestream {row.livestream_id} for booking {stream.id} (started)" in log
-        assert "livestreams.start_stream[" in log
+        assert "livestreams.launch[" in log
         assert "livestreams.dispatch_due[" not in log
         assert "Sending due task dispatch-due" not in log
         assert "HTTP Request:" not in log

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 
 def test_a_worker_whose_clock_runs_ahead_of_beat_still_runs_the_ticks() -> None:
@@ -37,3 +38,30 @@ def test_every_task_beat_schedules_is_one_the_worker_knows() -> None:
     scheduled = {entry["task"] for entry in config.beat_schedule.values()}
     assert {"livestreams.dispatch_due", "livestreams.prune_webhooks"} <= scheduled
     assert scheduled <= set(app.tasks)
+
+
+def test_every_task_has_a_lane_and_every_lane_a_process_in_the_production_layout() -> None:
+    import worker.tasks  # noqa: F401  (registers the tasks)
+    from worker.celery import app
+
+    config = importlib.reload(importlib.import_module("celeryconfig"))
+    ours = {name for name in app.tasks if name.startswith("livestreams.")}
+    assert set(config.task_routes) == ours
+    queues = {q.name for q in config.task_queues}
+    assert {route["queue"] for route in config.task_routes.values()} <= queues
+    assert config.task_routes["livestreams.launch"]["queue"] == "livestreams.start"
+    # Each queue is consumed by one process of the Procfile, and starts by their own.
+    procfile = (Path(__file__).parents[2] / "Procfile").read_text().splitlines()
+    consumed: dict[str, str] = {}
+    for line in procfile:
+        if line and not line.startswith("#") and " -Q " in line:
+            name = line.split(":", 1)[0]
+            for queue in line.split(" -Q ", 1)[1].split()[0].split(","):
+                assert queue not in consumed, f"{queue} consumed by {consumed.get(queue)} too"
+                consumed[queue] = name
+    assert set(consumed) == queues
+    starts = consumed["livestreams.start"]
+    assert {q for q, p in consumed.items() if p == starts} == {
+        "livestreams.start",
+        "livestreams.dispatch",
+    }
