@@ -128,6 +128,13 @@ def calls_since(session: Session, since: datetime) -> int:
     return session.scalar(select(func.count()).where(A.sent_at > since)) or 0
 
 
+def starts_since(session: Session, since: datetime) -> int:
+    """How many start calls were written ahead to leave after ``since`` (those prepared for a
+    later instant included): the pace at which the start lane takes claims up."""
+    query = select(func.count()).where(A.sent_at > since, A.action == AttemptAction.START.value)
+    return session.scalar(query) or 0
+
+
 def first_unclear_call(session: Session, stream_id: uuid.UUID) -> StartAttempt | None:
     """The booking's first start call whose effect is unknown (UNCLEAR_START_CALL), if any."""
     query = select(A).where(A.stream_id == stream_id, UNCLEAR_START_CALL).order_by(A.number)

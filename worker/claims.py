@@ -183,10 +183,11 @@ def reap(
     batch: int,
     pickup_grace: float,
     owner_timeout: float | None,
+    resend: int | None = None,
 ) -> list[Claim]:
     """Hand out again the claims no run took up within ``pickup_grace`` (a lost message, a
-    killed worker's prefetch: worker.redelivery, same token), and take back the rows whose run
-    vanished (killed worker, dead owner, lease run out).
+    killed worker's prefetch: worker.redelivery, same token), at most ``resend`` of them, and
+    take back the rows whose run vanished (killed worker, dead owner, lease run out).
 
     A row taken back stays ``starting`` under a fresh token and no owner, so the old run, if it
     ever comes back, matches nothing. The new run reconciles any unfinished attempt before it
@@ -195,8 +196,8 @@ def reap(
     again = [
         Claim(ident, token, due_at)
         for ident, token, due_at in redelivery.redeliver(
-            session, now, [S.state == StreamState.STARTING.value], lease=lease, batch=batch,
-            pickup_grace=pickup_grace,
+            session, now, [S.state == StreamState.STARTING.value], lease=lease,
+            batch=batch if resend is None else min(batch, resend), pickup_grace=pickup_grace,
         )
     ]  # fmt: skip
     taken = take(

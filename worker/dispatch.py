@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import claims, pacing, tracking, webhook_claims
+from worker import attempts, claims, pacing, tracking, webhook_claims
 from worker.claims import Claim
 from worker.settings import Settings
 from worker.start import rules
@@ -67,9 +67,10 @@ def tick(
         grace, owners = settings.pickup_grace, settings.owner_timeout if judge else None
         expired = claims.expire_untried(session, now)
         expired += claims.fail_reclaimed(session, now, owner_timeout=owners)
+        taken_up = attempts.starts_since(session, now - timedelta(seconds=grace))
         reaped = claims.reap(
             session, now, lease=settings.lease, batch=settings.claim_batch,
-            pickup_grace=grace, owner_timeout=owners,
+            pickup_grace=grace, owner_timeout=owners, resend=rules.resend_cap(taken_up),
         )  # fmt: skip
         reaped += tracking.reap(
             session, now, lookahead=settings.lookahead, lease=settings.lease,

@@ -19,7 +19,9 @@ from worker import booking, claims, pacing, runtime, tasks
 from worker.claims import Claim
 from worker.dispatch import last_tick, tick
 from worker.settings import RateLimit, Settings
-from worker.start.rules import Launch
+from worker.start.rules import Launch, resend_cap
+
+RESEND_FLOOR = resend_cap(0)
 
 S = ScheduledStream
 
@@ -74,6 +76,22 @@ def test_a_launch_the_broker_refused_is_handed_out_again_under_its_token(setting
     again: list[Launch] = []
     assert tick(factory, settings, lambda c: None, launch=again.append).reaped == 2
     assert sorted(i for g in again for i in g.stream_ids) == sorted(s.id for s in streams)
+
+
+def test_late_claims_are_sent_again_no_faster_than_the_start_lane_takes_them_up(
+    settings, book
+) -> None:
+    ids = [book().id for _ in range(RESEND_FLOOR + 10)]
+    factory = get_sessionmaker(settings.database_url)
+    with factory.begin() as s:
+        make_due(s, ids, timedelta(seconds=-5))
+    first: list[Launch] = []
+    assert tick(factory, settings, lambda c: None, launch=first.append).claimed == len(ids)
+    with factory.begin() as s:  # no run took any up: their messages were lost or are late
+        s.execute(update(S).values(claimed_at=db_now(s) - timedelta(seconds=30)))
+    again: list[Launch] = []
+    assert tick(factory, settings, lambda c: None, launch=again.append).reaped == RESEND_FLOOR
+    assert sum(len(g.claims) for g in again) == RESEND_FLOOR
 
 
 def test_a_failed_enqueue_leaves_the_claim_for_the_reaper(settings, book) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from worker.claims import Claim
-from worker.start.rules import launches, seconds_until
+from worker.start.rules import launches, resend_cap, seconds_until
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 A, B = uuid.UUID(int=1), uuid.UUID(int=2)
@@ -58,3 +58,15 @@ def test_claims_are_grouped_into_launches(claims, size, expected) -> None:
 )
 def test_seconds_until_the_instant_never_negative(instant, slack, expected) -> None:
     assert seconds_until(T0 + timedelta(seconds=instant), T0, slack=slack) == expected
+
+
+@pytest.mark.parametrize(
+    ("taken_up", "floor", "expected"),
+    [
+        pytest.param(0, 200, 200, id="an-idle-lane-may-only-have-lost-its-messages"),
+        pytest.param(150, 200, 200, id="a-slow-lane-gets-the-floor"),
+        pytest.param(900, 200, 900, id="a-busy-lane-as-fast-as-it-drains"),
+    ],
+)
+def test_late_claims_are_sent_again_no_faster_than_the_lane_drains(taken_up, floor, expected):
+    assert resend_cap(taken_up, floor=floor) == expected

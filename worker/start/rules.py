@@ -56,3 +56,12 @@ def seconds_until(instant: datetime, db_now: datetime, *, slack: float = 0.0) ->
     """How long to wait, from the moment ``db_now`` was read, before a request due at
     ``instant`` leaves (0: at once; a late one leaves at once, never waits)."""
     return max(0.0, (instant - db_now).total_seconds() - slack)
+
+
+def resend_cap(taken_up: int, *, floor: int = 2 * LAUNCH_SIZE) -> int:
+    """How many late start claims one tick may hand out again, when the start lane took
+    ``taken_up`` claims up over the last pickup grace: never more than the lane has been
+    finishing, so a slow lane is not fed faster than it drains (docs/DESIGN.md, "No feedback
+    loops"); ``floor`` at least, since a lane that took nothing up may only have lost its
+    messages (a broker restarted empty), and those must go out again at once."""
+    return max(floor, taken_up)
