@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
@@ -91,19 +92,44 @@ def finish_attempt(
     """Close call ``number`` with its outcome: the error it raised, or the call's details."""
     session.connection().execute(
         _FINISH,
-        {
-            "p_stream_id": stream_id,
-            "p_number": number,
-            "v_finished_at": now,
-            "v_outcome": outcome.value,
-            "v_http_status": error.status if error is not None else _status(call),
-            "v_error_code": error.code if error is not None else None,
-            "v_error_message": error_message,
-            "v_ray_id": error.ray_id if error is not None else _ray_id(call),
-            "v_duration": round(duration, 4) if duration is not None else None,
-            "v_livestream_id": livestream_id,
-        },
-    )
+        finished(
+            stream_id, number, now, outcome, error=error, error_message=error_message,
+            duration=duration, livestream_id=livestream_id, call=call,
+        ),
+    )  # fmt: skip
+
+
+def finish_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Close many calls at once (one executemany): each row is made by :func:`finished`."""
+    if rows:
+        session.connection().execute(_FINISH, rows)
+
+
+def finished(
+    stream_id: uuid.UUID,
+    number: int,
+    now: datetime,
+    outcome: AttemptOutcome,
+    *,
+    error: UpstreamError | None = None,
+    error_message: str | None = None,
+    duration: float | None = None,
+    livestream_id: str | None = None,
+    call: CallInfo | None = None,
+) -> dict[str, Any]:
+    """The values that close call ``number`` (see :func:`finish_attempt`)."""
+    return {
+        "p_stream_id": stream_id,
+        "p_number": number,
+        "v_finished_at": now,
+        "v_outcome": outcome.value,
+        "v_http_status": error.status if error is not None else _status(call),
+        "v_error_code": error.code if error is not None else None,
+        "v_error_message": error_message,
+        "v_ray_id": error.ray_id if error is not None else _ray_id(call),
+        "v_duration": round(duration, 4) if duration is not None else None,
+        "v_livestream_id": livestream_id,
+    }
 
 
 def mark_orphaned(session: Session, stream_id: uuid.UUID, before: int, now: datetime) -> None:

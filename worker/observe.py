@@ -136,6 +136,25 @@ def record(session: Session, stream_id: uuid.UUID, seen: Observation, now: datet
     )
 
 
+def record_many(session: Session, seen: list[tuple[uuid.UUID, Observation]], now: datetime) -> None:
+    """:func:`record` for many bookings at once (one executemany)."""
+    if seen:
+        session.execute(
+            insert(StatusEvent),
+            [
+                {
+                    "stream_id": stream_id,
+                    "livestream_id": o.livestream_id,
+                    "status": o.status,
+                    "source": o.source.value,
+                    "observed_at": o.observed_at,
+                    "recorded_at": now,
+                }
+                for stream_id, o in seen
+            ],
+        )
+
+
 def timeline(session: Session, stream_id: uuid.UUID) -> list[StatusEvent]:
     """The booking's observed statuses, oldest first."""
     query = (

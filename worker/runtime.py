@@ -25,10 +25,13 @@ from worker.heartbeat import Heartbeat
 from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
 from worker.start.launch import Launcher
+from worker.start.results import Results
 from worker.start.timer import LaunchTimer
 from worker.starter import Starter
 from worker.tracker import Tracker
 from worker.webhook_sender import Sender
+
+LAUNCH_SWITCH_INTERVAL = 0.001  # seconds
 
 
 class Runtime:
@@ -76,7 +79,13 @@ class Runtime:
         starter = self.starter
         with self._lock:
             if self._launcher is None:
-                self._launcher = Launcher(self.sessions, self.settings, starter, LaunchTimer())
+                # The launch thread must win the GIL at its instant from a task running in this
+                # process; Python hands it over every switch interval (5 ms by default).
+                sys.setswitchinterval(min(sys.getswitchinterval(), LAUNCH_SWITCH_INTERVAL))
+                results = Results(starter.record, self.settings.first_check)
+                self._launcher = Launcher(
+                    self.sessions, self.settings, starter, LaunchTimer(), results
+                )
             return self._launcher
 
     @property
@@ -110,7 +119,7 @@ class Runtime:
         with self._lock:
             if self.pid == os.getpid():
                 if self._launcher is not None:  # its starts are due within the lookahead
-                    self._launcher.timer.close(self.settings.lookahead + self.settings.lease)
+                    self._launcher.close(self.settings.lookahead + self.settings.lease)
                 if self._heartbeat is not None:
                     self._heartbeat.stop()
                 if self._client is not None:

@@ -25,7 +25,8 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +40,9 @@ from worker.realtimekit import Livestream, RealtimeKitClient
 from worker.recorder import Recorder
 from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.start.results import Results
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,11 +71,13 @@ class Starter:
         with logformat.context(stream_id=str(stream_id)):
             return self._run(stream_id, token)
 
-    def send_prepared(self, job: Job, number: int) -> RunResult:
+    def send_prepared(self, job: Job, number: int, results: Results | None = None) -> RunResult:
         """The start call ``number`` of a claim a launch confirmed and wrote ahead
-        (worker.start.launch), and its result: at its instant, only the request is left."""
+        (worker.start.launch), and its result: at its instant, only the request is left.
+        A clean 201 goes to ``results`` (written in batches), anything else is written here."""
         with logformat.context(stream_id=str(job.stream_id)):
-            return self._guarded(job, number, AttemptAction.START, self._call_start)
+            call = partial(self._call_start, results=results)
+            return self._guarded(job, number, AttemptAction.START, call)
 
     def _run(self, stream_id: uuid.UUID, token: uuid.UUID) -> RunResult:
         plain = self._begin_plain_start(stream_id, token)
@@ -198,7 +204,7 @@ class Starter:
             return self._store(job, number, found, AttemptOutcome.ADOPTED, duration)
         return None if decision.next is Next.START else self.record.report(job, decision)
 
-    def _call_start(self, job: Job, number: int) -> RunResult:
+    def _call_start(self, job: Job, number: int, results: Results | None = None) -> RunResult:
         """The start call, whose attempt row is already written, and its result."""
         started = time.monotonic()
         if number == 1 and job.scheduled_at is not None:  # the first start request leaves now
@@ -211,7 +217,11 @@ class Starter:
             )  # fmt: skip
         except UpstreamError as exc:
             return self.record.settle(job, number, AttemptAction.START, exc, started)
-        return self._store(job, number, result, AttemptOutcome.STARTED, time.monotonic() - started)
+        took = time.monotonic() - started
+        if results is not None and policy.after_livestream(result).next is Next.STORE:
+            results.add(job, number, result, took)
+            return RunResult.STARTED
+        return self._store(job, number, result, AttemptOutcome.STARTED, took)
 
     def _store(
         self, job: Job, number: int, found: Livestream, outcome: AttemptOutcome, duration: float

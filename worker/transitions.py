@@ -49,6 +49,37 @@ def finish_started(
     return outbox.after(written, session, EventType.BOOKING_STARTED, stream_id, now)
 
 
+def finish_started_many(
+    session: Session,
+    started: list[tuple[uuid.UUID, uuid.UUID, Livestream, str]],
+    now: datetime,
+    first_check: datetime,
+) -> None:
+    """:func:`finish_started` for many bookings at once, each (id, token, livestream, stream
+    key ciphertext) still the conditional UPDATE under its own claim, run as one executemany.
+    Which were written is for the caller to read back (a driver may not count per row); it
+    emits their events."""
+    if not started:
+        return
+    rows = []
+    for stream_id, token, livestream, ciphertext in started:
+        values = {
+            "state": StreamState.STARTED.value, "started_at": now, "last_error": None,
+            "stream_key_ciphertext": ciphertext, "due_at": first_check,
+            "status_observed_at": now, **_livestream_columns(livestream),
+        }  # fmt: skip
+        rows.append(
+            {
+                "p_id": stream_id,
+                "p_token": token,
+                "p_now": now,
+                **{f"v_{name}": value for name, value in values.items()},
+            }
+        )
+    columns = tuple(sorted(k[2:] for k in rows[0] if k.startswith("v_")))
+    session.connection().execute(_finish_statement(columns), rows)
+
+
 def finish_failed(
     session: Session,
     stream_id: uuid.UUID,

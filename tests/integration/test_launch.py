@@ -11,11 +11,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from models import ScheduledStream, StartAttempt, StatusEvent, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from worker import claims, pacing
+from worker.responses import Livestream
+from worker.runs import Job
+from worker.settings import Secret
+from worker.start import claims as start_claims
 from worker.start.launch import Launcher
+from worker.start.results import Results
 from worker.start.timer import LaunchTimer
 from worker.starter import Starter
 
@@ -26,9 +31,11 @@ S = ScheduledStream
 def launcher(settings, fake_api, rtk_client):
     factory = get_sessionmaker(settings.database_url)
     starter = Starter(factory, settings, rtk_client(), owner=uuid.uuid4())
-    timer = LaunchTimer()
-    yield Launcher(factory, settings, starter, timer)
-    timer.close(10.0)
+    launcher = Launcher(
+        factory, settings, starter, LaunchTimer(), Results(starter.record, settings.first_check)
+    )
+    yield launcher
+    launcher.close(10.0)
 
 
 def claim_all(settings, ids, in_seconds: float) -> tuple[uuid.UUID, dict[uuid.UUID, float]]:
@@ -74,7 +81,7 @@ def test_a_launch_is_written_ahead_and_each_request_leaves_at_its_instant(
         assert before[ident].claim_owner == launcher.starter.owner
         assert before[ident].claim_token != token
         assert attempts(settings, ident) == [("start", None)]
-    assert launcher.timer.drain(15.0)
+    assert launcher.drain(15.0)
     after = rows(settings, ids)
     for stream in streams:
         assert after[stream.id].state == StreamState.STARTED
@@ -89,7 +96,7 @@ def test_the_same_launch_twice_starts_each_booking_once(settings, launcher, book
     assert launcher.run(token, ids).confirmed == 2
     again = launcher.run(token, ids)  # a replayed message: the token was renewed
     assert (again.confirmed, again.single, again.stale) == (0, 0, 2)
-    assert launcher.timer.drain(15.0)
+    assert launcher.drain(15.0)
     assert fake_api.starts_received == 2
     assert all(r.state == StreamState.STARTED for r in rows(settings, ids).values())
 
@@ -109,7 +116,7 @@ def test_a_claim_with_an_unclear_earlier_call_is_reconciled_first(
         )  # fmt: skip
     report = launcher.run(token, [plain.id, unclear.id])
     assert (report.confirmed, report.single) == (1, 1)
-    assert launcher.timer.drain(15.0)
+    assert launcher.drain(15.0)
     assert attempts(settings, plain.id) == [("start", "started")]
     assert attempts(settings, unclear.id) == [
         ("start", "ambiguous"),
@@ -129,7 +136,7 @@ def test_a_paused_token_sends_nothing_and_the_booking_keeps_its_place(
         s.add(UpstreamPause(token_hash=pacing.token_hash(settings.api_token), paused_until=until))
     report = launcher.run(token, [stream.id])
     assert (report.confirmed, report.single) == (0, 1)
-    assert launcher.timer.drain(15.0)
+    assert launcher.drain(15.0)
     got = rows(settings, [stream.id])[stream.id]
     # It keeps its due instant (its place in the queue); the dispatcher holds every claim
     # until the pause ends (worker.policy.before_call).
@@ -161,3 +168,38 @@ def test_a_claim_taken_back_before_its_launch_ran_is_not_started(
     assert (report.confirmed, report.single, report.stale) == (0, 0, 1)
     time.sleep(0.5)
     assert fake_api.starts_received == 0
+
+
+def test_results_are_written_together_and_a_lost_claim_is_left_to_its_next_claim(
+    settings, launcher, book
+) -> None:
+    kept, lost = book(), book()
+    token, _ = claim_all(settings, [kept.id, lost.id], in_seconds=0)
+    factory = get_sessionmaker(settings.database_url)
+    with factory.begin() as s:
+        renewed, confirmed = start_claims.confirm_launch(
+            s, token, [kept.id, lost.id], db_now(s), lead=5, lease=60,
+            owner=launcher.starter.owner, token_key="k",
+        )  # fmt: skip
+    assert len(confirmed) == 2
+    with factory.begin() as s:  # the reaper took one back meanwhile
+        s.execute(update(S).where(S.id == lost.id).values(claim_token=uuid.uuid4()))
+    for n, row in enumerate(confirmed):
+        found = Livestream(
+            id=f"ls-{n}", status="INVOKED", ingest_server="rtmps://in", playback_url="https://p",
+            stream_key=Secret(f"key-{n}"),
+        )  # fmt: skip
+        launcher.results.add(Job.of(row, row.id, renewed, first_unclear=None), 1, found, 0.01)
+    assert launcher.drain(15.0)
+    got = rows(settings, [kept.id, lost.id])
+    by_id = {row.id: f"ls-{n}" for n, row in enumerate(confirmed)}
+    assert got[kept.id].state == StreamState.STARTED
+    assert got[kept.id].livestream_id == by_id[kept.id] and got[kept.id].claim_token is None
+    assert got[lost.id].state == StreamState.STARTING and got[lost.id].livestream_id is None
+    # Both calls are closed with the livestream they created: the lost one is adopted by the
+    # reconcile of its next claim, never started twice.
+    assert attempts(settings, kept.id) == [("start", "started")]
+    assert attempts(settings, lost.id) == [("start", "started")]
+    with factory() as s:
+        timeline = s.scalars(select(StatusEvent.stream_id).where(StatusEvent.source == "start"))
+        assert list(timeline) == [kept.id]

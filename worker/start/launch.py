@@ -33,6 +33,7 @@ from worker.errors import NotDueYet
 from worker.runs import Job
 from worker.settings import Settings
 from worker.start import claims, rules
+from worker.start.results import Results
 from worker.start.timer import LaunchTimer
 from worker.starter import Starter
 
@@ -63,11 +64,13 @@ class Launcher:
         settings: Settings,
         starter: Starter,
         timer: LaunchTimer,
+        results: Results | None = None,
     ) -> None:
         self.factory = factory
         self.settings = settings
         self.starter = starter
         self.timer = timer
+        self.results = results
         self.token_key = pacing.token_hash(settings.api_token)
         self._foreign_logged = -FOREIGN_LOG_EVERY
         self._lock = threading.Lock()
@@ -100,7 +103,7 @@ class Launcher:
     def _send(self, job: Job, number: int) -> None:
         """At the instant: the request of a prepared start, and its result."""
         try:
-            result = self.starter.send_prepared(job, number)
+            result = self.starter.send_prepared(job, number, self.results)
         except OperationalError:  # the result could not be written: recovery reconciles it
             log.warning(
                 "booking %s: its start's result was not written (database error); recovery"
@@ -129,6 +132,18 @@ class Launcher:
                 )  # fmt: skip
             return
         metrics.STARTS.labels(outcome=result.value).inc()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything handed to this launcher has been sent and written (True), or
+        ``timeout`` seconds (False)."""
+        sent = self.timer.drain(timeout)
+        return sent and (self.results is None or self.results.drain(timeout))
+
+    def close(self, timeout: float) -> bool:
+        """Send what was prepared and write its results (True), within ``timeout`` seconds."""
+        sent = self.timer.close(timeout)
+        written = self.results.close(timeout) if self.results is not None else True
+        return sent and written
 
     def _say_foreign(self, token: uuid.UUID, count: int) -> None:
         with self._lock:

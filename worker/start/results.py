@@ -1,0 +1,161 @@
+"""The results of a launch's starts, written in batches: a burst of N started livestreams costs
+a few transactions, not N.
+
+A sender thread hands each clean 201 (a livestream with its stream key) to :class:`Results`
+and goes on to the next request; one writer thread gathers what came within a few
+milliseconds and writes it in ONE transaction: every attempt's outcome, every booking's
+``started`` (each still the conditional UPDATE under its claim, run as one executemany), the
+events of those that were written and their first timeline rows. The rules of docs/DESIGN.md
+"Exactly one start per booking" hold per booking: a booking whose claim was lost meanwhile is
+not written (its livestream is adopted by the next claim's reconcile), and if the transaction
+cannot be written at all, every call in it stays unclear and recovery reconciles it.
+
+Anything else that can follow a call (an error, a livestream without a key, a reconcile) is
+written at once, one transaction per start, as before (``worker.recorder``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import AttemptOutcome, EventType, ScheduledStream, StatusSource
+from worker import attempts, observe, outbox, transitions
+from worker.recorder import Recorder
+from worker.responses import Livestream
+from worker.runs import Job
+
+START = StatusSource.START
+log = logging.getLogger(__name__)
+
+GATHER = 0.005  # seconds the writer waits for more results once one has come
+BATCH = 200  # results in one transaction at most
+
+S = ScheduledStream
+
+
+@dataclass(frozen=True)
+class Started:
+    """One start call that created a livestream with its key; ``ciphertext`` is the key."""
+
+    job: Job
+    number: int
+    found: Livestream
+    ciphertext: str
+    duration: float
+
+
+class Results:
+    """Writes started livestreams in batches from a thread of its own."""
+
+    def __init__(self, recorder: Recorder, settings_first_check: float) -> None:
+        self.recorder = recorder
+        self.first_check = settings_first_check
+        self._items: list[Started] = []
+        self._busy = 0
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="livestreams-results", daemon=True)
+        self._thread.start()
+
+    def add(self, job: Job, number: int, found: Livestream, duration: float) -> None:
+        """Write ``found`` for call ``number`` of ``job`` soon, with others."""
+        assert found.stream_key is not None
+        ciphertext = self.recorder.cipher().encrypt(found.stream_key)
+        with self._wake:
+            self._items.append(Started(job, number, found, ciphertext, duration))
+            self._busy += 1
+            self._wake.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._items and not self._closed:
+                    self._wake.wait()
+                if not self._items:
+                    return
+            time.sleep(GATHER)  # let the rest of an instant's answers come in
+            with self._wake:
+                batch, self._items = self._items[:BATCH], self._items[BATCH:]
+            try:
+                self._write(batch)
+            except Exception:  # the calls stay unclear: recovery reconciles each one
+                log.exception(
+                    "%d started livestreams could not be written; each is reconciled by its"
+                    " next claim", len(batch), extra={"action": "results_not_written"},
+                )  # fmt: skip
+            finally:
+                with self._wake:
+                    self._busy -= len(batch)
+                    self._wake.notify_all()
+
+    def _write(self, batch: list[Started]) -> None:
+        written = self.recorder.write(lambda session, now: self._store(session, now, batch))
+        lost = [s for s in batch if s.job.stream_id not in written]
+        for s in batch:
+            if s.job.stream_id in written:
+                log.info(
+                    "livestream %s for booking %s (started)", s.found.id, s.job.stream_id,
+                    extra={"action": "stream_started", "livestream_id": s.found.id},
+                )  # fmt: skip
+        for s in lost:
+            self.recorder.claim_lost(s.job, s.found)
+
+    def _store(self, session: Session, now: datetime, batch: list[Started]) -> set[uuid.UUID]:
+        """STORE_STARTED_MANY, in one transaction; the ids of the bookings written."""
+        attempts.finish_attempts(
+            session,
+            [
+                attempts.finished(
+                    s.job.stream_id, s.number, now, AttemptOutcome.STARTED,
+                    duration=s.duration, livestream_id=s.found.id, call=s.found.call,
+                )
+                for s in batch
+            ],
+        )  # fmt: skip
+        first_check = now + timedelta(seconds=self.first_check)
+        transitions.finish_started_many(
+            session, [(s.job.stream_id, s.job.token, s.found, s.ciphertext) for s in batch],
+            now, first_check,
+        )  # fmt: skip
+        ours = {s.job.stream_id: s.found.id for s in batch}
+        # Which conditional UPDATEs applied: the row holds our livestream, started just now.
+        query = select(S.id, S.livestream_id).where(S.id.in_(list(ours)), S.started_at == now)
+        written: set[uuid.UUID] = {
+            r.id for r in session.execute(query) if ours.get(r.id) == r.livestream_id
+        }
+        outbox.emit_many(session, EventType.BOOKING_STARTED, list(written), now)
+        seen = [
+            (s.job.stream_id, observe.Observation(s.found.id, s.found.status, now, START))
+            for s in batch
+            if s.job.stream_id in written and s.found.status
+        ]
+        for stream_id, live in [(i, o) for i, o in seen if o.status == observe.LIVE]:
+            observe.apply(session, stream_id, live, now)  # live already: started -> live
+        observe.record_many(session, [(i, o) for i, o in seen if o.status != observe.LIVE], now)
+        return written
+
+    def drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            while self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.wait(left)
+        return True
+
+    def close(self, timeout: float) -> bool:
+        drained = self.drain(timeout)
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        self._thread.join(timeout=1.0)
+        return drained
