@@ -19,7 +19,7 @@ DEFAULT_DATABASE_URL = "sqlite:///livestreams.db"
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_DISPATCH_INTERVAL = 1.0  # seconds between dispatch ticks
-DEFAULT_LOOKAHEAD = 5.0  # claim rows this far ahead; the task waits for its ETA in the worker
+DEFAULT_LOOKAHEAD = 5.0  # claim rows this far ahead: their launch is prepared before the instant
 DEFAULT_START_WINDOW = 900.0  # after scheduled_at + this, no start is tried (deadline)
 # The lease is derived from the longest call (Settings.call_bound) plus this margin, unless set.
 LEASE_MARGIN = 10.0
