@@ -25,6 +25,7 @@ from worker.dispatch import tick
 from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
 from worker.start.launch import Launcher
+from worker.start.results import Results
 from worker.start.rules import Launch
 from worker.start.timer import LaunchTimer
 from worker.starter import Starter
@@ -101,13 +102,14 @@ def _per_stream(bench: Bench, url: str) -> tuple[float, float, float]:
     with RealtimeKitClient.from_settings(settings) as client:
         starter = Starter(factory, settings, client, owner=uuid.uuid4())
         timer = LaunchTimer()
-        launcher = Launcher(factory, settings, starter, timer)
+        results = Results(starter.record, settings.first_check)
+        launcher = Launcher(factory, settings, starter, timer, results)
         counter = Counter(factory.kw["bind"])
         with counter.counting():
             confirmed = sum(
                 launcher.run(group.token, group.stream_ids).confirmed for group in launches
             )
-            timer.close(60.0)
+            launcher.close(60.0)
     if confirmed != DUE or started(url) != DUE:
         raise RuntimeError(f"in-process launches: {confirmed} confirmed, {started(url)} started")
     return per_tick, counter.statements / DUE, counter.commits / DUE
