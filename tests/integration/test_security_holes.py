@@ -7,9 +7,7 @@ import base64
 import uuid
 
 import pytest
-from sqlalchemy import select
 
-from models import WebhookEndpoint
 from models.db import get_sessionmaker
 from tests.dbdump import dump
 from tests.http_api import Api
@@ -64,3 +62,36 @@ def test_a_forged_cursor_on_the_ops_pages_says_so_and_is_not_a_5xx(ops, settings
     endpoint = an_endpoint(settings)
     shown = ops.client.get(f"/ops/webhooks/{endpoint}", params={"cursor": forged(instant)})
     assert shown.status_code == 422 and "cursor: not a cursor" in alerts(shown.text)[0]
+
+
+def test_a_nul_in_a_webhook_url_or_disable_reason_is_422_not_503(api, settings) -> None:
+    manager = api.auth("webhooks:manage")
+    before = dump(settings.database_url)
+    for url in ("https://hooks.example.com/\x00in", "https://hooks.example.com/\x07"):
+        answer = api.client.post("/v1/webhook-endpoints", json={"url": url}, headers=manager)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "url"
+    endpoint = an_endpoint(settings)
+    before = dump(settings.database_url)
+    path = f"/v1/webhook-endpoints/{endpoint}/disable"
+    answer = api.client.post(path, json={"reason": "moving\x00hosts"}, headers=manager)
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "reason"
+    assert dump(settings.database_url) == before
+
+
+def test_a_nul_in_the_ops_pages_disable_reason_is_the_forms_error(ops, settings) -> None:
+    ops.signed_in()
+    endpoint = an_endpoint(settings)
+    before = dump(settings.database_url)
+    answer = ops.post(f"/ops/webhooks/{endpoint}/disable", reason="moving\x00hosts")
+    assert answer.status_code == 422
+    assert "reason: must not contain control characters" in alerts(answer.text)[0]
+    assert dump(settings.database_url) == before
+
+
+def test_a_trailing_nul_after_an_instant_is_refused_and_nothing_is_stored(api, settings) -> None:
+    writer = api.auth("bookings:write")
+    before = dump(settings.database_url)
+    body = {"meeting_id": "0f8fad5b-d9cb-469f-a165-70867728950e", "at": "2031-08-01T10:00:00Z\0"}
+    answer = api.client.post("/v1/bookings", json=body, headers=writer)
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "at"
+    assert dump(settings.database_url) == before

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from worker.http import bookings, metrics, ops, pages, problems, webhook_endpoints, webhooks
+from worker.http import bookings, deps, metrics, ops, pages, problems, webhook_endpoints, webhooks
 from worker.provider_webhooks import WebhookKeys
 from worker.settings import Settings
 
@@ -17,6 +17,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="livestream-scheduler",
         version=version("livestream-scheduler"),
         description="Book Cloudflare RealtimeKit livestreams to start once, on time.",
+        dependencies=[Depends(deps.plain_text)],
     )
     app.state.settings = settings
     # One per process (uvicorn builds the app in each worker): a fetched key is kept here.
