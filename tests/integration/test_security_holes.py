@@ -95,3 +95,27 @@ def test_a_trailing_nul_after_an_instant_is_refused_and_nothing_is_stored(api, s
     answer = api.client.post("/v1/bookings", json=body, headers=writer)
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "at"
     assert dump(settings.database_url) == before
+
+
+def test_signing_out_ends_the_session_for_a_copied_cookie_too(ops, api, book) -> None:
+    ops.signed_in()
+    stream = book()
+    copied = dict(ops.client.cookies)
+    token = ops.csrf
+    assert ops.post("/ops/sign-out").status_code == 303
+    thief = OpsPage(ops.settings)
+    thief.client.cookies.update(copied)
+    read = thief.client.get("/ops/bookings")
+    assert read.status_code == 303 and read.headers["location"].startswith("/ops/sign-in")
+    cancel = thief.client.post(f"/ops/bookings/{stream.id}/cancel", data={"csrf": token})
+    assert cancel.status_code == 303 and cancel.headers["location"].startswith("/ops/sign-in")
+    reader = api.auth("bookings:read")
+    shown = api.client.get(f"/v1/bookings/{stream.id}", headers=reader).json()
+    assert shown["state"] == "scheduled"
+
+
+def test_signing_in_again_after_signing_out_works(ops) -> None:
+    key = ops.signed_in()
+    assert ops.post("/ops/sign-out").status_code == 303
+    assert ops.sign_in(key).status_code == 303
+    assert ops.client.get("/ops").status_code == 200
