@@ -119,3 +119,26 @@ def test_signing_in_again_after_signing_out_works(ops) -> None:
     assert ops.post("/ops/sign-out").status_code == 303
     assert ops.sign_in(key).status_code == 303
     assert ops.client.get("/ops").status_code == 200
+
+
+def test_a_webhooks_manage_key_cannot_read_bookings_through_webhooks_nor_touch_others(
+    api, settings
+) -> None:
+    manager = api.auth("webhooks:manage")
+    url = {"url": "https://hooks.example.com/in"}
+    refused = api.client.post("/v1/webhook-endpoints", json=url, headers=manager)
+    assert refused.status_code == 403 and "bookings:read" in refused.json()["detail"]
+    theirs = an_endpoint(settings)  # made by the CLI: ops manages it
+    before = dump(settings.database_url)
+    base = f"/v1/webhook-endpoints/{theirs}"
+    tried = [("GET", base), ("POST", f"{base}/disable"), ("POST", f"{base}/rotate-secret"),
+             ("GET", f"{base}/deliveries")]  # fmt: skip
+    for method, path in tried:
+        answer = api.client.request(method, path, headers=manager)
+        assert answer.status_code == 404, (path, answer.text)
+        assert "secret" not in answer.json()
+    assert api.client.get("/v1/webhook-endpoints", headers=manager).json() == []
+    after = dump(settings.database_url)
+    assert after["webhook_endpoints"] == before["webhook_endpoints"]
+    ops = api.auth("ops")
+    assert api.client.post(f"{base}/disable", headers=ops).json()["enabled"] is False
