@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from models import ApiKey
 from models.db import db_now
 from worker.errors import ApiKeyError, ApiKeyNotFound, InputError, NotAuthenticated
-from worker.timeparse import parse_instant
+from worker.timeparse import LATEST, parse_instant
 
 BOOKINGS_READ = "bookings:read"
 BOOKINGS_WRITE = "bookings:write"
@@ -95,7 +95,12 @@ def parse_expiry(value: str, now: datetime) -> datetime:
     text = value.strip()
     match = _DURATION.fullmatch(text)
     if match:
-        expires = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            expires = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:  # 999999w: past year 9999, a traceback before
+            expires = LATEST
+        if expires >= LATEST:
+            raise ApiKeyError("expires", f"{text} is too far: before {LATEST.year} at most")
     else:
         try:
             expires = parse_instant(text, None, "expires")[0]

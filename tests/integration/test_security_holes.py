@@ -142,3 +142,24 @@ def test_a_webhooks_manage_key_cannot_read_bookings_through_webhooks_nor_touch_o
     assert after["webhook_endpoints"] == before["webhook_endpoints"]
     ops = api.auth("ops")
     assert api.client.post(f"{base}/disable", headers=ops).json()["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{bad", 422, "is not JSON at character 1: Expecting property name"),
+        (
+            b'{"at": "2031-01-01T10:00:00Z"} trailing',
+            422,
+            "is not JSON at character 31: Extra data",
+        ),
+        (b'{"at": "\xff"}', 400, "is not JSON: not UTF-8 text at byte 8"),
+    ],
+)
+def test_a_body_that_is_not_json_is_named_so_with_where(api, body, status, message) -> None:
+    writer = api.auth("bookings:write")
+    headers = {**writer, "content-type": "application/json"}
+    answer = api.client.post("/v1/bookings", content=body, headers=headers)
+    assert answer.status_code == status and answer.headers["content-type"] == PROBLEM
+    (error,) = answer.json()["errors"]
+    assert error["field"] == "body" and error["message"].startswith(message)
