@@ -7,13 +7,16 @@ import base64
 import uuid
 
 import pytest
+from sqlalchemy import update
 
+from models import ScheduledStream
 from models.db import get_sessionmaker
 from tests.dbdump import dump
 from tests.http_api import Api
 from tests.ops_page import OpsPage, alerts
 from worker import endpoints
-from worker.crypto import cipher_for
+from worker.crypto import StreamKeyCipher, cipher_for, new_key
+from worker.settings import Secret
 
 PROBLEM = "application/problem+json"
 
@@ -163,3 +166,25 @@ def test_a_body_that_is_not_json_is_named_so_with_where(api, body, status, messa
     assert answer.status_code == status and answer.headers["content-type"] == PROBLEM
     (error,) = answer.json()["errors"]
     assert error["field"] == "body" and error["message"].startswith(message)
+
+
+def test_a_stream_key_no_key_decrypts_does_not_break_the_list(api, settings, book) -> None:
+    readable, broken = book(), book()
+    stranger = StreamKeyCipher((Secret(new_key()),))
+    ours = cipher_for(settings, create=True)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        for stream, cipher in ((readable, ours), (broken, stranger)):
+            secret = Secret("sk_live_0123456789abcdef")
+            s.execute(
+                update(ScheduledStream)
+                .where(ScheduledStream.id == stream.id)
+                .values(stream_key_ciphertext=cipher.encrypt(secret), state="started")
+            )
+    reader = api.auth("bookings:read")
+    listed = api.client.get("/v1/bookings", headers=reader)
+    assert listed.status_code == 200
+    keys = {item["id"]: item["stream_key"] for item in listed.json()["items"]}
+    assert keys[str(readable.id)] == "****cdef"
+    assert "cannot decrypt" in keys[str(broken.id)]
+    shown = api.client.get(f"/v1/bookings/{broken.id}", headers=reader)
+    assert shown.status_code == 200 and "cannot decrypt" in shown.json()["stream_key"]
