@@ -188,3 +188,20 @@ def test_a_stream_key_no_key_decrypts_does_not_break_the_list(api, settings, boo
     assert "cannot decrypt" in keys[str(broken.id)]
     shown = api.client.get(f"/v1/bookings/{broken.id}", headers=reader)
     assert shown.status_code == 200 and "cannot decrypt" in shown.json()["stream_key"]
+
+
+def test_no_docs_page_loads_a_cdn_script_and_every_ops_answer_has_a_strict_csp(ops) -> None:
+    for path in ("/docs", "/redoc"):
+        assert ops.client.get(path).status_code == 404
+    assert ops.client.get("/openapi.json").status_code == 200
+    ops.signed_in()
+    answers = [
+        ops.client.get("/ops"),
+        ops.client.get("/ops/static/ops.css"),
+        ops.client.get("/ops/bookings/nope"),
+        ops.client.get("/ops/nothing-here"),
+    ]
+    for answer in answers:
+        policy = answer.headers.get("content-security-policy", "")
+        assert "default-src 'none'" in policy and "script-src" not in policy, answer.url
+        assert answer.headers["x-frame-options"] == "DENY"
