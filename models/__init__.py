@@ -1,6 +1,6 @@
 """Mapping and engine/session factories; callers own their sessions."""
 
-from models.apikeys import ApiKey
+from models.apikeys import ApiKey, EndedOpsSession
 from models.base import Base, UTCDateTime
 from models.streams import (
     CLAIMABLE_STATES,
@@ -42,6 +42,7 @@ __all__ = [
     "DeliveryState",
     "DispatcherHeartbeat",
     "EndReason",
+    "EndedOpsSession",
     "EventType",
     "Problem",
     "ProviderWebhook",

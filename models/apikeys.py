@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String, Text, Uuid
+from sqlalchemy import ForeignKey, Index, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime
@@ -32,3 +32,18 @@ class ApiKey(Base):
 
     def __repr__(self) -> str:  # never the hash
         return f"<ApiKey {self.name} lsk_{self.prefix}_…>"
+
+
+class EndedOpsSession(Base):
+    """An ops page session signed out before its cookie expires: the cookie is refused from
+    then on, even where a copy of it survives the browser's. Kept until the cookie would have
+    expired anyway (``expires_at``), then pruned."""
+
+    __tablename__ = "ended_ops_sessions"
+    __table_args__ = (Index("ix_ended_ops_sessions_expires_at", "expires_at"),)
+
+    # The cookie's random session id (worker.http.pages.signing), not a secret on its own.
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("api_keys.id"))
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

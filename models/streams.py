@@ -257,6 +257,9 @@ class ProviderWebhook(Base):
     stream_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # NULL: no booking of ours
     # What it did: applied, stale (older than what is stored), unknown_stream, ignored.
     result: Mapped[str] = mapped_column(String(16))
+    # Hex sha256 of the signed body: the rtk-uuid header is not signed, so one captured
+    # delivery replayed under fresh ids is still the same delivery. NULL in rows from before.
+    body_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class DispatcherHeartbeat(Base):

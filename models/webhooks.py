@@ -78,6 +78,11 @@ class WebhookEndpoint(Base):
     failures_in_a_row: Mapped[int] = mapped_column(Integer, default=0)
     # The first failure since the last success: `livestreams status` reports long failures.
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The API key that registered it, which (with ``ops``) alone may manage it; NULL for an
+    # endpoint made by the CLI or before keys owned endpoints: ``ops`` only.
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("api_keys.id"), index=True
+    )
 
     def __repr__(self) -> str:  # never the secret
         return f"<WebhookEndpoint {self.id} {self.url}>"

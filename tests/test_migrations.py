@@ -291,3 +291,46 @@ def test_a_disabled_endpoints_pending_deliveries_are_held_at_0008_and_pending_ag
         engine.dispose()
         upgrade(db_url)
     assert _diff(db_url) == []
+
+
+def test_rows_at_0008_survive_the_security_upgrade_and_back(db_url: str) -> None:
+    """0009: endpoints from before belong to no key (ops manages them), provider deliveries
+    from before have no body digest, and ended sessions go with the downgrade."""
+    downgrade(db_url, "0008")
+    tables = Base.metadata.tables
+    endpoints, received = tables["webhook_endpoints"], tables["provider_webhooks"]
+    stream, delivery = uuid.uuid4(), uuid.uuid4()
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            _booking(conn, stream)
+            _webhook_rows(conn, stream, {delivery: (True, "pending")})
+            conn.execute(
+                received.insert().values(
+                    delivery_id="d-1", event="livestreaming.statusUpdate", received_at=AT,
+                    result="applied",
+                )
+            )  # fmt: skip
+        upgrade(db_url)
+        with engine.begin() as conn:
+            assert conn.execute(select(endpoints.c.api_key_id)).scalars().all() == [None]
+            assert conn.execute(select(received.c.body_sha256)).scalars().all() == [None]
+            key = uuid.uuid4()
+            conn.execute(
+                tables["api_keys"]
+                .insert()
+                .values(id=key, name="k", prefix="p", hash="h", scopes="ops", created_at=AT)
+            )
+            conn.execute(
+                tables["ended_ops_sessions"]
+                .insert()
+                .values(session_id="s", api_key_id=key, ended_at=AT, expires_at=AT)
+            )
+        downgrade(db_url, "0008")
+        assert "ended_ops_sessions" not in _tables(db_url)
+        with engine.connect() as conn:
+            assert conn.execute(select(received.c.delivery_id)).scalars().all() == ["d-1"]
+    finally:
+        engine.dispose()
+        upgrade(db_url)
+    assert _diff(db_url) == []

@@ -10,9 +10,11 @@ Scopes (what a key may do):
     bookings:read     list and show bookings (stream keys masked)
     bookings:write    book, cancel, reschedule, retry
     stream-keys:read  reveal a booking's stream key in the clear
-    webhooks:manage   register and manage outbound webhook endpoints (/v1/webhook-endpoints)
+    webhooks:manage   register outbound webhook endpoints (/v1/webhook-endpoints), and manage
+                      the ones this key registered; registering also needs bookings:read,
+                      since every event carries a booking's fields
     ops               /v1/status, and everything bookings:read, bookings:write and
-                      webhooks:manage allow
+                      webhooks:manage allow, for every endpoint whoever registered it
 
 ``ops`` does not imply ``stream-keys:read``: revealing stream keys is granted on its own, so an
 ops dashboard key that leaks cannot be used to hijack a broadcast.
@@ -35,7 +37,7 @@ from sqlalchemy.orm import Session
 from models import ApiKey
 from models.db import db_now
 from worker.errors import ApiKeyError, ApiKeyNotFound, InputError, NotAuthenticated
-from worker.timeparse import parse_instant
+from worker.timeparse import LATEST, parse_instant
 
 BOOKINGS_READ = "bookings:read"
 BOOKINGS_WRITE = "bookings:write"
@@ -77,12 +79,28 @@ def granted(key: ApiKey) -> frozenset[str]:
     return frozenset(out)
 
 
+def may_manage(key: ApiKey, owner: uuid.UUID | None) -> bool:
+    """Whether ``key`` may see and change an endpoint registered by the key ``owner`` (None:
+    by the CLI, or before endpoints had owners). Pure: ``ops`` manages every endpoint, a
+    ``webhooks:manage`` key its own only, so one platform's key cannot disable, rotate, read
+    or replay another's."""
+    scopes = granted(key)
+    if OPS in scopes:
+        return True
+    return WEBHOOKS_MANAGE in scopes and owner is not None and owner == key.id
+
+
 def parse_expiry(value: str, now: datetime) -> datetime:
     """An ISO 8601 instant with an offset, or a duration from now: 90m, 12h, 30d, 2w."""
     text = value.strip()
     match = _DURATION.fullmatch(text)
     if match:
-        expires = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+        try:
+            expires = now + timedelta(**{_UNITS[match[2]]: int(match[1])})
+        except OverflowError:  # 999999w: past year 9999, a traceback before
+            expires = LATEST
+        if expires >= LATEST:
+            raise ApiKeyError("expires", f"{text} is too far: before {LATEST.year} at most")
     else:
         try:
             expires = parse_instant(text, None, "expires")[0]

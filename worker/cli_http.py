@@ -74,8 +74,27 @@ def revoke(name_or_id: str, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=True,
+    show_default=True,
+    help="Take the client's address and scheme from X-Forwarded-For/-Proto, when the peer is "
+    "one of --forwarded-allow-ips.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="LIVESTREAMS_FORWARDED_ALLOW_IPS",
+    show_envvar=True,
+    help="Comma-separated addresses or networks of the TLS proxies or load balancers in "
+    "front (or '*' where only they can reach this port). Behind a proxy on another host, the "
+    "ops page's cookies are Secure only when that proxy is listed here.",
+)
 @handle_errors
-def serve(host: str, port: int, workers: int) -> None:
+def serve(
+    host: str, port: int, workers: int, proxy_headers: bool, forwarded_allow_ips: str
+) -> None:
     """Serve the HTTP API (/v1, /healthz, /openapi.json) with uvicorn."""
     import uvicorn
 
@@ -89,6 +108,8 @@ def serve(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
         log_level="info",
         log_config=_log_config(),
     )

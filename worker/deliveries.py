@@ -36,7 +36,7 @@ class Result(enum.StrEnum):
     """What a delivery did; all but ``duplicate`` are stored in its row."""
 
     APPLIED = "applied"  # the newest word on a livestream of ours: stored on its booking
-    STALE = "stale"  # older than the status stored: kept in the booking's timeline only
+    STALE = "stale"  # older than the status stored (timeline only), or that status again (no-op)
     UNKNOWN_STREAM = "unknown_stream"  # no booking of ours has this livestream id
     IGNORED = "ignored"  # an event other than livestreaming.statusUpdate
     DUPLICATE = "duplicate"  # its delivery id was taken in before: nothing changed
@@ -61,15 +61,18 @@ def _fit(value: str | None, column: object) -> str | None:
     return value if value is None or length is None else value[:length]
 
 
-def receive(session: Session, delivery_id: str, delivery: Delivery) -> Receipt:
-    """Take ``delivery`` in under ``delivery_id``, in the caller's transaction."""
+def receive(
+    session: Session, delivery_id: str, delivery: Delivery, body_sha256: str | None = None
+) -> Receipt:
+    """Take ``delivery`` in under ``delivery_id``, in the caller's transaction; a delivery
+    whose id or signed body (``body_sha256``) was taken in before is a duplicate."""
     now = db_now(session)
     stream_id = None
     if delivery.is_status_update and delivery.livestream_id is not None:
         stream_id = observe.find_booking(session, delivery.livestream_id)
     result = expected(delivery, stream_id)
     status = _fit(delivery.status, W.status)
-    if not _claim(session, delivery_id, delivery, status, stream_id, result, now):
+    if not _claim(session, delivery_id, body_sha256, delivery, status, stream_id, result, now):
         return Receipt(Result.DUPLICATE)
     if stream_id is None:
         return Receipt(result)
@@ -80,7 +83,7 @@ def receive(session: Session, delivery_id: str, delivery: Delivery) -> Receipt:
         observed_at=delivery.updated_at or now,
         source=StatusSource.WEBHOOK,
     )
-    if observe.apply(session, stream_id, seen, now) is observe.Applied.STALE:
+    if observe.apply(session, stream_id, seen, now) is not observe.Applied.APPLIED:
         result = Result.STALE
         session.execute(
             update(W)  # RECORD_STALE
@@ -94,13 +97,16 @@ def receive(session: Session, delivery_id: str, delivery: Delivery) -> Receipt:
 def _claim(
     session: Session,
     delivery_id: str,
+    body_sha256: str | None,
     delivery: Delivery,
     status: str | None,
     stream_id: uuid.UUID | None,
     result: Result,
     now: datetime,
 ) -> bool:
-    """CLAIM_DELIVERY: True if this delivery id is new (its row is now in the transaction)."""
+    """CLAIM_DELIVERY: True if this delivery id and this body are new (its row is now in the
+    transaction). The rtk-uuid header is not signed: a captured delivery replayed under fresh
+    ids conflicts on its body's digest instead."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = (
@@ -113,8 +119,9 @@ def _claim(
             status=status,
             stream_id=stream_id,
             result=result.value,
+            body_sha256=body_sha256,
         )
-        .on_conflict_do_nothing(index_elements=[W.delivery_id])
+        .on_conflict_do_nothing()  # on the id or on the body's digest
         # RETURNING, not rowcount: the ORM's insert path does not report one (-1).
         .returning(W.delivery_id)
     )

@@ -181,7 +181,10 @@ def _serve(settings: Settings, celery: CeleryProcesses, echo: Callable[[str], No
         echo(f"livestreams serve did not start; see {celery.log('serve')} ({type(exc).__name__})")
         return None
     url = f"http://127.0.0.1:{port}"
-    echo(f"HTTP API at {url} (docs {url}/docs) while the demo runs; an API key of every scope:")
+    echo(
+        f"HTTP API at {url} (OpenAPI: {url}/openapi.json) while the demo runs; "
+        "an API key of every scope:"
+    )
     echo(f"    curl -H 'Authorization: Bearer {key}' {url}/v1/bookings")
     return url
 

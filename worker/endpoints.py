@@ -68,8 +68,10 @@ def add(
     url: str,
     event_types: Iterable[str],
     resolver: ssrf.Resolver = ssrf.resolve,
+    owner: uuid.UUID | None = None,
 ) -> Created:
-    """Register an endpoint; its URL must lead to a public address (the SSRF guard)."""
+    """Register an endpoint; its URL must lead to a public address (the SSRF guard).
+    ``owner``: the API key registering it (None from the CLI)."""
     url = url.strip()
     if len(url) > MAX_URL:
         raise WebhookEndpointError("url", f"must be at most {MAX_URL} characters")
@@ -82,7 +84,7 @@ def add(
         insert(E).values(
             id=endpoint_id, url=url, event_types=" ".join(types),
             secret_ciphertext=cipher.encrypt(secret), enabled=True, created_at=now,
-            updated_at=now, failures_in_a_row=0,
+            updated_at=now, failures_in_a_row=0, api_key_id=owner,
         )
     )  # fmt: skip
     return Created(get(session, endpoint_id), secret)
@@ -96,8 +98,12 @@ def get(session: Session, endpoint_id: uuid.UUID | str) -> WebhookEndpoint:
     return found
 
 
-def list_endpoints(session: Session) -> list[WebhookEndpoint]:
-    return list(session.scalars(select(E).order_by(E.created_at, E.id)))
+def list_endpoints(session: Session, *, owner: uuid.UUID | None = None) -> list[WebhookEndpoint]:
+    """Every endpoint, or those registered by the API key ``owner``."""
+    query = select(E).order_by(E.created_at, E.id)
+    if owner is not None:
+        query = query.where(E.api_key_id == owner)
+    return list(session.scalars(query))
 
 
 def set_enabled(

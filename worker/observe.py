@@ -44,6 +44,7 @@ class Applied(enum.StrEnum):
 
     APPLIED = "applied"  # the newest word on the stream: stored
     STALE = "stale"  # older than what is stored: kept in the timeline only
+    UNCHANGED = "unchanged"  # the very status and instant stored already: nothing is done
     UNKNOWN_STREAM = "unknown_stream"  # no booking of ours has this livestream id
 
 
@@ -76,6 +77,13 @@ def apply(
         seen = replace(seen, observed_at=now)
     mine = and_(S.id == stream_id, S.livestream_id == seen.livestream_id)
     status = seen.status
+    # The observation stored already (a provider delivery replayed under a fresh id): a no-op,
+    # or each copy would add a timeline row and ask for a status check from the shared budget.
+    same = select(S.id).where(
+        mine, S.livestream_status == status, S.status_observed_at == seen.observed_at
+    )
+    if session.scalar(same) is not None:
+        return Applied.UNCHANGED
     stored = session.execute(
         update(S)  # STORE_STATUS
         .where(mine, _newer(seen.observed_at))

@@ -35,10 +35,41 @@ METADATA = frozenset(
 )
 
 
+# IPv6 forms that carry an IPv4 address in their low 32 bits: a NAT64 gateway (RFC 6052's
+# well-known prefix), or a host that still speaks the deprecated IPv4-compatible (RFC 4291
+# 2.5.5.1) or IPv4-translated (RFC 2765) forms, delivers to that IPv4 address, so each is
+# judged by it: 64:ff9b::7f00:1 is 127.0.0.1 behind NAT64.
+EMBEDDING = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
+# RFC 8215's local-use NAT64 prefix: where in it the IPv4 address sits is the operator's
+# choice, so no address in it is sent to.
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, NAT64, 6to4, compatible, translated),
+    or None. Pure."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:  # 2002:AABB:CCDD::/48 routes to AA.BB.CC.DD
+        return address.sixtofour
+    if int(address) <= 1:  # :: and ::1 are unspecified and loopback themselves
+        return None
+    if any(address in net for net in EMBEDDING):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def classify(address: Address) -> str | None:
-    """Why ``address`` may not be sent to (None: it may). Pure."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why ``address`` may not be sent to (None: it may). An IPv6 address that carries an IPv4
+    one is judged by the IPv4 address (:func:`embedded_ipv4`). Pure."""
+    if address in LOCAL_NAT64:
+        return "a local-use NAT64 address"
+    embedded = embedded_ipv4(address)
+    if embedded is not None:
+        reason = classify(embedded)
+        return None if reason is None else f"{reason} (embedded in {address})"
     if address in METADATA:
         return "a cloud metadata address"
     if address.is_loopback:

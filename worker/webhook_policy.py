@@ -2,8 +2,9 @@
 
     2xx                         delivered
     410 Gone                    the endpoint is disabled; the delivery fails
+    refused by the SSRF guard   failed at once: the address will not become public by waiting
     any other status, or none   retried on SCHEDULE (with jitter), then failed
-    (a network error, a timeout, a refused address)
+    (a network error, a timeout)
 
 Redirects are not followed (a 3xx is retried like any other failure): following one would
 send the signed body to an address nobody registered, and past the SSRF guard.
@@ -50,10 +51,18 @@ def delay_after(attempts: int, rand: Callable[[], float]) -> float | None:
 
 
 def decide(
-    status: int | None, error: str | None, attempts: int, rand: Callable[[], float]
+    status: int | None,
+    error: str | None,
+    attempts: int,
+    rand: Callable[[], float],
+    *,
+    refused: bool = False,
 ) -> Decision:
     """What an attempt's answer (``status``; None with ``error`` when none came) means,
-    after ``attempts`` attempts of this delivery."""
+    after ``attempts`` attempts of this delivery; ``refused``: the SSRF guard refused the
+    address, which three days of retries would only hammer."""
+    if refused:
+        return Decision(Next.GIVE_UP, reason=f"{error or 'refused by the SSRF guard'}; not retried")
     if status is not None and 200 <= status < 300:
         return Decision(Next.DELIVERED)
     if status == 410:

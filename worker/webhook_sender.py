@@ -96,9 +96,9 @@ class Sender:
         if not job.enabled:
             return self._hold(delivery_id, held_by, row.attempts)
         started = time.monotonic()
-        status, excerpt, error = self._post(job.url, str(row.event_id), job.payload, keys)
+        status, excerpt, error, refused = self._post(job.url, str(row.event_id), job.payload, keys)
         duration = time.monotonic() - started
-        decision = decide(status, error, row.attempts, self.rand)
+        decision = decide(status, error, row.attempts, self.rand, refused=refused)
 
         def write(session: Session, now: datetime) -> bool:
             webhook_claims.finish_attempt(
@@ -131,8 +131,9 @@ class Sender:
 
     def _post(
         self, url: str, msg_id: str, payload: str, keys: list[Secret]
-    ) -> tuple[int | None, str | None, str | None]:
-        """(status, response excerpt, error): one POST, never raising."""
+    ) -> tuple[int | None, str | None, str | None, bool]:
+        """(status, response excerpt, error, refused by the SSRF guard): one POST, never
+        raising."""
         body = payload.encode("utf-8")
         headers = webhook_signing.headers(msg_id, int(time.time()), body, keys)
         headers.update({"content-type": "application/json", "user-agent": USER_AGENT})
@@ -144,13 +145,14 @@ class Sender:
                     read += chunk
                     if len(read) >= READ_AT_MOST or time.monotonic() > deadline:
                         break
-                return response.status_code, read[:EXCERPT].decode("utf-8", "replace"), None
+                excerpt = read[:EXCERPT].decode("utf-8", "replace")
+                return response.status_code, excerpt, None, False
         except UnsafeWebhookURL as exc:
-            return None, None, f"refused: {exc.problem}"
+            return None, None, f"refused: {exc.problem}", True
         except httpx.TimeoutException:
-            return None, None, f"timed out (each phase is limited to {TIMEOUT:g} s)"
+            return None, None, f"timed out (each phase is limited to {TIMEOUT:g} s)", False
         except httpx.HTTPError as exc:
-            return None, None, f"{type(exc).__name__}: {str(exc)[:200]}"
+            return None, None, f"{type(exc).__name__}: {str(exc)[:200]}", False
 
     def _finish(
         self,

@@ -62,6 +62,7 @@ def test_revoke_by_name_or_id(env) -> None:
         (["create", "--name", "bad name", "--scope", "ops"], "name"),
         (["create", "--name", "dup", "--scope", "ops"], "name"),
         (["create", "--name", "x", "--scope", "ops", "--expires", "soon"], "expires"),
+        (["create", "--name", "x", "--scope", "ops", "--expires", "999999w"], "expires"),
         (
             ["create", "--name", "x", "--scope", "ops", "--expires", "2020-01-01T00:00:00Z"],
             "expires",

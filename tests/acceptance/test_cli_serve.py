@@ -64,3 +64,32 @@ def test_serve_with_workers_sets_tcp_nodelay_on_each_connection() -> None:
     asyncio.run(accept_one())
     assert sock.proto == socket.IPPROTO_TCP
     assert nodelay == [1]
+
+
+def test_serve_passes_the_proxies_to_trust_to_uvicorn(env, monkeypatch) -> None:
+    """Behind a TLS proxy on another host, uvicorn trusted X-Forwarded-Proto from 127.0.0.1
+    only: the scheme stayed http and the ops page's cookies lost Secure."""
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
+    given = ["serve", "--forwarded-allow-ips", "10.0.0.0/8,192.168.1.5"]
+    assert CliRunner().invoke(cli, given).exit_code == 0
+    monkeypatch.setenv("LIVESTREAMS_FORWARDED_ALLOW_IPS", "*")
+    assert CliRunner().invoke(cli, ["serve", "--no-proxy-headers"]).exit_code == 0
+    first, second = calls
+    assert first["forwarded_allow_ips"] == "10.0.0.0/8,192.168.1.5"
+    assert first["proxy_headers"] is True
+    assert second["forwarded_allow_ips"] == "*" and second["proxy_headers"] is False
+
+
+def test_behind_a_trusted_proxy_the_ops_cookies_are_secure(settings) -> None:
+    from fastapi.testclient import TestClient
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from tests.ops_page import csrf_of
+    from worker.http.app import create_app
+
+    proxied = ProxyHeadersMiddleware(create_app(settings), trusted_hosts="testclient")
+    client = TestClient(proxied, follow_redirects=False)
+    answer = client.get("/ops/sign-in", headers={"x-forwarded-proto": "https"})
+    assert "secure" in answer.headers["set-cookie"].lower()
+    assert csrf_of(answer.text)

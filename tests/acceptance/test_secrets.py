@@ -41,7 +41,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from models import StreamState
+from models import ProviderWebhook, StreamState
 from tests.dbdump import dump
 from tests.outbound_receiver import PlatformReceiver
 from tests.pipeline import TOKEN, Pipeline, pipeline_for
@@ -208,7 +208,8 @@ def _check(pipeline: Pipeline, watched: Path, platform: PlatformReceiver) -> Non
         assert cipher.decrypt(row.stream_key_ciphertext).get() == made.stream_key
     database = dump(pipeline.settings.database_url)
     haystacks: dict[str, str] = {"database": repr(database), "webhook answers": answers}
-    stored = {row[0]: row[-1] for row in database["provider_webhooks"]}
+    result = [c.name for c in ProviderWebhook.__table__.columns].index("result")
+    stored = {row[0]: row[result] for row in database["provider_webhooks"]}
     assert stored == {
         "d-live": "applied",
         "d-older": "stale",

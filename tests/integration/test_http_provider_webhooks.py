@@ -241,6 +241,37 @@ def test_without_rtk_uuid_the_body_digest_dedupes(provider, keyed, started) -> N
     assert stored.delivery_id == f"sha256:{digest}"[:64]
 
 
+def test_one_signed_body_replayed_under_fresh_ids_is_applied_once(provider, keyed, started) -> None:
+    # rtk-uuid is not signed: a captured delivery sent again under new ids is the same one.
+    _, livestream_id = started()
+    payload = status_update(livestream_id, "ERRORED", updatedAt=at(5)[0])
+    assert provider.deliver(payload, delivery="d-1").json() == {"result": "applied"}
+    after_first = dump(keyed.database_url)
+    for fresh in ("d-2", "d-3", None):
+        again = provider.deliver(payload, delivery=fresh)
+        assert again.status_code == 200 and again.json() == {"result": "duplicate"}
+    assert dump(keyed.database_url) == after_first
+    assert [r.delivery_id for r in webhook_rows(keyed)] == ["d-1"]
+
+
+def test_the_stored_observation_again_in_another_body_changes_nothing(
+    provider, keyed, started
+) -> None:
+    # The same status and instant, in a body that differs (a field order, an extra field):
+    # no timeline row, and no status check asked for (it would spend the shared budget).
+    stream_id, livestream_id = started()
+    updated_at = at(5)[0]
+    first = status_update(livestream_id, "OFFLINE", updatedAt=updated_at)
+    assert provider.deliver(first, delivery="d-1").json() == {"result": "applied"}
+    before = row(keyed, stream_id)
+    events = timeline(keyed, stream_id)
+    second = {**status_update(livestream_id, "OFFLINE", updatedAt=updated_at), "extra": 1}
+    assert provider.deliver(second, delivery="d-2").json() == {"result": "stale"}
+    after = row(keyed, stream_id)
+    assert timeline(keyed, stream_id) == events
+    assert (after.due_at, after.updated_at) == (before.due_at, before.updated_at)
+
+
 def test_a_delivery_for_an_unknown_stream_is_counted(provider, keyed, started) -> None:
     stream_id, _ = started()
     before = row(keyed, stream_id)

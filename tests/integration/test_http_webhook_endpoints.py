@@ -21,7 +21,7 @@ def api(settings) -> Api:
 
 
 def test_create_shows_the_secret_once_and_reads_never(api) -> None:
-    headers = api.auth("webhooks:manage")
+    headers = api.auth("webhooks:manage", "bookings:read")
     answer = api.client.post(
         "/v1/webhook-endpoints", json={"url": URL, "event_types": ["stream.live"]}, headers=headers
     )
@@ -52,7 +52,9 @@ def test_ops_may_manage_endpoints(api) -> None:
 def test_an_unsafe_url_is_a_problem_naming_the_field(settings) -> None:
     api = Api(settings)  # the guard on
     answer = api.client.post(
-        "/v1/webhook-endpoints", json={"url": URL}, headers=api.auth("webhooks:manage")
+        "/v1/webhook-endpoints",
+        json={"url": URL},
+        headers=api.auth("webhooks:manage", "bookings:read"),
     )
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
@@ -63,7 +65,7 @@ def test_an_unsafe_url_is_a_problem_naming_the_field(settings) -> None:
 
 
 def test_unknown_endpoint_is_404(api) -> None:
-    headers = api.auth("webhooks:manage")
+    headers = api.auth("webhooks:manage", "bookings:read")
     for path in (
         "/v1/webhook-endpoints/00000000-0000-0000-0000-000000000000",
         "/v1/webhook-endpoints/x",
@@ -72,7 +74,7 @@ def test_unknown_endpoint_is_404(api) -> None:
 
 
 def test_disable_enable_rotate_deliveries_and_replay(api, settings) -> None:
-    headers = api.auth("webhooks:manage")
+    headers = api.auth("webhooks:manage", "bookings:read")
     created = api.client.post("/v1/webhook-endpoints", json={"url": URL}, headers=headers).json()
     base = f"/v1/webhook-endpoints/{created['id']}"
     disabled = api.client.post(f"{base}/disable", json={"reason": "moving"}, headers=headers)

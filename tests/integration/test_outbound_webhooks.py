@@ -379,10 +379,13 @@ def test_the_ssrf_guard_refuses_at_registration_and_again_at_delivery(
     stream = book()
     with factory.begin() as s:
         booking.cancel(s, booking.find(s, stream.id))
-    assert deliver_due(factory, settings, cipher) == [SendResult.RETRYING]
+    # Refused for good: waiting three days will not make the address public.
+    assert deliver_due(factory, settings, cipher) == [SendResult.FAILED]
     with factory() as s:
         (attempt,) = s.scalars(select(WebhookAttempt)).all()
+        (delivery,) = s.scalars(select(WebhookDelivery)).all()
     assert attempt.status is None and "loopback" in (attempt.error or "")
+    assert delivery.state == DeliveryState.FAILED
     assert receiver.got == []
 
 
@@ -412,7 +415,7 @@ def test_a_name_that_rebinds_to_loopback_after_registration_is_refused_at_connec
         lookups.append(host)
         return ["127.0.0.1"]
 
-    assert deliver_due(factory, settings, cipher, resolver=now_loopback) == [SendResult.RETRYING]
+    assert deliver_due(factory, settings, cipher, resolver=now_loopback) == [SendResult.FAILED]
     with factory() as s:
         (attempt,) = s.scalars(select(WebhookAttempt)).all()
     assert "resolves to 127.0.0.1, a loopback address" in (attempt.error or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -72,3 +73,25 @@ def test_the_stored_digest_is_sha256_hex() -> None:
     assert apikeys.digest("abc") == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+MINE = uuid.UUID("00000000-0000-0000-0000-00000000000a")
+THEIRS = uuid.UUID("00000000-0000-0000-0000-00000000000b")
+
+
+@pytest.mark.parametrize(
+    ("scopes", "owner", "expected"),
+    [
+        ("webhooks:manage", MINE, True),
+        ("webhooks:manage", THEIRS, False),  # another platform's endpoint
+        ("webhooks:manage", None, False),  # made by the CLI: ops only
+        ("webhooks:manage bookings:read", THEIRS, False),
+        ("ops", THEIRS, True),
+        ("ops", None, True),
+        ("bookings:read", MINE, False),
+        ("bookings:write stream-keys:read", MINE, False),
+    ],
+)
+def test_who_may_manage_an_endpoint(scopes, owner, expected) -> None:
+    key = ApiKey(id=MINE, name="k", prefix="p", hash="h", scopes=scopes, created_at=NOW)
+    assert apikeys.may_manage(key, owner) is expected

@@ -52,6 +52,16 @@ def test_fall_back_repeat_is_refused_with_both_meanings() -> None:
         ("2027-06-01 12:00", "Mars/Olympus", "tz", "unknown IANA time zone"),
         ("2027-06-01 12:00", "../../etc/passwd", "tz", "unknown IANA time zone"),
         ("2027-02-30T10:00:00Z", None, "at", "not an ISO 8601"),
+        # Files of the zone database that are no IANA zone: localtime differs on every host.
+        ("2027-06-01 12:00", "localtime", "tz", "unknown IANA time zone"),
+        ("2027-06-01 12:00", "posixrules", "tz", "unknown IANA time zone"),
+        ("2027-06-01 12:00", "right/UTC", "tz", "unknown IANA time zone"),
+        ("2027-06-01 12:00", "posix/Europe/Berlin", "tz", "unknown IANA time zone"),
+        ("2027-06-01 12:00", "Europe/Berlin\0", "tz", "unknown IANA time zone"),
+        # str.strip() keeps a NUL: a trailing one was read (and stored) as part of the time.
+        ("2028-08-01T10:00:00Z\0", None, "at", "control characters"),
+        ("2028-08-01T10:00:00Z\x1b", None, "at", "control characters"),
+        ("\x002028-08-01T10:00:00Z", None, "at", "control characters"),
     ],
 )
 def test_refusals_name_the_field(at: str, tz: str | None, field: str, fragment: str) -> None:

@@ -44,6 +44,13 @@ def test_what_an_answer_means(status, error, attempts, expected) -> None:
     assert decide(status, error, attempts, mid).next is expected
 
 
+@pytest.mark.parametrize("attempts", [1, 5, 10])
+def test_a_refusal_by_the_ssrf_guard_is_never_retried(attempts) -> None:
+    decision = decide(None, "refused: its host resolves to ::7f00:1", attempts, mid, refused=True)
+    assert decision.next is Next.GIVE_UP and decision.delay is None
+    assert "::7f00:1" in (decision.reason or "") and "not retried" in (decision.reason or "")
+
+
 def test_a_retry_names_its_reason() -> None:
     assert decide(503, None, 1, mid).reason == "HTTP 503"
     assert decide(None, "ConnectError: x", 1, mid).reason == "ConnectError: x"
@@ -88,6 +95,23 @@ def test_the_whole_schedule_is_about_three_days() -> None:
         ("100.100.100.200", "metadata"),
         ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
         ("::ffff:10.0.0.1", "private"),
+        # IPv6 forms that carry an IPv4 address are judged by it (NAT64, 6to4, compatible,
+        # translated): behind a NAT64 gateway 64:ff9b::7f00:1 is 127.0.0.1.
+        ("64:ff9b::7f00:1", "loopback"),
+        ("64:ff9b::a9fe:a9fe", "metadata"),
+        ("64:ff9b::a00:1", "private"),
+        ("2002:7f00:1::", "loopback"),
+        ("2002:a9fe:a9fe::1", "metadata"),
+        ("2002:a00:1::", "private"),
+        ("::7f00:1", "loopback"),
+        ("::a9fe:a9fe", "metadata"),
+        ("::a00:1", "private"),
+        ("::ffff:0:7f00:1", "loopback"),
+        ("::ffff:0:a9fe:a9fe", "metadata"),
+        ("::ffff:0:a00:1", "private"),
+        ("64:ff9b:1::a00:1", "NAT64"),
+        ("64:ff9b::808:808", None),  # NAT64 to a public address is public
+        ("2002:808:808::1", None),
         ("0.0.0.0", "unicast"),
         ("224.0.0.1", "unicast"),
         ("100.64.0.1", "not a public"),  # carrier-grade NAT
@@ -128,6 +152,21 @@ def test_urls_are_checked_by_every_address(url, addresses, ok) -> None:
     else:
         with pytest.raises(UnsafeWebhookURL):
             ssrf.check(url, allow_private=False, resolver=resolves_to(*addresses))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[64:ff9b::7f00:1]/in",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://[2002:a00:1::]/in",
+        "http://[::7f00:1]/in",
+        "http://[::ffff:0:a9fe:a9fe]/in",
+    ],
+)
+def test_a_url_whose_literal_carries_a_refused_ipv4_is_refused_at_registration(url) -> None:
+    with pytest.raises(UnsafeWebhookURL, match="embedded in"):
+        ssrf.check(url, allow_private=False, resolver=resolves_to())
 
 
 def test_allow_private_lets_loopback_through_but_not_other_schemes() -> None:
@@ -179,6 +218,10 @@ def test_the_delivery_connects_to_the_address_it_checked_and_looks_it_up_once() 
         ("hooks.example.com", (), "does not resolve"),
         ("127.0.0.1", (), "loopback"),  # a literal is checked, not resolved
         ("::ffff:10.1.2.3", (), "private"),
+        ("64:ff9b::7f00:1", (), "loopback"),
+        ("hooks.example.com", ("2002:a9fe:a9fe::",), "metadata"),
+        ("hooks.example.com", ("::a00:5",), "private"),
+        ("hooks.example.com", ("::ffff:0:7f00:1",), "loopback"),
     ],
 )
 def test_a_connection_to_a_refused_address_is_never_opened(host, addresses, refused) -> None:

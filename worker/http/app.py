@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from worker.http import bookings, metrics, ops, pages, problems, webhook_endpoints, webhooks
+from worker.http import bookings, deps, metrics, ops, pages, problems, webhook_endpoints, webhooks
+from worker.http.pages.render import OpsHeaders
 from worker.provider_webhooks import WebhookKeys
 from worker.settings import Settings
 
@@ -17,6 +18,11 @@ def create_app(settings: Settings) -> FastAPI:
         title="livestream-scheduler",
         version=version("livestream-scheduler"),
         description="Book Cloudflare RealtimeKit livestreams to start once, on time.",
+        dependencies=[Depends(deps.plain_text)],
+        # No /docs nor /redoc: they load their scripts from a CDN, on the ops page's origin,
+        # where a changed script would act with an ops person's cookie. /openapi.json stays.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # One per process (uvicorn builds the app in each worker): a fetched key is kept here.
@@ -29,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(webhook_endpoints.router)
     pages.install(app)  # /ops: the ops web page
+    app.add_middleware(OpsHeaders)
     app.add_middleware(problems.BodyLimit)
     return app
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from worker.errors import BookingError
+from worker.timeparse import EARLIEST, LATEST
 
 
 def encode(scheduled_at: datetime, stream_id: uuid.UUID) -> str:
@@ -22,6 +23,11 @@ def decode(cursor: str) -> tuple[datetime, uuid.UUID]:
         instant = datetime.fromisoformat(at)
         if instant.tzinfo is None:
             raise ValueError("naive")
+        # 0001-01-01T00:00+01:00 parses, but overflows once the database converts it to UTC
+        # (a 5xx for a forged cursor): no cursor we hand out lies outside the bookable range.
+        instant = instant.astimezone(UTC)
+        if not EARLIEST <= instant < LATEST:
+            raise ValueError("out of range")
         return instant, uuid.UUID(stream_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BookingError("cursor", "not a cursor this API handed out") from None

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import ApiKey
 from models.db import db_now, get_sessionmaker
-from worker import apikeys
+from worker import apikeys, plaintext
 from worker.errors import MissingScope
 from worker.settings import Settings
 
@@ -26,6 +26,17 @@ def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def plain_text(request: Request) -> None:
+    """Every route's path, query and form fields hold no control character (JSON bodies are
+    checked by worker.http.schemas.Body): ControlCharacters names the first that does."""
+    fields = [*request.path_params.items(), *request.query_params.multi_items()]
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        form = await request.form()
+        fields += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    for name, value in fields:
+        plaintext.check(name, value, plaintext.ControlCharacters)
 
 
 def get_session(settings: SettingsDep) -> Iterator[Session]:

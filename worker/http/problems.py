@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 SIGNATURE_CHALLENGE = 'RTK-Signature header="rtk-signature"'
 MAX_BODY = 16 * 1024
+FASTAPI_BODY_ERROR = "There was an error parsing the body"  # fastapi.routing, any body error
 
 # The domain's field names where the HTTP body spells them otherwise (BookingIn).
 HTTP_FIELDS = {
@@ -165,10 +166,23 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
     return problem(503, "the database is unavailable; try again")
 
 
+def not_json(error: Mapping[str, Any]) -> dict[str, str]:
+    """FastAPI's ``json_invalid`` error (its ``loc`` is ("body", character offset)) as a
+    problem's error naming the body and saying where it stops being JSON. Pure."""
+    loc = list(error.get("loc", ()))
+    at = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    why = str((error.get("ctx") or {}).get("error", "")) or "invalid"
+    where = f" at character {at}" if at is not None else ""
+    return {"field": "body", "message": f"is not JSON{where}: {why}"}
+
+
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            errors.append(not_json(error))
+            continue
         loc = [str(part) for part in error.get("loc", ())]
         field = ".".join(loc[1:]) if len(loc) > 1 else (loc[0] if loc else "body")
         errors.append({"field": _field(field), "message": str(error.get("msg", "invalid"))})
@@ -178,6 +192,13 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
+        # FastAPI's answer to a body it cannot decode (not UTF-8): say which byte.
+        try:
+            (await request.body()).decode()
+        except UnicodeDecodeError as bad:
+            message = f"is not JSON: not UTF-8 text at byte {bad.start}"
+            return problem(400, f"body: {message}", [{"field": "body", "message": message}])
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 

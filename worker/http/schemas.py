@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_validator
+
+from worker import plaintext
 
 
 class Body(BaseModel):
     # Unknown fields are refused: a typo such as "start_windw" must not book with a default.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        # Every text field of every body: a NUL was a 503 from PostgreSQL (worker.plaintext).
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not plaintext.clean(v) for v in values):
+            raise ValueError(plaintext.PROBLEM)
+        return value
 
 
 # Seconds (5400) or a form like "1h30m". Declared so, but taken as anything: worker.booking

@@ -1,14 +1,16 @@
 """POST /v1/webhooks/realtimekit: the provider's signed livestream status webhooks.
 
 Authenticated by the provider's signature over the raw body, never by an API key. Answers:
-200 ``{"result": ...}`` once a delivery is taken in (or was before: ``duplicate``); 401 for a
-bad or missing signature and 400 for a signed body we cannot read (the provider never retries
-a 4xx); 503 while its signing key cannot be had (it retries a 5xx). Nothing of the payload is
-stored, logged or answered: it carries the stream key in the clear.
+200 ``{"result": ...}`` once a delivery is taken in (or was before, under its ``rtk-uuid`` or
+with the same signed body: ``duplicate``); 401 for a bad or missing signature and 400 for a
+signed body we cannot read (the provider never retries a 4xx); 503 while its signing key
+cannot be had (it retries a 5xx). Nothing of the payload is stored, logged or answered (it
+carries the stream key in the clear); only its digest, to know a replay.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Annotated, Any, Literal
 
@@ -131,7 +133,7 @@ def realtimekit(
             extra={"action": "provider_webhook_refused", "reason": type(exc).__name__, **ids},
         )
         raise
-    receipt = deliveries.receive(session, delivery_id, delivery)
+    receipt = deliveries.receive(session, delivery_id, delivery, hashlib.sha256(body).hexdigest())
     stream_id = None if receipt.stream_id is None else str(receipt.stream_id)
     log.info(
         "provider webhook %s (%s): %s",

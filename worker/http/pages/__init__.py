@@ -13,9 +13,11 @@ render    templates/ and the headers of every page
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from worker import plaintext
+from worker.http import problems
 from worker.http.pages import actions, auth, views, webhooks
 from worker.http.pages.render import HERE, page
 
@@ -42,10 +44,20 @@ async def _webhooks_refused(request: Request, exc: Exception) -> HTMLResponse:
     return page(request, "error.html", {"title": "Refused", "message": str(exc)}, 403)
 
 
+async def _control_characters(request: Request, exc: Exception) -> Response:
+    # The API answers a problem naming the field; a page answers a page that says the same.
+    assert isinstance(exc, plaintext.ControlCharacters)
+    if not request.url.path.startswith("/ops"):
+        return problems.problem(422, str(exc), [{"field": exc.field, "message": exc.problem}])
+    message = f"Refused: {exc.field}: {exc.problem}; nothing was changed."
+    return page(request, "error.html", {"title": "Refused", "message": message}, 422)
+
+
 def install(app: FastAPI) -> None:
     """Add the ops page's routes, its static files and its four answers without a page (sign
     in first, a forged form, no such booking or endpoint, no webhooks:manage) to ``app``."""
     app.add_exception_handler(auth.SignInRequired, _sign_in)
+    app.add_exception_handler(plaintext.ControlCharacters, _control_characters)
     app.add_exception_handler(auth.CsrfRefused, _csrf)
     app.add_exception_handler(views.NotFoundPage, _not_found)
     app.add_exception_handler(webhooks.WebhooksRefused, _webhooks_refused)

@@ -129,6 +129,7 @@ def bulk_confirm(
     narrowed = _bulk_filter(asked, action)
     error = None
     try:
+        asked.listing()  # the whole filter is checked, also what the action narrows away
         count = 0 if narrowed is None else listing.count_streams(session, **narrowed.listing())
     except InputError as exc:
         count, error = 0, f"{exc.field}: {exc.problem}"
@@ -151,6 +152,7 @@ def bulk(
     narrowed = _bulk_filter(asked, action)
     error, done, refused = None, 0, Counter[str]()
     try:
+        asked.listing()
         rows = (
             []
             if narrowed is None

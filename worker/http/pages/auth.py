@@ -2,8 +2,10 @@
 
 The session is a signed cookie (worker.http.pages.signing): HttpOnly, SameSite=Strict, Secure
 over https, scoped to /ops. Every request re-reads the API key's row, so revoking the key (or
-its expiry) ends its sessions at once. The sign-in form has its own CSRF token, bound to a
-random cookie, so no other site can sign a browser in under a key of its choosing.
+its expiry) ends its sessions at once; signing out ends that session on the server
+(worker.ops_sessions), so a copy of the cookie dies with it. The sign-in form has its own
+CSRF token, bound to a random cookie, so no other site can sign a browser in under a key of
+its choosing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from models import ApiKey
 from models.db import db_now
-from worker import apikeys
+from worker import apikeys, ops_sessions
 from worker.crypto import key_material
 from worker.errors import NotAuthenticated, SecretKeyError
 from worker.http.deps import SessionDep, SettingsDep
@@ -93,7 +95,13 @@ def signed_in(request: Request, session: SessionDep) -> Ops:
     now = db_now(session)
     signed = signer.read_session(request.cookies.get(COOKIE), now) if signer else None
     key = session.get(ApiKey, signed.key_id) if signed else None
-    if signer is None or signed is None or key is None or not _usable(key, now):
+    if (
+        signer is None
+        or signed is None
+        or key is None
+        or not _usable(key, now)
+        or ops_sessions.ended(session, signed.session_id)
+    ):
         wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(wanted if request.method == "GET" else HOME)
     return Ops(key, signed, signer.csrf_token(signed.session_id))
@@ -198,7 +206,10 @@ def sign_in(
 
 
 @router.post("/sign-out")
-def sign_out(ops: OpsForm) -> Response:
+def sign_out(ops: OpsForm, session: SessionDep) -> Response:
+    """End this session on the server (a copied cookie dies too) and in the browser."""
+    signed = ops.session
+    ops_sessions.end(session, signed.session_id, signed.key_id, signed.expires_at, db_now(session))
     log.info(
         "ops sign-out by API key %r",
         ops.key.name,

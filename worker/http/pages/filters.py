@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.datastructures import FormData, QueryParams
 
+from models import Problem, StreamState
+from worker.errors import BookingError
 from worker.timeparse import parse_instant
 
 
@@ -45,8 +48,8 @@ class Filter:
     def listing(self) -> dict[str, Any]:
         """worker.listing's keyword arguments; a bad value raises BookingError naming it."""
         return {
-            "states": self.states,
-            "problems": self.problems,
+            "states": _known("state", self.states, StreamState),
+            "problems": _known("problem", self.problems, Problem),
             "start": _instant(self.start, "from"),
             "end": _instant(self.end, "to"),
             "meeting_id": self.meeting_id or None,
@@ -74,6 +77,16 @@ class Filter:
         when it selects none of them."""
         wanted = tuple(s for s in self.states if s in states) if self.states else states
         return replace(self, states=wanted) if wanted else None
+
+
+def _known(field: str, values: tuple[str, ...], kind: type[StrEnum]) -> tuple[str, ...]:
+    # Checked here too, not only by worker.listing: a bulk action narrows the filter to its
+    # states first, and an unknown state must be the form's error, not "0 bookings".
+    known = {k.value for k in kind}
+    for value in values:
+        if value not in known:
+            raise BookingError(field, f"unknown {field}; one of {', '.join(sorted(known))}")
+    return values
 
 
 def _instant(value: str, field: str) -> datetime | None:
