@@ -82,7 +82,7 @@ class Runtime:
                 # The launch thread must win the GIL at its instant from a task running in this
                 # process; Python hands it over every switch interval (5 ms by default).
                 sys.setswitchinterval(min(sys.getswitchinterval(), LAUNCH_SWITCH_INTERVAL))
-                results = Results(starter.record, self.settings.first_check)
+                results = Results(starter.record, self.settings.first_check, self.settings.lease)
                 self._launcher = Launcher(
                     self.sessions, self.settings, starter, LaunchTimer(), results
                 )

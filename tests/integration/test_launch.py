@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from models import ScheduledStream, StartAttempt, StatusEvent, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
@@ -32,7 +33,11 @@ def launcher(settings, fake_api, rtk_client):
     factory = get_sessionmaker(settings.database_url)
     starter = Starter(factory, settings, rtk_client(), owner=uuid.uuid4())
     launcher = Launcher(
-        factory, settings, starter, LaunchTimer(), Results(starter.record, settings.first_check)
+        factory,
+        settings,
+        starter,
+        LaunchTimer(),
+        Results(starter.record, settings.first_check, settings.lease),
     )
     yield launcher
     launcher.close(10.0)
@@ -203,3 +208,27 @@ def test_results_are_written_together_and_a_lost_claim_is_left_to_its_next_claim
     with factory() as s:
         timeline = s.scalars(select(StatusEvent.stream_id).where(StatusEvent.source == "start"))
         assert list(timeline) == [kept.id]
+
+
+def test_results_the_database_refused_are_written_once_it_is_back(
+    settings, launcher, book, fake_api, monkeypatch
+) -> None:
+    stream = book()
+    token, _ = claim_all(settings, [stream.id], in_seconds=0.1)
+    write = launcher.results.recorder.write
+    refused = []
+
+    def away(fn):  # the database is away for the first two tries
+        if len(refused) < 2:
+            refused.append(1)
+            raise OperationalError("UPDATE", {}, Exception("the database is away"))
+        return write(fn)
+
+    monkeypatch.setattr(launcher.results.recorder, "write", away)
+    assert launcher.run(token, [stream.id]).confirmed == 1
+    assert launcher.drain(15.0)
+    assert len(refused) == 2
+    got = rows(settings, [stream.id])[stream.id]
+    (created,) = fake_api.created[str(stream.meeting_id)]
+    assert got.state == StreamState.STARTED and got.livestream_id == created.id
+    assert attempts(settings, stream.id) == [("start", "started")]

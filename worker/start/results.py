@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models import AttemptOutcome, EventType, ScheduledStream, StatusSource
@@ -36,6 +37,7 @@ START = StatusSource.START
 log = logging.getLogger(__name__)
 
 GATHER = 0.005  # seconds the writer waits for more results once one has come
+RETRY_PAUSE = 1.0  # seconds between two tries of results the database refused
 BATCH = 200  # results in one transaction at most
 
 S = ScheduledStream
@@ -50,14 +52,16 @@ class Started:
     found: Livestream
     ciphertext: str
     duration: float
+    until: float  # monotonic: tried until then (well inside the claim's lease), then left
 
 
 class Results:
     """Writes started livestreams in batches from a thread of its own."""
 
-    def __init__(self, recorder: Recorder, settings_first_check: float) -> None:
+    def __init__(self, recorder: Recorder, first_check: float, lease: float) -> None:
         self.recorder = recorder
-        self.first_check = settings_first_check
+        self.first_check = first_check
+        self.patience = lease / 2
         self._items: list[Started] = []
         self._busy = 0
         self._wake = threading.Condition()
@@ -70,7 +74,8 @@ class Results:
         assert found.stream_key is not None
         ciphertext = self.recorder.cipher().encrypt(found.stream_key)
         with self._wake:
-            self._items.append(Started(job, number, found, ciphertext, duration))
+            until = time.monotonic() + self.patience
+            self._items.append(Started(job, number, found, ciphertext, duration, until))
             self._busy += 1
             self._wake.notify_all()
 
@@ -84,8 +89,17 @@ class Results:
             time.sleep(GATHER)  # let the rest of an instant's answers come in
             with self._wake:
                 batch, self._items = self._items[:BATCH], self._items[BATCH:]
+            again: list[Started] = []
             try:
                 self._write(batch)
+            except OperationalError:
+                # The database is away. This process knows which livestream each call created
+                # and still holds the claims: it keeps trying, well inside their lease, rather
+                # than leave the calls unclear; a reconcile long after the call could find
+                # another livestream on the meeting by then (ours ended, someone else's begun).
+                now = time.monotonic()
+                again = [s for s in batch if s.until > now]
+                self._give_up(batch, again)
             except Exception:  # the calls stay unclear: recovery reconciles each one
                 log.exception(
                     "%d started livestreams could not be written; each is reconciled by its"
@@ -93,8 +107,25 @@ class Results:
                 )  # fmt: skip
             finally:
                 with self._wake:
-                    self._busy -= len(batch)
+                    self._items[:0] = again
+                    self._busy -= len(batch) - len(again)
                     self._wake.notify_all()
+            if again:
+                time.sleep(RETRY_PAUSE)
+
+    def _give_up(self, batch: list[Started], kept: list[Started]) -> None:
+        """Say what a refused write came to: tried again (``kept``), or left to recovery."""
+        if kept:
+            log.warning(
+                "%d started livestreams not written yet (database error); trying again",
+                len(kept), extra={"action": "results_not_written"},
+            )  # fmt: skip
+        if len(kept) < len(batch):
+            log.warning(
+                "%d started livestreams could not be written in time; each is reconciled by"
+                " its next claim", len(batch) - len(kept),
+                extra={"action": "results_not_written"},
+            )  # fmt: skip
 
     def _write(self, batch: list[Started]) -> None:
         written = self.recorder.write(lambda session, now: self._store(session, now, batch))
