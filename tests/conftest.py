@@ -251,3 +251,10 @@ def make_due(
         .values(scheduled_at=at, due_at=at, start_deadline=at + window)
     )
     return at
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The chaos run (one test of a minute) starts first: collected after the other tiers, it
+    started last on a parallel run and was the whole run's tail. A stable sort, so every test
+    worker collects the same order."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/chaos/"))
