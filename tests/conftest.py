@@ -1,14 +1,23 @@
 """Shared fixtures: an isolated environment, real databases (SQLite and PostgreSQL), sessions.
 
-PostgreSQL tests run in a database made for this test run and dropped after it. Where the
+PostgreSQL tests run in a database made for this test process and dropped after it. Where the
 server is missing they skip with the reason, except in CI (CI=true), where they fail: there
 a missing service must never pass for a green run.
+
+Each test process (one per pytest-xdist worker, or the only one) owns its databases: the names
+carry the process id and a random part, so parallel workers and two runs from two checkouts
+never share one. Migrations run once per process into a template, which each test copies:
+replaying every migration for every test was most of the integration tier's time.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -17,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
@@ -33,6 +43,19 @@ pytest_plugins = ["tests.fake_api"]
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Hypothesis: `ci` (the default) runs each property's own number of examples; `deep`
+# (HYPOTHESIS_PROFILE=deep, for local and nightly runs) ten times as many. No deadline in either:
+# a slow example on a busy machine is not a failure (no test fails on a wall-clock number).
+hypothesis_settings.register_profile("ci", deadline=None, print_blob=True)
+hypothesis_settings.register_profile("deep", max_examples=1000, deadline=None, print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(count: int) -> int:
+    """A property's number of examples under the current Hypothesis profile."""
+    return count * 10 if HYPOTHESIS_PROFILE == "deep" else count
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -60,29 +83,80 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
+def _unique_name(prefix: str) -> str:
+    """A database name no other test process, here or in another checkout, uses."""
+    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    admin = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+_pg_template: str | None = None
+
+
+def _pg_template_name() -> str:
+    """This process's PostgreSQL database migrated to head, copied by each fresh database;
+    dropped when the process exits."""
+    global _pg_template
+    if _pg_template is None:
+        name = _unique_name("livestreams_template")
+        _pg_admin(f'CREATE DATABASE "{name}"')
+        atexit.register(_pg_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        upgrade(_pg_url(name))
+        # CREATE DATABASE ... TEMPLATE refuses while anyone is connected to the template.
+        dispose_all()
+        _pg_template = name
+    return _pg_template
+
+
 @contextmanager
 def fresh_pg_database(prefix: str = "livestreams_test") -> Iterator[str]:
     """A new PostgreSQL database migrated to head; dropped (with its connections) after."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    import psycopg
-
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    name = _unique_name(prefix)
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template_name()}"')
     try:
-        upgrade(url)
-        yield url
+        yield _pg_url(name)
     finally:
         dispose_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_sqlite_template: Path | None = None
+
+
+def sqlite_database(path: Path) -> str:
+    """The URL of a new SQLite database at ``path``, migrated to head: a copy of this process's
+    template, which is migrated once."""
+    global _sqlite_template
+    if _sqlite_template is None:
+        folder = Path(tempfile.mkdtemp(prefix="livestreams-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        upgrade(f"sqlite:///{folder / 'template.db'}")
+        _sqlite_template = folder / "template.db"
+    # The backup API copies a consistent image whatever the journal mode (WAL keeps pages in a
+    # side file that a plain file copy could miss).
+    source, target = sqlite3.connect(_sqlite_template), sqlite3.connect(path)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """A PostgreSQL database of this test run, migrated to head, dropped at the end."""
+    """A PostgreSQL database of this test process, migrated to head, dropped at the end."""
     with fresh_pg_database() as url:
         yield url
 
@@ -98,22 +172,18 @@ def _truncate(url: str) -> None:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test that takes this runs on the SQLite default and on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'livestreams.db'}"
-        upgrade(url)
-        yield url
+        yield sqlite_database(tmp_path / "livestreams.db")
         return
     url = request.getfixturevalue("pg_database")
-    _truncate(url)
+    _truncate(url)  # before, not after: a test that died half-way leaves nothing to the next
     yield url
-    _truncate(url)
 
 
 @pytest.fixture
-def pg_url(pg_database: str) -> Iterator[str]:
-    """PostgreSQL only, emptied before and after the test."""
+def pg_url(pg_database: str) -> str:
+    """PostgreSQL only, emptied before the test."""
     _truncate(pg_database)
-    yield pg_database
-    _truncate(pg_database)
+    return pg_database
 
 
 @pytest.fixture
@@ -181,3 +251,10 @@ def make_due(
         .values(scheduled_at=at, due_at=at, start_deadline=at + window)
     )
     return at
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The chaos run (one test of a minute) starts first: collected after the other tiers, it
+    started last on a parallel run and was the whole run's tail. A stable sort, so every test
+    worker collects the same order."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/chaos/"))

@@ -18,12 +18,11 @@ from sqlalchemy import select
 
 from models import ScheduledStream, StartAttempt
 from models.db import dispose_all, get_sessionmaker
-from tests.conftest import fresh_pg_database
+from tests.conftest import fresh_pg_database, sqlite_database
 from tests.processes import Celery, own_redis, wait_until
 from worker import booking
 from worker.crypto import new_key
 from worker.fake_realtimekit import FakeRealtimeKit
-from worker.migrate import upgrade
 from worker.settings import Settings
 
 TOKEN = "pipeline-test-token"
@@ -96,8 +95,7 @@ class Pipeline:
 def _backend(kind: str, tmp: Path, broker: str | None) -> Iterator[tuple[str, str]]:
     """(database URL, broker URL); a given ``broker`` is the caller's, left untouched."""
     if kind == "sqlite":
-        url = f"sqlite:///{tmp / 'livestreams.db'}"
-        upgrade(url)
+        url = sqlite_database(tmp / "livestreams.db")
         yield url, broker or f"sqla+sqlite:///{tmp / 'broker.db'}"
         return
     if broker is not None:

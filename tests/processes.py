@@ -8,9 +8,13 @@ gives them, and a Redis server of a test's own, which skips (fails in CI) when n
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import random
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +22,38 @@ import pytest
 import redis
 
 from tests.conftest import IN_CI
-from worker.processes import CeleryProcesses, free_port, isolated_env, wait_until
+from worker.processes import CeleryProcesses, isolated_env, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["Celery", "RedisServer", "own_redis", "wait_until"]
+__all__ = ["Celery", "RedisServer", "free_port", "own_redis", "wait_until"]
+
+# Ports handed to child processes (serve, redis-server) come from below the kernel's ephemeral
+# range (32768-60999 by default), so no outgoing connection and no "bind to port 0" of another
+# process takes one between our pick and the child's bind. Each pick holds a lock file for the
+# life of the test process: parallel test workers, and test runs of two checkouts at once,
+# never pick the same port.
+PORTS = range(20000, 32000)
+PORT_LOCKS = Path(tempfile.gettempdir()) / "livestreams-test-ports"
+_held: list[object] = []
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on and no other test process will pick."""
+    PORT_LOCKS.mkdir(exist_ok=True)
+    for _ in range(500):
+        port = random.choice(PORTS)
+        handle = (PORT_LOCKS / f"{port}.lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port))
+        except OSError:  # another test process holds it, or something listens there
+            handle.close()
+            continue
+        _held.append(handle)  # released when this process exits
+        return port
+    raise OSError("no free loopback port left to reserve")
 
 
 class Celery(CeleryProcesses):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uvicorn
 from click.testing import CliRunner
 
+from tests.processes import free_port
 from worker.cli import cli
-from worker.processes import free_port
 
 
 def test_serve_runs_uvicorn_with_the_factory_import_string(env, monkeypatch) -> None:

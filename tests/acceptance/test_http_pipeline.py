@@ -12,9 +12,8 @@ import pytest
 
 from models.db import get_sessionmaker
 from tests.pipeline import pipeline_for
-from tests.processes import wait_until
+from tests.processes import free_port, wait_until
 from worker import apikeys
-from worker.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -26,12 +26,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from models.db import get_sessionmaker
-from tests.conftest import fresh_pg_database
-from tests.processes import Celery
+from tests.conftest import examples, fresh_pg_database
+from tests.processes import Celery, free_port
 from tests.webhook_signing import public_pem, signing_key
 from worker import apikeys
 from worker.crypto import new_key
-from worker.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -81,7 +80,7 @@ def _check(operation: APIOperation, key: str) -> None:
 
     @given(case=strategy)
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=examples(MAX_EXAMPLES),
         deadline=None,
         derandomize=True,
         database=None,

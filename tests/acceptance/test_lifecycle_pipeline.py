@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from models import StreamState
 from tests.pipeline import Pipeline, pipeline_for
+from tests.processes import free_port
 from worker.cli import cli
-from worker.processes import free_port
 
 pytestmark = pytest.mark.slow
 

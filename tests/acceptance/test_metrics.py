@@ -20,8 +20,7 @@ from sqlalchemy import func, select
 from models import ScheduledStream, StreamState
 from models.db import get_sessionmaker
 from tests.pipeline import Pipeline, pipeline_for
-from tests.processes import wait_until
-from worker.processes import free_port
+from tests.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

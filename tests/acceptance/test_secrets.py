@@ -45,7 +45,7 @@ from models import ProviderWebhook, StreamState
 from tests.dbdump import dump
 from tests.outbound_receiver import PlatformReceiver
 from tests.pipeline import TOKEN, Pipeline, pipeline_for
-from tests.processes import own_redis, wait_until
+from tests.processes import free_port, own_redis, wait_until
 from tests.webhook_signing import (
     PATH,
     encode,
@@ -57,7 +57,6 @@ from tests.webhook_signing import (
 )
 from worker.cli import cli
 from worker.crypto import cipher_for
-from worker.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -7,6 +7,7 @@ fail: .ci/run installs it.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,17 +19,16 @@ import pytest
 
 from models import ScheduledStream
 from models.db import dispose_all, get_sessionmaker
-from tests.conftest import IN_CI
-from tests.processes import Celery
+from tests.conftest import IN_CI, sqlite_database
+from tests.processes import Celery, free_port
 from worker import apikeys, booking
 from worker.crypto import new_key
-from worker.migrate import upgrade
-from worker.processes import free_port
 from worker.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
-# Written by every browser run, so that the README's pictures are the current page.
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+# The README's pictures. A test run writes its screenshots to a temporary folder (a run never
+# changes a tracked file); `make screenshots` sets SCREENSHOTS_DIR to this folder on purpose.
+README_SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -54,6 +54,17 @@ def browser() -> Iterator[object]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests save their screenshots."""
+    chosen = os.environ.get("SCREENSHOTS_DIR")
+    if not chosen:
+        return tmp_path_factory.mktemp("screenshots")
+    folder = Path(chosen).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture
@@ -99,8 +110,7 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     """`livestreams serve` on a SQLite database of the test's own, and an ops key."""
-    url = f"sqlite:///{tmp_path / 'livestreams.db'}"
-    upgrade(url)
+    url = sqlite_database(tmp_path / "livestreams.db")
     env = {
         "LIVESTREAMS_DATABASE_URL": url,
         "LIVESTREAMS_SECRET_KEY": new_key(),

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models.db import get_sessionmaker
-from tests.browser.conftest import PHONE, SCREENSHOTS, sign_in
+from tests.browser.conftest import PHONE, sign_in
 from tests.lifecycle_rows import follow
 from tests.ops_rows import RAY, REFUSAL, fail
 from worker import apikeys
@@ -19,7 +19,7 @@ from worker import apikeys
 pytestmark = pytest.mark.slow
 
 
-def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page) -> None:
+def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page, screenshots) -> None:
     from playwright.sync_api import expect
 
     url = served.settings.database_url
@@ -40,7 +40,7 @@ def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page) -> None:
     expect(attention.get_by_role("link", name="1 failed")).to_be_visible()
     expect(attention.get_by_role("link", name="1 problem: not_live")).to_be_visible()
     expect(page.get_by_role("cell", name="evt-2031-town-hall")).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "ops-overview.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "ops-overview.png"), full_page=True)
 
     # Filter: the failed ones.
     page.get_by_role("link", name="Bookings", exact=True).click()
@@ -56,7 +56,7 @@ def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page) -> None:
     expect(page.get_by_text(f"failed after 1 start call(s): {REFUSAL}")).to_be_visible()
     expect(page.get_by_role("cell", name=RAY)).to_be_visible()
     expect(page.get_by_role("link", name="Retry…")).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "ops-detail.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "ops-detail.png"), full_page=True)
 
     # Bulk cancel what a meeting filter selects: the count first, then the deed.
     page.goto(f"{served.base}/ops/bookings")

@@ -11,9 +11,8 @@ from models.db import get_sessionmaker
 from tests.browser.conftest import sign_in
 from tests.ops_rows import REFUSAL, fail
 from tests.pipeline import pipeline_for
-from tests.processes import wait_until
+from tests.processes import free_port, wait_until
 from worker import apikeys
-from worker.processes import free_port
 
 pytestmark = pytest.mark.slow
 

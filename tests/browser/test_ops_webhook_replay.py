@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import SCREENSHOTS, sign_in
+from tests.browser.conftest import sign_in
 from tests.webhook_rows import EXCERPT, URL, cancel, deliveries, endpoint, fail, register
 
 pytestmark = pytest.mark.slow
 
 
-def test_see_a_failing_endpoint_replay_a_delivery_and_disable_it(served, page) -> None:
+def test_see_a_failing_endpoint_replay_a_delivery_and_disable_it(served, page, screenshots) -> None:
     from playwright.sync_api import expect
 
     url = served.settings.database_url
@@ -34,7 +34,7 @@ def test_see_a_failing_endpoint_replay_a_delivery_and_disable_it(served, page) -
     expect(row.get_by_role("cell").nth(4)).to_have_text("3")  # failures in a row
     expect(row).to_contain_text("(3 h ago)")
     expect(row).to_contain_text("1 pending")
-    page.screenshot(path=str(SCREENSHOTS / "ops-webhooks.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "ops-webhooks.png"), full_page=True)
 
     page.get_by_role("link", name=URL).click()
     expect(page.get_by_role("heading", name=f"Webhook endpoint {URL}")).to_be_visible()
@@ -46,7 +46,7 @@ def test_see_a_failing_endpoint_replay_a_delivery_and_disable_it(served, page) -
     expect(attempts.get_by_role("row")).to_have_count(4)  # the header and three attempts
     expect(attempts.get_by_text(EXCERPT).first).to_be_visible()  # as text, not as markup
     expect(attempts).to_contain_text("timed out after 10 s")
-    page.screenshot(path=str(SCREENSHOTS / "ops-webhook.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "ops-webhook.png"), full_page=True)
 
     page.get_by_role("button", name="Replay booking.cancelled to evt-platform-told").click()
     expect(page.get_by_role("status")).to_contain_text("Replay queued")

@@ -45,6 +45,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import DBAPIError
 
 from models import ScheduledStream, StartAttempt, StreamState
 from models.db import db_now, get_sessionmaker
@@ -146,15 +147,34 @@ class Chaos:
         self.log.append("postgresql accepts connections again")
 
     def swap(self, meeting: str) -> None:
-        """End our livestream upstream and start someone else's on the meeting (only if ours
-        is active: a foreign stream on a meeting we have not started yet would be adopted)."""
+        """End our livestream upstream and start someone else's on the meeting, only once the
+        database holds ours: a start whose answer was lost (a hang, a dropped connection) is
+        reconciled by adopting the meeting's active livestream, so a foreign one swapped in
+        before then would be adopted. Checking only that the fake had created ours made the
+        run fail now and then, more often on a busy machine where that window is longer."""
         fake = self.pipeline.fake
         if meeting in self.swapped:
             return
+        made = fake.created.get(meeting, [])
+        if len(made) != 1 or self._recorded(meeting) != made[0].id:
+            return  # not started yet, as far as the product knows: tried again a second later
         ended = fake.end_livestream(meeting_id=meeting) is not None
         if ended and fake.start_foreign(meeting) is not None:
             self.swapped.append(meeting)
             self.log.append(f"foreign stream on {meeting[:8]}")
+
+    def _recorded(self, meeting: str) -> str | None:
+        """The livestream id the database holds for the meeting's booking; None while it holds
+        none, or while PostgreSQL refuses connections (the outage)."""
+        try:
+            with get_sessionmaker(self.pipeline.settings.database_url)() as s:
+                return s.scalar(
+                    select(ScheduledStream.livestream_id).where(
+                        ScheduledStream.meeting_id == uuid.UUID(meeting)
+                    )
+                )
+        except DBAPIError:
+            return None
 
     def schedule(
         self, start: float, swaps: list[tuple[float, str]] = ()

@@ -155,6 +155,15 @@ def test_start_without_a_json_body_is_422(fake_api, http, raw):
         (ACCOUNT_ID, APP_ID, "not-a-uuid", 404),
         (ACCOUNT_ID, APP_ID, new_meeting().replace("-", ""), 404),
     ],
+    # Named, not derived from the random meeting ids: every parallel test worker must collect
+    # the same test names.
+    ids=[
+        "longest-ids",
+        "account-too-long",
+        "app-too-long",
+        "meeting-not-uuid",
+        "meeting-no-dashes",
+    ],
 )
 def test_path_parameters(fake_api, http, account, app, meeting, status):
     answer = start(http, fake_api, meeting, account=account, app=app)

@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from models import ScheduledStream
 from models.db import get_sessionmaker
+from tests.conftest import examples
 from tests.dbdump import dump
 from worker import booking
 from worker.cli import cli
@@ -53,11 +54,11 @@ OPTION = {
     "external_ref": "--ref", "start_window": "--start-window",
 }  # fmt: skip
 FAST = hsettings(
-    max_examples=200,
+    max_examples=examples(200),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-SLOWER = hsettings(FAST, max_examples=100)
+SLOWER = hsettings(FAST, max_examples=examples(100))
 
 
 # -- the oracle ------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from sqlalchemy import delete, select, update
 
 from models import CLAIMABLE_STATES, AttemptAction, ScheduledStream, StartAttempt, UpstreamPause
 from models.db import db_now, get_sessionmaker
+from tests.conftest import examples
 from worker import claims, policy
 from worker.backoff import Backoff
 from worker.crypto import cipher_for
@@ -361,7 +362,7 @@ def _row(url: str, stream_id: uuid.UUID) -> tuple[ScheduledStream, list[StartAtt
 
 
 FUZZ = hsettings(
-    max_examples=100,
+    max_examples=examples(100),
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,

@@ -30,6 +30,7 @@ from models import ProviderWebhook, ScheduledStream, StatusEvent, StreamState
 from models.db import db_now, get_sessionmaker
 from tests.dbdump import dump
 from tests.http_api import Api
+from tests.processes import free_port
 from tests.webhook_signing import (
     PATH,
     KeyServer,
@@ -44,7 +45,6 @@ from tests.webhook_signing import (
 from worker import booking, deliveries
 from worker.cli import cli
 from worker.http.app import create_app
-from worker.processes import free_port
 from worker.provider_webhooks import Delivery, WebhookKeys
 from worker.settings import Settings
 

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema.exceptions import ValidationError
 
+from tests.conftest import examples
 from tests.fake_api import (
     ACCOUNT_ID,
     ACTIVE_PATH,
@@ -79,7 +80,7 @@ def test_the_request_schema_rejects_bad_bodies(bad):
         validate(bad, request_schema())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(name=NAMES, width=SIZES, height=SIZES)
 def test_every_start_request_validates_against_the_contract(name, width, height):
     client, seen = capture()
