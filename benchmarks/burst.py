@@ -3,8 +3,7 @@
 The product's starts leave as launches prepared ahead of the instant; the no-ops are messages
 with one ETA, held by the worker until then. The no-ops run first, on an idle worker; the
 product's time runs from the instant to the last ``started_at``, the no-op's to the last run.
-Memory of the worker and beat
-process trees is sampled all along.
+Memory of the worker and beat process trees is sampled all along.
 """
 
 from __future__ import annotations
