@@ -22,18 +22,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from worker.errors import BadDelivery, BadSignature, WebhookKeyUnavailable
 
-if TYPE_CHECKING:  # worker.settings checks a configured key with load_public_key
-    from worker.settings import Settings
+# The settings check a configured key when they are read; the intake reads fetched keys with
+# the same function, which lives there so that neither module imports the other.
+from worker.settings import Settings, load_public_key
 
 log = logging.getLogger(__name__)
 
@@ -151,17 +152,6 @@ def signature_valid(key: RSAPublicKey, body: bytes, signature: bytes) -> bool:
     except InvalidSignature:
         return False
     return True
-
-
-def load_public_key(pem: str) -> RSAPublicKey:
-    """An RSA public key from PEM; raises ValueError if it is not one."""
-    try:
-        key = serialization.load_pem_public_key(pem.encode())
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise ValueError("not a PEM public key") from exc
-    if not isinstance(key, RSAPublicKey):
-        raise ValueError("not an RSA public key")
-    return key
 
 
 def parse_key_document(content: bytes) -> RSAPublicKey:

@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
 from worker.errors import SettingsError
-from worker.provider_webhooks import load_public_key
 
 DEFAULT_DATABASE_URL = "sqlite:///livestreams.db"
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
@@ -418,3 +421,14 @@ def _keys(env: Mapping[str, str]) -> tuple[Secret, ...]:
     if not raw:
         return ()
     return tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
+
+
+def load_public_key(pem: str) -> RSAPublicKey:
+    """An RSA public key from PEM; raises ValueError if it is not one."""
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError("not a PEM public key") from exc
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    return key
