@@ -28,10 +28,10 @@ from models import (
 )
 from models.db import db_now
 from worker import ending, outbox, transitions
-from worker.attempts import UNCLEAR_START_CALL, first_unclear_call
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
 from worker.timeparse import parse_instant
+from worker.upstream.attempts import UNCLEAR_START_CALL, first_unclear_call
 
 # The contract's pattern is ^[a-zA-Z0-9-_]*$; spelled out here so nobody reads "9-_" as a range.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]*")

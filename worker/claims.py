@@ -38,7 +38,7 @@ from models import (
     WorkerHeartbeat,
 )
 from worker import outbox, redelivery
-from worker.attempts import UNCLEAR_START_CALL
+from worker.upstream.attempts import UNCLEAR_START_CALL
 
 S = ScheduledStream
 A = StartAttempt

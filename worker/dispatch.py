@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import attempts, claims, pacing, tracking, webhook_claims
+from worker import claims, tracking, webhook_claims
 from worker.claims import Claim
 from worker.settings import Settings
 from worker.start import rules
 from worker.start.rules import Launch
+from worker.upstream import attempts, pacing
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from models import EndReason, Problem, StreamState
-from worker.backoff import Backoff, next_due
 from worker.errors import FinalError, RetryableError, UpstreamError
-from worker.responses import Livestream
+from worker.upstream.backoff import Backoff, next_due
+from worker.upstream.responses import Livestream
 
 LIVE = "LIVE"
 # A stop that keeps failing without a final answer is flagged after this many tries; the row

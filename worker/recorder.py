@@ -2,8 +2,8 @@
 
 The starter (``worker.starter``) decides nothing about the database and writes nothing itself:
 it asks the recorder to write a call's attempt row ahead of the call (confirming the claim in
-the same transaction), and to carry out what ``worker.policy`` decided after it: the attempt's
-outcome and the booking's transition in one transaction, retried if the database blinks.
+the same transaction), and to carry out what ``worker.upstream.policy`` decided after it: the
+attempt's outcome and the booking's transition in one transaction, retried if the database blinks.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, StatusSource
 from models.db import db_now, write_with_retries
-from worker import attempts, claims, observe, pacing, policy, transitions
-from worker.backoff import Backoff
+from worker import claims, observe, transitions
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import UpstreamError
-from worker.policy import Decision, Next
-from worker.responses import Livestream
 from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings
+from worker.upstream import attempts, pacing, policy
+from worker.upstream.backoff import Backoff
+from worker.upstream.policy import Decision, Next
+from worker.upstream.responses import Livestream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

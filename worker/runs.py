@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from worker.policy import Next
+from worker.upstream.policy import Next
 
 
 class RunResult(enum.StrEnum):

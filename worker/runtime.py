@@ -23,13 +23,13 @@ from models.db import get_sessionmaker
 from worker.crypto import cipher_for
 from worker.errors import LivestreamsError
 from worker.heartbeat import Heartbeat
-from worker.realtimekit import RealtimeKitClient
 from worker.settings import Settings
 from worker.start.launch import Launcher
 from worker.start.results import Results
 from worker.start.timer import LaunchTimer
 from worker.starter import Starter
 from worker.tracker import Tracker
+from worker.upstream.realtimekit import RealtimeKitClient
 from worker.webhook_sender import Sender
 
 LAUNCH_SWITCH_INTERVAL = 0.001  # seconds

@@ -12,9 +12,9 @@ In the plain case (claim held, deadline ahead, no unclear earlier call, token no
 check and step 1 are one conditional UPDATE and one INSERT in one transaction, so a start costs
 two transactions and six statements; anything else takes the longer path that looks closer.
 
-What to do at each step is decided in ``worker.policy``; ``worker.recorder`` writes it down,
-with the SQL of ``worker.claims`` and ``worker.transitions`` (the booking row) and
-``worker.attempts`` (the attempt rows). This module is the flow between them.
+What to do at each step is decided in ``worker.upstream.policy``; ``worker.recorder`` writes it
+down, with the SQL of ``worker.claims`` and ``worker.transitions`` (the booking row) and
+``worker.upstream.attempts`` (the attempt rows). This module is the flow between them.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
 from models.db import db_now
-from worker import attempts, claims, logformat, metrics, pacing, policy
+from worker import claims, logformat, metrics
 from worker.errors import AmbiguousError, NotDueYet, UpstreamError
-from worker.policy import Decision, Next
-from worker.realtimekit import Livestream, RealtimeKitClient
 from worker.recorder import Recorder
 from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings
+from worker.upstream import attempts, pacing, policy
+from worker.upstream.policy import Decision, Next
+from worker.upstream.realtimekit import Livestream, RealtimeKitClient
 
 if TYPE_CHECKING:
     from worker.start.results import Results

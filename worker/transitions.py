@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from models import EventType, ScheduledStream, StreamState
 from worker import outbox
 from worker.claims import CLAIM_HELD
-from worker.responses import Livestream
+from worker.upstream.responses import Livestream
 
 S = ScheduledStream
 

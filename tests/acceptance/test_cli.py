@@ -17,8 +17,8 @@ from tests.dbdump import dump
 from worker import claims, transitions
 from worker.cli import cli
 from worker.crypto import cipher_for, new_key
-from worker.responses import Livestream
 from worker.settings import Secret, Settings
+from worker.upstream.responses import Livestream
 
 MEETING = "0f8fad5b-d9cb-469f-a165-70867728950e"
 

@@ -40,8 +40,8 @@ from worker.claims import Claim
 from worker.crypto import cipher_for
 from worker.dispatch import tick
 from worker.errors import BookingError, UnsafeWebhookURL
-from worker.responses import Livestream
 from worker.settings import Secret
+from worker.upstream.responses import Livestream
 from worker.webhook_sender import Sender, SendResult
 
 STREAM_KEY = "sk-live-do-not-leak-0123456789"

@@ -16,9 +16,9 @@ from tests.conftest import make_due
 from worker import claims
 from worker.crypto import cipher_for
 from worker.errors import NotDueYet
-from worker.realtimekit import RealtimeKitClient
 from worker.settings import Secret
 from worker.starter import Starter
+from worker.upstream.realtimekit import RealtimeKitClient
 
 S = ScheduledStream
 

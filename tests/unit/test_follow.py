@@ -19,7 +19,7 @@ from worker.follow import (
     next_check,
     stop_due,
 )
-from worker.responses import Livestream
+from worker.upstream.responses import Livestream
 
 T0 = datetime(2031, 5, 1, 18, 0, tzinfo=UTC)
 CADENCE = Cadence(

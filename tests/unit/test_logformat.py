@@ -70,8 +70,8 @@ def test_lines_inside_a_run_carry_its_booking_and_attempt(caplog) -> None:
 
     caplog.set_level(logging.INFO)
     with logformat.context(stream_id="s-1"), logformat.context(attempt=2):
-        logging.getLogger("worker.realtimekit").info("call", extra={"ray_id": "r-1"})
-    logging.getLogger("worker.realtimekit").info("outside")
+        logging.getLogger("worker.upstream.realtimekit").info("call", extra={"ray_id": "r-1"})
+    logging.getLogger("worker.upstream.realtimekit").info("outside")
     inside, outside = caplog.records
     doc = json.loads(JsonFormatter().format(inside))
     assert (doc["stream_id"], doc["attempt"], doc["ray_id"]) == ("s-1", 2, "r-1")

@@ -2,7 +2,7 @@
 ahead in one INSERT, and read which of the rest are still held (they take the single-start
 path at their instant).
 
-These follow ``worker.claims`` (the claim and its lease) and ``worker.attempts`` (written
+These follow ``worker.claims`` (the claim and its lease) and ``worker.upstream.attempts`` (written
 ahead): a launch confirms ahead of the instant what a start run confirmed at it, under the
 same conditions, so every rule of docs/DESIGN.md "Exactly one start per booking" holds.
 """
@@ -18,7 +18,7 @@ from sqlalchemy import Row, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import AttemptAction, ScheduledStream, StartAttempt, StreamState, UpstreamPause
-from worker.attempts import UNCLEAR_START_CALL
+from worker.upstream.attempts import UNCLEAR_START_CALL
 
 S = ScheduledStream
 A = StartAttempt

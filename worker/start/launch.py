@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import db_now
-from worker import metrics, pacing
+from worker import metrics
 from worker.errors import NotDueYet
 from worker.runs import Job
 from worker.settings import Settings
@@ -36,6 +36,7 @@ from worker.start import claims, rules
 from worker.start.results import Results
 from worker.start.timer import LaunchTimer
 from worker.starter import Starter
+from worker.upstream import pacing
 
 log = logging.getLogger(__name__)
 

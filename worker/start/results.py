@@ -28,10 +28,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models import AttemptOutcome, EventType, ScheduledStream, StatusSource
-from worker import attempts, observe, outbox, transitions
+from worker import observe, outbox, transitions
 from worker.recorder import Recorder
-from worker.responses import Livestream
 from worker.runs import Job
+from worker.upstream import attempts
+from worker.upstream.responses import Livestream
 
 START = StatusSource.START
 log = logging.getLogger(__name__)

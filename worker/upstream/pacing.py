@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from models import TRACKED_STATES, ScheduledStream, StartAttempt, StreamState, UpstreamPause
 from models.db import upsert_newer
 from worker import metrics
-from worker.attempts import calls_since
 from worker.settings import RateLimit, Secret
+from worker.upstream.attempts import calls_since
 
 # Leave headroom under the published limit: the upstream counts arrivals by its own clock and
 # window boundaries, which ours only approximate.

@@ -4,7 +4,7 @@ Nothing here does I/O or reads a clock: every input is an argument, so each deci
 table test (tests/unit/test_policy_*.py). Two layers:
 
 ``classify`` / ``classify_exception`` turn one HTTP answer (or the lack of one) into an
-``Outcome``; ``worker.realtimekit`` turns that into a result or an exception. Outcome kinds
+``Outcome``; ``worker.upstream.realtimekit`` turns that into a result or an exception. Outcome kinds
 (docs/DESIGN.md "Retries"):
     started    a livestream came back (201 + success + data.id, or the livestream of a read)
     retryable  nothing was created: send the same call again after ``retry_after``
@@ -29,9 +29,9 @@ from typing import Any, Literal
 import httpx
 
 from models import AttemptAction, AttemptOutcome, StreamState
-from worker.backoff import Backoff, next_due
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.responses import (
+from worker.upstream.backoff import Backoff, next_due
+from worker.upstream.responses import (
     Livestream,
     error_details,
     header,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 
 from models import AttemptAction, AttemptOutcome, StartAttempt
 from worker.errors import UpstreamError
-from worker.responses import CallInfo
+from worker.upstream.responses import CallInfo
 
 A = StartAttempt
 

@@ -1,10 +1,10 @@
 """HTTP client for the RealtimeKit livestream API (its contract: tests/contracts/).
 
 Every call returns a typed result or raises one ``worker.errors.UpstreamError`` subclass; the
-meaning of each answer is decided by ``worker.policy``. No database and no Celery here, so the
-client can be tested with ``httpx.MockTransport`` and against the fake server alone.
+meaning of each answer is decided by ``worker.upstream.policy``. No database and no Celery here, so
+the client can be tested with ``httpx.MockTransport`` and against the fake server alone.
 
-Results are ``Livestream`` values (defined in ``worker.responses``, re-exported here);
+Results are ``Livestream`` values (defined in ``worker.upstream.responses``, re-exported here);
 ``Livestream.call`` is a ``CallInfo`` with status, ``cf-ray`` and duration. Reads and stop
 never raise ``AmbiguousError``: resending them cannot create anything.
 
@@ -28,8 +28,6 @@ import httpx
 
 from worker import metrics
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.policy import Outcome, classify, classify_exception
-from worker.responses import REDACTED, CallInfo, Livestream, field_text
 from worker.settings import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_POOL_TIMEOUT,
@@ -38,6 +36,8 @@ from worker.settings import (
     Secret,
     Settings,
 )
+from worker.upstream.policy import Outcome, classify, classify_exception
+from worker.upstream.responses import REDACTED, CallInfo, Livestream, field_text
 
 __all__ = ["CallInfo", "Livestream", "RealtimeKitClient", "error_for"]
 

@@ -1,7 +1,7 @@
 """What the RealtimeKit API answers, read leniently: livestreams, error text, ``retry-after``.
 
 Parsing only: what an answer *means* (started, retry, reconcile, give up) is decided in
-``worker.policy``. Every field is optional upstream (contract README "Parse leniently"), so
+``worker.upstream.policy``. Every field is optional upstream (contract README "Parse leniently"), so
 each reader returns None rather than raise, and text that reaches ops is cut short, cleaned of
 control characters and never carries a stream key.
 """
