@@ -20,8 +20,8 @@ from benchmarks.report import Figure, figure, log, ratio
 from benchmarks.services import Bench
 from models import ScheduledStream
 from models.db import get_sessionmaker
-from worker.claims import Claim
 from worker.dispatch import tick
+from worker.lease.claims import Claim
 from worker.settings import Settings
 from worker.start.launch import Launcher
 from worker.start.results import Results

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import claims, tracking, webhook_claims
-from worker.claims import Claim
+from worker import tracking, webhook_claims
+from worker.lease import claims
+from worker.lease.claims import Claim
 from worker.settings import Settings
 from worker.start import rules
 from worker.start.rules import Launch

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, StatusSource
 from models.db import db_now, write_with_retries
-from worker import claims, observe, transitions
+from worker import observe, transitions
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import UpstreamError
+from worker.lease import claims
 from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings
 from worker.upstream import attempts, pacing, policy

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import get_sessionmaker
 from worker.crypto import cipher_for
 from worker.errors import LivestreamsError
-from worker.heartbeat import Heartbeat
+from worker.lease.heartbeat import Heartbeat
 from worker.settings import Settings
 from worker.start.launch import Launcher
 from worker.start.results import Results

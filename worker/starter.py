@@ -13,7 +13,7 @@ check and step 1 are one conditional UPDATE and one INSERT in one transaction, s
 two transactions and six statements; anything else takes the longer path that looks closer.
 
 What to do at each step is decided in ``worker.upstream.policy``; ``worker.recorder`` writes it
-down, with the SQL of ``worker.claims`` and ``worker.transitions`` (the booking row) and
+down, with the SQL of ``worker.lease.claims`` and ``worker.transitions`` (the booking row) and
 ``worker.upstream.attempts`` (the attempt rows). This module is the flow between them.
 """
 
@@ -33,8 +33,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
 from models.db import db_now
-from worker import claims, logformat, metrics
+from worker import logformat, metrics
 from worker.errors import AmbiguousError, NotDueYet, UpstreamError
+from worker.lease import claims
 from worker.recorder import Recorder
 from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings

@@ -15,9 +15,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from worker import metrics, retention, runtime
 from worker.celery import app
-from worker.claims import Claim
 from worker.dispatch import tick
 from worker.errors import NotDueYet
+from worker.lease.claims import Claim
 from worker.start.rules import Launch
 from worker.tracking import TRACK
 from worker.webhook_claims import WEBHOOK

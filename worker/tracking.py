@@ -27,8 +27,9 @@ from models import (
     ScheduledStream,
     StreamState,
 )
-from worker import outbox, redelivery
-from worker.claims import Claim, confirm_with, owner_died, take
+from worker import outbox
+from worker.lease.claims import Claim, confirm_with, owner_died, take
+from worker.lease.resend import redeliver
 
 S = ScheduledStream
 _TRACKED = [s.value for s in TRACKED_STATES]
@@ -104,13 +105,13 @@ def reap(
     owner_timeout: float | None,
 ) -> list[Claim]:
     """Hand out again held tracked rows that no run took up within ``pickup_grace`` of their
-    instant (worker.redelivery: same token, less and less often), and take back those whose
+    instant (worker.lease.resend: same token, less and less often), and take back those whose
     owner stopped beating before their lease ran out. (At the lease's end ``claim`` takes them
     again.) Held rows are due by the lookahead, so the (state, due_at) index bounds the scan."""
     tracked = [S.state.in_(_TRACKED), S.lease_expires_at >= now]  # past its lease, claim() does
     again = [
         Claim(ident, token, now, kind=TRACK)
-        for ident, token, _ in redelivery.redeliver(
+        for ident, token, _ in redeliver(
             session, now, tracked, lease=lease, batch=batch, pickup_grace=pickup_grace
         )
     ]

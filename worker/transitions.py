@@ -2,7 +2,7 @@
 
 A start run ends with exactly one of ``finish_started``, ``finish_failed``, ``finish_retrying``
 or ``finish_missed``; each writes only while the run still holds its claim
-(``worker.claims.CLAIM_HELD``) and releases it. Ops commands (cancel, retry, reschedule) use
+(``worker.lease.claims.CLAIM_HELD``) and releases it. Ops commands (cancel, retry, reschedule) use
 ``transition``, which applies only from the states it names. Whoever's condition still holds
 when the database applies the statement wins; everyone else changes nothing.
 """
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from models import EventType, ScheduledStream, StreamState
 from worker import outbox
-from worker.claims import CLAIM_HELD
+from worker.lease.claims import CLAIM_HELD
 from worker.upstream.responses import Livestream
 
 S = ScheduledStream

@@ -1,6 +1,6 @@
 """The conditional statements of a webhook delivery: claim, confirm, finish; endpoint health.
 
-A delivery is claimed like a start (worker.claims): one UPDATE sets a fresh claim token and a
+A delivery is claimed like a start (worker.lease.claims): one UPDATE sets a fresh claim token and a
 lease on due ``pending`` rows, with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so concurrent
 ticks take disjoint rows. The run confirms the claim (a new token: a message delivered twice
 confirms once) in the transaction that writes its attempt ahead of the POST, and finishes it
@@ -25,7 +25,7 @@ from models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from worker.claims import Claim
+from worker.lease.claims import Claim
 
 D = WebhookDelivery
 E = WebhookEndpoint

@@ -14,9 +14,10 @@ from models import ScheduledStream
 from models.db import db_now, get_sessionmaker
 from tests.attempt_rows import add_calls
 from tests.dbdump import dump
-from worker import claims, transitions
+from worker import transitions
 from worker.cli import cli
 from worker.crypto import cipher_for, new_key
+from worker.lease import claims
 from worker.settings import Secret, Settings
 from worker.upstream.responses import Livestream
 

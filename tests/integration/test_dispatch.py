@@ -15,9 +15,10 @@ from sqlalchemy import select, update
 from models import DispatcherHeartbeat, ScheduledStream, StartAttempt, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import booking, claims, runtime, tasks
-from worker.claims import Claim
+from worker import booking, runtime, tasks
 from worker.dispatch import last_tick, tick
+from worker.lease import claims
+from worker.lease.claims import Claim
 from worker.settings import RateLimit, Settings
 from worker.start.rules import Launch, resend_cap
 from worker.upstream import pacing

@@ -38,8 +38,8 @@ from sqlalchemy import delete, select, update
 from models import CLAIMABLE_STATES, AttemptAction, ScheduledStream, StartAttempt, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import examples
-from worker import claims
 from worker.crypto import cipher_for
+from worker.lease import claims
 from worker.settings import Secret, Settings
 from worker.starter import Starter
 from worker.upstream import policy

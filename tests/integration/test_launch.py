@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from models import ScheduledStream, StartAttempt, StatusEvent, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import claims
+from worker.lease import claims
 from worker.runs import Job
 from worker.settings import Secret
 from worker.start import claims as start_claims

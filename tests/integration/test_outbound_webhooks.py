@@ -26,20 +26,12 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from tests.lifecycle_rows import follow
 from tests.outbound_receiver import PlatformReceiver
-from worker import (
-    booking,
-    claims,
-    endpoints,
-    observe,
-    ssrf,
-    tracking,
-    transitions,
-    webhook_claims,
-)
-from worker.claims import Claim
+from worker import booking, endpoints, observe, ssrf, tracking, transitions, webhook_claims
 from worker.crypto import cipher_for
 from worker.dispatch import tick
 from worker.errors import BookingError, UnsafeWebhookURL
+from worker.lease import claims
+from worker.lease.claims import Claim
 from worker.settings import Secret
 from worker.upstream.responses import Livestream
 from worker.webhook_sender import Sender, SendResult

@@ -13,9 +13,9 @@ from sqlalchemy import select, update
 from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import claims
 from worker.crypto import cipher_for
 from worker.errors import NotDueYet
+from worker.lease import claims
 from worker.settings import Secret
 from worker.starter import Starter
 from worker.upstream.realtimekit import RealtimeKitClient

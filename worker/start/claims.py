@@ -2,8 +2,8 @@
 ahead in one INSERT, and read which of the rest are still held (they take the single-start
 path at their instant).
 
-These follow ``worker.claims`` (the claim and its lease) and ``worker.upstream.attempts`` (written
-ahead): a launch confirms ahead of the instant what a start run confirmed at it, under the
+These follow ``worker.lease.claims`` (the claim and its lease) and ``worker.upstream.attempts``
+(written ahead): a launch confirms ahead of the instant what a start run confirmed at it, under the
 same conditions, so every rule of docs/DESIGN.md "Exactly one start per booking" holds.
 """
 

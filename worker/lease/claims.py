@@ -37,7 +37,8 @@ from models import (
     UpstreamPause,
     WorkerHeartbeat,
 )
-from worker import outbox, redelivery
+from worker import outbox
+from worker.lease.resend import redeliver
 from worker.upstream.attempts import UNCLEAR_START_CALL
 
 S = ScheduledStream
@@ -146,7 +147,7 @@ def _lost(now: datetime, owner_timeout: float | None) -> ColumnElement[bool]:
     up stopped beating (``owner_timeout``; None: do not judge owners now). An owner that beats
     keeps its claim until the lease runs out, and the lease outlives the longest call, so a
     call in flight is never taken over. (A claim no run took up is not lost but sent again:
-    worker.redelivery.)"""
+    worker.lease.resend.)"""
     lost = [S.lease_expires_at < now]
     if owner_timeout is not None:
         lost.append(owner_died(now, owner_timeout))
@@ -186,7 +187,7 @@ def reap(
     resend: int | None = None,
 ) -> list[Claim]:
     """Hand out again the claims no run took up within ``pickup_grace`` (a lost message, a
-    killed worker's prefetch: worker.redelivery, same token), at most ``resend`` of them, and
+    killed worker's prefetch: worker.lease.resend, same token), at most ``resend`` of them, and
     take back the rows whose run vanished (killed worker, dead owner, lease run out).
 
     A row taken back stays ``starting`` under a fresh token and no owner, so the old run, if it
@@ -195,7 +196,7 @@ def reap(
     """
     again = [
         Claim(ident, token, due_at)
-        for ident, token, due_at in redelivery.redeliver(
+        for ident, token, due_at in redeliver(
             session, now, [S.state == StreamState.STARTING.value], lease=lease,
             batch=batch if resend is None else min(batch, resend), pickup_grace=pickup_grace,
         )
@@ -337,7 +338,7 @@ def confirm_claim(
 
     Called in the transaction that writes the attempt row ahead of the call, so the attempt
     exists before the request leaves and the lease covers it. ``owner`` is the process's
-    heartbeat id (worker.heartbeat): while it beats, the claim is not taken back.
+    heartbeat id (worker.lease.heartbeat): while it beats, the claim is not taken back.
     """
     confirmed = confirm_with(session, _CONFIRM, stream_id, token, now, lease, owner)
     return None if confirmed is None else (confirmed[1].attempts, confirmed[0])
