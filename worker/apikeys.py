@@ -36,8 +36,8 @@ from sqlalchemy.orm import Session
 
 from models import ApiKey
 from models.db import db_now
+from worker.bookings.timeparse import LATEST, parse_instant
 from worker.errors import ApiKeyError, ApiKeyNotFound, InputError, NotAuthenticated
-from worker.timeparse import LATEST, parse_instant
 
 BOOKINGS_READ = "bookings:read"
 BOOKINGS_WRITE = "bookings:write"

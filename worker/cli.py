@@ -1,4 +1,4 @@
-"""The `livestreams` command: a thin click layer over worker.booking and friends.
+"""The `livestreams` command: a thin click layer over worker.bookings.booking and friends.
 
 Exit codes: 0 success, 2 bad input (arguments, a refused booking, a bad setting),
 1 any other failure (database unreachable, a key that cannot decrypt, ...).
@@ -13,7 +13,19 @@ from typing import Any
 
 import click
 
-from worker import booking, listing, logformat, observe
+from worker import logformat
+from worker.bookings import booking, listing, observe
+from worker.bookings.present import (
+    attempt_dict,
+    event_dict,
+    explain,
+    reading_cipher,
+    render_attempt,
+    render_event,
+    render_row,
+    render_stream,
+    stream_dict,
+)
 from worker.cli_http import api_key, serve
 from worker.cli_webhooks import webhooks
 from worker.clitools import (
@@ -29,17 +41,6 @@ from worker.clitools import (
 )
 from worker.crypto import new_key
 from worker.errors import SettingsError
-from worker.present import (
-    attempt_dict,
-    event_dict,
-    explain,
-    reading_cipher,
-    render_attempt,
-    render_event,
-    render_row,
-    render_stream,
-    stream_dict,
-)
 from worker.settings import log_format_from_env
 
 ENDS_AT_HELP = (

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from models import ProviderWebhook, StatusSource
 from models.db import db_now
-from worker import observe
+from worker.bookings import observe
 from worker.provider_webhooks import Delivery
 
 W = ProviderWebhook

@@ -1,10 +1,10 @@
 """The outbox: an event row, and its deliveries, in the transaction of the state change.
 
-The callers (worker.transitions, worker.tracking, worker.observe, worker.booking,
-worker.lease.claims) call :func:`emit` right after their conditional UPDATE changed the row, in the
-same transaction: the event exists exactly when the change does, whatever happens to the
-process or the broker afterwards. The payload is built from the row as it now stands and never
-carries the stream key.
+The callers (worker.bookings.transitions, worker.tracking, worker.bookings.observe,
+worker.bookings.booking, worker.lease.claims) call :func:`emit` right after their conditional UPDATE
+changed the row, in the same transaction: the event exists exactly when the change does, whatever
+happens to the process or the broker afterwards. The payload is built from the row as it now stands
+and never carries the stream key.
 """
 
 from __future__ import annotations

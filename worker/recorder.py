@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import AttemptAction, StatusSource
 from models.db import db_now, write_with_retries
-from worker import observe, transitions
+from worker.bookings import observe, transitions
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import UpstreamError
 from worker.lease import claims

@@ -13,8 +13,8 @@ check and step 1 are one conditional UPDATE and one INSERT in one transaction, s
 two transactions and six statements; anything else takes the longer path that looks closer.
 
 What to do at each step is decided in ``worker.upstream.policy``; ``worker.recorder`` writes it
-down, with the SQL of ``worker.lease.claims`` and ``worker.transitions`` (the booking row) and
-``worker.upstream.attempts`` (the attempt rows). This module is the flow between them.
+down, with the SQL of ``worker.lease.claims`` and ``worker.bookings.transitions`` (the booking row)
+and ``worker.upstream.attempts`` (the attempt rows). This module is the flow between them.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ and writes the attempt ahead of the call; the call, outside any transaction; one
 writes the attempt's outcome and the row's change together. A stop is sent only after a check
 in the same run found our livestream active, and an unclear stop is checked again by the next
 run rather than repeated. What to do is decided in ``worker.follow``; the SQL is in
-``worker.tracking`` (the row), ``worker.upstream.attempts`` and ``worker.observe`` (statuses).
+``worker.tracking`` (the row), ``worker.upstream.attempts`` and ``worker.bookings.observe``
+(statuses).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from models import (
     StatusSource,
 )
 from models.db import db_now, write_with_retries
-from worker import follow, logformat, observe, tracking
+from worker import follow, logformat, tracking
+from worker.bookings import observe
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.follow import Cadence, Decision, Facts, Next
 from worker.recorder import RESULT_WRITE_TRIES

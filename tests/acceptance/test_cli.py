@@ -14,7 +14,7 @@ from models import ScheduledStream
 from models.db import db_now, get_sessionmaker
 from tests.attempt_rows import add_calls
 from tests.dbdump import dump
-from worker import transitions
+from worker.bookings import transitions
 from worker.cli import cli
 from worker.crypto import cipher_for, new_key
 from worker.lease import claims

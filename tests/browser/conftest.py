@@ -21,7 +21,8 @@ from models import ScheduledStream
 from models.db import dispose_all, get_sessionmaker
 from tests.conftest import IN_CI, sqlite_database
 from tests.processes import Celery, free_port
-from worker import apikeys, booking
+from worker import apikeys
+from worker.bookings import booking
 from worker.crypto import new_key
 from worker.settings import Settings
 

@@ -14,8 +14,8 @@ from models import Base, WebhookDelivery
 from models.db import get_sessionmaker
 from tests.http_api import AT, MEETING
 from tests.ops_page import OpsPage, csrf_of
-from worker import booking as bookings
 from worker import endpoints
+from worker.bookings import booking as bookings
 from worker.crypto import cipher_for
 
 NUL, CONTROL, LONG = "x\x00y", "x\x1by", "x" * 3000

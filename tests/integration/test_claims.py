@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from models import ScheduledStream, StreamState, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import booking, transitions
+from worker.bookings import booking, transitions
 from worker.lease import claims
 from worker.lease.claims import Claim
 from worker.settings import Settings

@@ -15,7 +15,8 @@ from sqlalchemy import select, update
 from models import DispatcherHeartbeat, ScheduledStream, StartAttempt, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import booking, runtime, tasks
+from worker import runtime, tasks
+from worker.bookings import booking
 from worker.dispatch import last_tick, tick
 from worker.lease import claims
 from worker.lease.claims import Claim

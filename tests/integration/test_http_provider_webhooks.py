@@ -42,7 +42,8 @@ from tests.webhook_signing import (
     signing_key,
     status_update,
 )
-from worker import booking, deliveries
+from worker import deliveries
+from worker.bookings import booking
 from worker.cli import cli
 from worker.http.app import create_app
 from worker.provider_webhooks import Delivery, WebhookKeys

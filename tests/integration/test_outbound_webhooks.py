@@ -26,7 +26,8 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from tests.lifecycle_rows import follow
 from tests.outbound_receiver import PlatformReceiver
-from worker import booking, endpoints, observe, ssrf, tracking, transitions, webhook_claims
+from worker import endpoints, ssrf, tracking, webhook_claims
+from worker.bookings import booking, observe, transitions
 from worker.crypto import cipher_for
 from worker.dispatch import tick
 from worker.errors import BookingError, UnsafeWebhookURL

@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 from models import AttemptAction, ScheduledStream, StartAttempt, StatusEvent, StreamState
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import booking, tracking
+from worker import tracking
+from worker.bookings import booking
 from worker.lease import claims
 from worker.starter import Starter
 from worker.tracker import Tracker

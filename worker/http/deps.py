@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from models import ApiKey
 from models.db import db_now, get_sessionmaker
-from worker import apikeys, plaintext
+from worker import apikeys
+from worker.bookings import plaintext
 from worker.errors import MissingScope
 from worker.settings import Settings
 

@@ -28,7 +28,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models import AttemptOutcome, EventType, ScheduledStream, StatusSource
-from worker import observe, outbox, transitions
+from worker import outbox
+from worker.bookings import observe, transitions
 from worker.recorder import Recorder
 from worker.runs import Job
 from worker.upstream import attempts

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from models import ScheduledStream, StreamState
+from worker.bookings.timeparse import describe_duration, parse_duration, parse_instant
 from worker.errors import BookingError
-from worker.timeparse import describe_duration, parse_duration, parse_instant
 
 
 def _fmt(instant: datetime) -> str:

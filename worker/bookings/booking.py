@@ -27,10 +27,11 @@ from models import (
     UTCDateTime,
 )
 from models.db import db_now
-from worker import ending, outbox, transitions
+from worker import outbox
+from worker.bookings import ending, transitions
+from worker.bookings.timeparse import parse_instant
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 from worker.settings import Settings
-from worker.timeparse import parse_instant
 from worker.upstream.attempts import UNCLEAR_START_CALL, first_unclear_call
 
 # The contract's pattern is ^[a-zA-Z0-9-_]*$; spelled out here so nobody reads "9-_" as a range.

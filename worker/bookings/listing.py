@@ -17,9 +17,9 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models import Problem, ScheduledStream, StreamState
-from worker.booking import parse_ref, parse_uuid
+from worker.bookings.booking import parse_ref, parse_uuid
+from worker.bookings.timeparse import parse_instant
 from worker.errors import BookingError
-from worker.timeparse import parse_instant
 
 S = ScheduledStream
 MAX_LIMIT = 10_000

@@ -16,10 +16,10 @@ from models import (
     StatusEvent,
     StreamState,
 )
+from worker.bookings.timeparse import describe, describe_duration
 from worker.crypto import StreamKeyCipher, cipher_for, mask
 from worker.errors import SecretKeyError
 from worker.settings import Secret, Settings
-from worker.timeparse import describe, describe_duration
 
 
 def _iso(value: datetime | None) -> str | None:

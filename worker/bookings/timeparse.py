@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from worker import plaintext
+from worker.bookings import plaintext
 from worker.errors import BookingError
 
 # Files of the zone database that are not IANA zone names: "localtime" is the host's own zone
