@@ -23,11 +23,11 @@ from models.db import get_sessionmaker
 from worker.dispatch import tick
 from worker.lease.claims import Claim
 from worker.settings import Settings
+from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
 from worker.start.rules import Launch
 from worker.start.timer import LaunchTimer
-from worker.starter import Starter
 from worker.upstream.realtimekit import RealtimeKitClient
 
 CASE = "dispatch"

@@ -24,10 +24,10 @@ from worker.crypto import cipher_for
 from worker.errors import LivestreamsError
 from worker.lease.heartbeat import Heartbeat
 from worker.settings import Settings
+from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
 from worker.start.timer import LaunchTimer
-from worker.starter import Starter
 from worker.tracker import Tracker
 from worker.upstream.realtimekit import RealtimeKitClient
 from worker.webhook_sender import Sender

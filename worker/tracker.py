@@ -1,6 +1,6 @@
 """The track task's flow: check the meeting's active livestream, then stop it, end it, or wait.
 
-Each call follows the start's three steps (worker.starter): one transaction confirms the claim
+Each call follows the start's three steps (worker.start.flow): one transaction confirms the claim
 and writes the attempt ahead of the call; the call, outside any transaction; one transaction
 writes the attempt's outcome and the row's change together. A stop is sent only after a check
 in the same run found our livestream active, and an unclear stop is checked again by the next
@@ -37,8 +37,8 @@ from worker import follow, logformat, tracking
 from worker.bookings import observe
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.follow import Cadence, Decision, Facts, Next
-from worker.recorder import RESULT_WRITE_TRIES
 from worker.settings import Settings
+from worker.start.recorder import RESULT_WRITE_TRIES
 from worker.upstream import attempts, pacing, policy
 from worker.upstream.realtimekit import Livestream, RealtimeKitClient
 

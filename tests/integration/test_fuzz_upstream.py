@@ -41,7 +41,7 @@ from tests.conftest import examples
 from worker.crypto import cipher_for
 from worker.lease import claims
 from worker.settings import Secret, Settings
-from worker.starter import Starter
+from worker.start.flow import Starter
 from worker.upstream import policy
 from worker.upstream.backoff import Backoff
 from worker.upstream.policy import Next, classify, classify_exception

@@ -16,13 +16,13 @@ from models import ScheduledStream, StartAttempt, StatusEvent, StreamState, Upst
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from worker.lease import claims
-from worker.runs import Job
 from worker.settings import Secret
 from worker.start import claims as start_claims
+from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
+from worker.start.runs import Job
 from worker.start.timer import LaunchTimer
-from worker.starter import Starter
 from worker.upstream import pacing
 from worker.upstream.responses import Livestream
 

@@ -17,7 +17,7 @@ from worker.crypto import cipher_for
 from worker.errors import NotDueYet
 from worker.lease import claims
 from worker.settings import Secret
-from worker.starter import Starter
+from worker.start.flow import Starter
 from worker.upstream.realtimekit import RealtimeKitClient
 
 S = ScheduledStream

@@ -17,7 +17,7 @@ from tests.conftest import make_due
 from worker import tracking
 from worker.bookings import booking
 from worker.lease import claims
-from worker.starter import Starter
+from worker.start.flow import Starter
 from worker.tracker import Tracker
 
 S = ScheduledStream

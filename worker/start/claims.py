@@ -33,7 +33,7 @@ _HELD = (
 # itself: due within the launch's lead by the database's clock (never confirmed earlier than
 # that), the start deadline not passed by the instant, no earlier start call that may have
 # created a livestream, the token not paused. Whatever fails one of these is left as it was:
-# it takes the single-start path at its instant, which looks closer (worker.starter).
+# it takes the single-start path at its instant, which looks closer (worker.start.flow).
 # The lease runs from the end of the lead, so it covers every instant of the launch plus its
 # longest call. The new token is one per launch, as a claim's token is one per statement.
 _CONFIRM_LAUNCH = (

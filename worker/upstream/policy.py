@@ -14,7 +14,7 @@ table test (tests/unit/test_policy_*.py). Two layers:
 ``before_call``, ``after_error``, ``after_reconcile`` and ``after_livestream`` take what a
 start run knows at each step and return a ``Decision``: start or reconcile now, store a
 livestream, retry at an instant (perhaps pausing the token), or end the booking with a reason.
-The starter (``worker.starter``) only carries decisions out.
+The starter (``worker.start.flow``) only carries decisions out.
 """
 
 from __future__ import annotations

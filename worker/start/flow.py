@@ -12,9 +12,9 @@ In the plain case (claim held, deadline ahead, no unclear earlier call, token no
 check and step 1 are one conditional UPDATE and one INSERT in one transaction, so a start costs
 two transactions and six statements; anything else takes the longer path that looks closer.
 
-What to do at each step is decided in ``worker.upstream.policy``; ``worker.recorder`` writes it
-down, with the SQL of ``worker.lease.claims`` and ``worker.bookings.transitions`` (the booking row)
-and ``worker.upstream.attempts`` (the attempt rows). This module is the flow between them.
+What to do at each step is decided in ``worker.upstream.policy``; ``worker.start.recorder`` writes
+it down, with the SQL of ``worker.lease.claims`` and ``worker.bookings.transitions`` (the booking
+row) and ``worker.upstream.attempts`` (the attempt rows). This module is the flow between them.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from models.db import db_now
 from worker import logformat, metrics
 from worker.errors import AmbiguousError, NotDueYet, UpstreamError
 from worker.lease import claims
-from worker.recorder import Recorder
-from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings
+from worker.start.recorder import Recorder
+from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy
 from worker.upstream.policy import Decision, Next
 from worker.upstream.realtimekit import Livestream, RealtimeKitClient

@@ -1,6 +1,6 @@
 """What a start run's calls came to, written down: each call ahead, each decision carried out.
 
-The starter (``worker.starter``) decides nothing about the database and writes nothing itself:
+The starter (``worker.start.flow``) decides nothing about the database and writes nothing itself:
 it asks the recorder to write a call's attempt row ahead of the call (confirming the claim in
 the same transaction), and to carry out what ``worker.upstream.policy`` decided after it: the
 attempt's outcome and the booking's transition in one transaction, retried if the database blinks.
@@ -24,8 +24,8 @@ from worker.bookings import observe, transitions
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import UpstreamError
 from worker.lease import claims
-from worker.runs import ENDED, Job, RunResult
 from worker.settings import Settings
+from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy
 from worker.upstream.backoff import Backoff
 from worker.upstream.policy import Decision, Next
