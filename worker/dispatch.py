@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import tracking, webhook_claims
+from worker import webhook_claims
+from worker.follow import claims as follow_claims
 from worker.lease import claims
 from worker.lease.claims import Claim
 from worker.settings import Settings
@@ -74,7 +75,7 @@ def tick(
             session, now, lease=settings.lease, batch=settings.claim_batch,
             pickup_grace=grace, owner_timeout=owners, resend=rules.resend_cap(taken_up),
         )  # fmt: skip
-        reaped += tracking.reap(
+        reaped += follow_claims.reap(
             session, now, lookahead=settings.lookahead, lease=settings.lease,
             batch=settings.claim_batch,
             pickup_grace=grace, owner_timeout=owners,
@@ -94,7 +95,7 @@ def tick(
         # the pickup grace and is taken back, and queued again, behind the same backlog.
         # Track runs share the queue, so they count against the same cap, and take at most
         # half of it: a burst of status checks never stands long before the starts due next.
-        tracked = tracking.unconfirmed(session, now)
+        tracked = follow_claims.unconfirmed(session, now)
         backlog = claims.unconfirmed(session, now) + tracked
         room = min(budget, settings.claim_batch - backlog)
         fresh = (
@@ -175,7 +176,7 @@ def _tracking_claims(
     """
 
     def claim(batch: int, *, stops: bool) -> list[Claim]:
-        return tracking.claim(
+        return follow_claims.claim(
             session, now, lookahead=settings.lookahead, lease=settings.lease,
             batch=min(settings.claim_batch, batch), stops=stops, not_before=paused,
         )  # fmt: skip
@@ -187,7 +188,7 @@ def _tracking_claims(
     # A check claimed now may leave up to a lookahead and a pickup grace later, and counts
     # against the budget for a whole window after that.
     reach = settings.rate_limit.window + settings.lookahead + settings.pickup_grace
-    left -= tracking.starts_due_within(session, now, reach)
+    left -= follow_claims.starts_due_within(session, now, reach)
     checks = claim(left, stops=False)
     return stops, checks
 

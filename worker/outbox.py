@@ -1,6 +1,6 @@
 """The outbox: an event row, and its deliveries, in the transaction of the state change.
 
-The callers (worker.bookings.transitions, worker.tracking, worker.bookings.observe,
+The callers (worker.bookings.transitions, worker.follow.claims, worker.bookings.observe,
 worker.bookings.booking, worker.lease.claims) call :func:`emit` right after their conditional UPDATE
 changed the row, in the same transaction: the event exists exactly when the change does, whatever
 happens to the process or the broker afterwards. The payload is built from the row as it now stands

@@ -22,13 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import get_sessionmaker
 from worker.crypto import cipher_for
 from worker.errors import LivestreamsError
+from worker.follow.flow import Tracker
 from worker.lease.heartbeat import Heartbeat
 from worker.settings import Settings
 from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
 from worker.start.timer import LaunchTimer
-from worker.tracker import Tracker
 from worker.upstream.realtimekit import RealtimeKitClient
 from worker.webhook_sender import Sender
 

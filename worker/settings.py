@@ -40,7 +40,7 @@ DEFAULT_POOL_TIMEOUT = 5.0
 # Cloudflare allows 1,200 requests per 5 minutes per token across its whole API.
 DEFAULT_RATE_LIMIT = "1200/300"
 DEFAULT_STALE_AFTER = 30.0  # `livestreams status` fails when the last tick is older
-# Following a livestream once it started (worker.tracking):
+# Following a livestream once it started (worker.follow.claims):
 DEFAULT_LIVE_DEADLINE = 300.0  # not LIVE this long after its start: flagged not_live
 DEFAULT_FIRST_CHECK = 2.0  # the first status check, this long after the start
 DEFAULT_CHECK_CAP = 30.0  # until LIVE is seen, checks back off up to this interval

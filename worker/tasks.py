@@ -17,9 +17,9 @@ from worker import metrics, retention, runtime
 from worker.celery import app
 from worker.dispatch import tick
 from worker.errors import NotDueYet
+from worker.follow.claims import TRACK
 from worker.lease.claims import Claim
 from worker.start.rules import Launch
-from worker.tracking import TRACK
 from worker.webhook_claims import WEBHOOK
 
 log = logging.getLogger(__name__)

@@ -26,11 +26,12 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from tests.lifecycle_rows import follow
 from tests.outbound_receiver import PlatformReceiver
-from worker import endpoints, ssrf, tracking, webhook_claims
+from worker import endpoints, ssrf, webhook_claims
 from worker.bookings import booking, observe, transitions
 from worker.crypto import cipher_for
 from worker.dispatch import tick
 from worker.errors import BookingError, UnsafeWebhookURL
+from worker.follow import claims as tracking
 from worker.lease import claims
 from worker.lease.claims import Claim
 from worker.settings import Secret

@@ -21,7 +21,7 @@ def record(msg: str, *args: object, exc: bool = False, **extra: object) -> loggi
             raise ValueError("boom")
         except ValueError:
             info = sys.exc_info()
-    rec = logging.LogRecord("worker.tracker", logging.WARNING, "f.py", 1, msg, args, info)
+    rec = logging.LogRecord("worker.follow.flow", logging.WARNING, "f.py", 1, msg, args, info)
     rec.__dict__.update(extra)
     return rec
 
@@ -37,7 +37,7 @@ def test_a_record_is_one_json_line_with_its_fields() -> None:
     assert doc.pop("time").endswith("+00:00")
     assert doc == {
         "level": "WARNING",
-        "logger": "worker.tracker",
+        "logger": "worker.follow.flow",
         "message": f"booking {stream} flagged not_live",
         "action": "stream_flagged",
         "stream_id": str(stream),

@@ -61,7 +61,7 @@ class Claim:
     stream_id: uuid.UUID
     token: uuid.UUID
     due_at: datetime
-    kind: str = "start"  # or "track" (worker.tracking): which task runs it
+    kind: str = "start"  # or "track" (worker.follow.claims): which task runs it
 
 
 def _skip_locked(session: Session) -> bool:

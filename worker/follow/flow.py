@@ -4,8 +4,8 @@ Each call follows the start's three steps (worker.start.flow): one transaction c
 and writes the attempt ahead of the call; the call, outside any transaction; one transaction
 writes the attempt's outcome and the row's change together. A stop is sent only after a check
 in the same run found our livestream active, and an unclear stop is checked again by the next
-run rather than repeated. What to do is decided in ``worker.follow``; the SQL is in
-``worker.tracking`` (the row), ``worker.upstream.attempts`` and ``worker.bookings.observe``
+run rather than repeated. What to do is decided in ``worker.follow.rules``; the SQL is in
+``worker.follow.claims`` (the row), ``worker.upstream.attempts`` and ``worker.bookings.observe``
 (statuses).
 """
 
@@ -33,10 +33,12 @@ from models import (
     StatusSource,
 )
 from models.db import db_now, write_with_retries
-from worker import follow, logformat, tracking
+from worker import logformat
 from worker.bookings import observe
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.follow import Cadence, Decision, Facts, Next
+from worker.follow import claims as follow_claims
+from worker.follow import rules as follow_rules
+from worker.follow.rules import Cadence, Decision, Facts, Next
 from worker.settings import Settings
 from worker.start.recorder import RESULT_WRITE_TRIES
 from worker.upstream import attempts, pacing, policy
@@ -117,7 +119,7 @@ class Tracker:
         except Exception as exc:  # noqa: BLE001 - any surprise is an unclear call, kept
             return self._failed(run, number, _unexpected(exc), started, stopping=None)
         duration = time.monotonic() - started
-        decision = follow.after_check(
+        decision = follow_rules.after_check(
             run.facts, found, run.began, self.cadence,
             webhooks_flowing=run.webhooks_flowing, stop_sent=run.stop_sent,
         )  # fmt: skip
@@ -142,7 +144,7 @@ class Tracker:
             now = db_now(session)
             if close is not None:
                 close(session, now)
-            confirmed = tracking.confirm(
+            confirmed = follow_claims.confirm(
                 session, stream_id, token, now, lease=self.settings.lease, owner=self.owner
             )
             if confirmed is None:
@@ -214,7 +216,7 @@ class Tracker:
             close(session, now)
             if decision.pause_until is not None:
                 pacing.pause(session, self.token_key, decision.pause_until)
-            return tracking.finish(
+            return follow_claims.finish(
                 session, run.stream_id, run.token, now, due_at=due_at, began=run.began,
                 problem=decision.problem, reason=decision.reason,
             )  # fmt: skip
@@ -235,7 +237,7 @@ class Tracker:
     ) -> TrackResult:
         def write(session: Session, now: datetime) -> bool:
             close(session, now)
-            return tracking.end(session, run.stream_id, run.token, now, reason)
+            return follow_claims.end(session, run.stream_id, run.token, now, reason)
 
         if not self._write(write):
             return TrackResult.STALE
@@ -284,7 +286,7 @@ class Tracker:
 
         def write(session: Session, now: datetime) -> Decision:
             failures = _stop_failures(session, run.stream_id) if stopping is not None else 0
-            decision = follow.after_error(
+            decision = follow_rules.after_error(
                 run.facts, error, now, self.cadence, stopping=stopping,
                 stop_failures=failures, rand=self.rand,
             )  # fmt: skip
@@ -295,7 +297,7 @@ class Tracker:
                 error=error, error_message=policy.error_text(error), duration=duration,
             )  # fmt: skip
             assert decision.due_at is not None
-            tracking.finish(
+            follow_claims.finish(
                 session, run.stream_id, run.token, now, due_at=decision.due_at,
                 began=run.began, problem=decision.problem, reason=decision.reason,
             )  # fmt: skip

@@ -1,6 +1,6 @@
 """Pure decisions for following a livestream after it started: check, stop, or end.
 
-A track run (``worker.tracker``) first asks for the meeting's active livestream, then comes
+A track run (``worker.follow.flow``) first asks for the meeting's active livestream, then comes
 here with what it knows. Nothing here does I/O or reads a clock; every decision is a table test
 (tests/unit/test_follow.py). The rules (docs/DESIGN.md, Part 2):
 - the stream is ours only while it is the meeting's active livestream; once another one (or
