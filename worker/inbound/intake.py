@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from models import ProviderWebhook, StatusSource
 from models.db import db_now
 from worker.bookings import observe
-from worker.provider_webhooks import Delivery
+from worker.inbound.signature import Delivery
 
 W = ProviderWebhook
 

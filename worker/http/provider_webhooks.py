@@ -17,11 +17,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from worker import deliveries
 from worker.errors import WebhookError
 from worker.http.deps import SessionDep
 from worker.http.problems import declared
-from worker.provider_webhooks import (
+from worker.inbound import intake
+from worker.inbound.signature import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     STATUS_UPDATE,
@@ -133,7 +133,7 @@ def realtimekit(
             extra={"action": "provider_webhook_refused", "reason": type(exc).__name__, **ids},
         )
         raise
-    receipt = deliveries.receive(session, delivery_id, delivery, hashlib.sha256(body).hexdigest())
+    receipt = intake.receive(session, delivery_id, delivery, hashlib.sha256(body).hexdigest())
     stream_id = None if receipt.stream_id is None else str(receipt.stream_id)
     log.info(
         "provider webhook %s (%s): %s",
