@@ -1,6 +1,6 @@
 """`livestreams webhooks ...`: the platform's endpoints, their deliveries, and replay.
 
-A thin click layer over worker.endpoints. The secret is printed once, by ``add`` and
+A thin click layer over worker.notify.endpoints. The secret is printed once, by ``add`` and
 ``rotate-secret``; nothing else ever shows it.
 """
 
@@ -11,15 +11,10 @@ from datetime import timedelta
 import click
 
 from models.db import db_now
-from worker import endpoints
 from worker.clitools import current_settings, emit, handle_errors, json_option, session_scope
 from worker.crypto import cipher_for
-from worker.webhook_present import (
-    delivery_dict,
-    endpoint_dict,
-    render_delivery,
-    render_endpoint,
-)
+from worker.notify import endpoints
+from worker.notify.present import delivery_dict, endpoint_dict, render_delivery, render_endpoint
 
 SHOWN_ONCE = "(webhook signing secret: store it now, it is not shown again)"
 

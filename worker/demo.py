@@ -33,7 +33,7 @@ from models import (
     WebhookDelivery,
 )
 from models.db import dispose_all, get_sessionmaker
-from worker import apikeys, endpoints
+from worker import apikeys
 from worker.bookings import booking, observe
 from worker.bookings.present import explain, stream_dict
 from worker.crypto import StreamKeyCipher, cipher_for
@@ -41,6 +41,7 @@ from worker.demo_receiver import Receiver
 from worker.errors import ProcessExitedError
 from worker.fake_realtimekit import FakeRealtimeKit
 from worker.migrate import upgrade
+from worker.notify import endpoints
 from worker.processes import CeleryProcesses, free_port
 from worker.settings import Settings
 

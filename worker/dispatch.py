@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import webhook_claims
 from worker.follow import claims as follow_claims
 from worker.lease import claims
 from worker.lease.claims import Claim
+from worker.notify import claims as notify_claims
 from worker.settings import Settings
 from worker.start import rules
 from worker.start.rules import Launch
@@ -113,8 +113,8 @@ def tick(
         left = min(budget - len(fresh), settings.claim_batch - backlog - len(fresh))
         left = min(left, settings.claim_batch // 2 - tracked)
         follow_up = _tracking_claims(session, now, settings, left, paused)
-        # Outbound webhooks: no upstream budget, one indexed claim per tick (worker.webhook_claims).
-        webhooks = webhook_claims.claim(
+        # Outbound webhooks: no upstream budget, one indexed claim per tick (worker.notify.claims).
+        webhooks = notify_claims.claim(
             session, now, lease=settings.webhook_lease, batch=settings.claim_batch
         )
         upsert_newer(

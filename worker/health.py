@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from models import CLAIMABLE_STATES, Problem, ScheduledStream, StreamState
 from models.db import db_now
-from worker import endpoints
 from worker.dispatch import last_tick
 from worker.inbound import intake
+from worker.notify import endpoints
 from worker.settings import Settings
 
 S = ScheduledStream

@@ -24,13 +24,13 @@ from worker.crypto import cipher_for
 from worker.errors import LivestreamsError
 from worker.follow.flow import Tracker
 from worker.lease.heartbeat import Heartbeat
+from worker.notify.sender import Sender
 from worker.settings import Settings
 from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
 from worker.start.timer import LaunchTimer
 from worker.upstream.realtimekit import RealtimeKitClient
-from worker.webhook_sender import Sender
 
 LAUNCH_SWITCH_INTERVAL = 0.001  # seconds
 

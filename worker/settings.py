@@ -52,7 +52,8 @@ DEFAULT_MAX_DURATION = 86400.0  # ends_at at most this long after the start
 # body read stops 15 s in, so a run still holding its delivery after this has vanished. A
 # shorter lease only risks sending a message twice (delivery is at least once), never losing it.
 DEFAULT_WEBHOOK_LEASE = 70.0
-# The outbound webhook log (events, deliveries, attempts) is kept this many days (worker.retention).
+# The outbound webhook log (events, deliveries, attempts) is kept this many days
+# (worker.notify.retention).
 DEFAULT_WEBHOOK_RETENTION_DAYS = 30
 # Where the provider publishes its webhook signing key, for Cloudflare's own API; for any other
 # base URL (the fake API), the same path on its origin.
@@ -131,7 +132,7 @@ class Settings:
     metrics_port: int | None = None  # the worker's main process serves /metrics here
     # Outbound webhooks may go to loopback and private addresses (the demo and the tests).
     webhooks_allow_private: bool = False
-    # A webhook delivery run holds its claim this long (worker.webhook_claims); a run that
+    # A webhook delivery run holds its claim this long (worker.notify.claims); a run that
     # vanished (killed worker, flushed broker) is claimed again after it.
     webhook_lease: float = DEFAULT_WEBHOOK_LEASE
     # Days the outbound webhook log is kept once delivered or failed; 0 keeps it forever.

@@ -26,7 +26,6 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from tests.lifecycle_rows import follow
 from tests.outbound_receiver import PlatformReceiver
-from worker import endpoints, ssrf, webhook_claims
 from worker.bookings import booking, observe, transitions
 from worker.crypto import cipher_for
 from worker.dispatch import tick
@@ -34,9 +33,11 @@ from worker.errors import BookingError, UnsafeWebhookURL
 from worker.follow import claims as tracking
 from worker.lease import claims
 from worker.lease.claims import Claim
+from worker.notify import claims as webhook_claims
+from worker.notify import endpoints, ssrf
+from worker.notify.sender import Sender, SendResult
 from worker.settings import Secret
 from worker.upstream.responses import Livestream
-from worker.webhook_sender import Sender, SendResult
 
 STREAM_KEY = "sk-live-do-not-leak-0123456789"
 

@@ -27,10 +27,10 @@ from models import (
     UTCDateTime,
 )
 from models.db import db_now
-from worker import outbox
 from worker.bookings import ending, transitions
 from worker.bookings.timeparse import parse_instant
 from worker.errors import BookingConflict, BookingError, BookingNotFound
+from worker.notify import outbox
 from worker.settings import Settings
 from worker.upstream.attempts import UNCLEAR_START_CALL, first_unclear_call
 

@@ -31,7 +31,7 @@ from models import (
     StatusSource,
     StreamState,
 )
-from worker import outbox
+from worker.notify import outbox
 
 S = ScheduledStream
 LIVE = "LIVE"

@@ -18,8 +18,8 @@ from sqlalchemy import ColumnElement, Update, and_, bindparam, update
 from sqlalchemy.orm import Session
 
 from models import EventType, ScheduledStream, StreamState
-from worker import outbox
 from worker.lease.claims import CLAIM_HELD
+from worker.notify import outbox
 from worker.upstream.responses import Livestream
 
 S = ScheduledStream

@@ -27,9 +27,9 @@ from models import (
     ScheduledStream,
     StreamState,
 )
-from worker import outbox
 from worker.lease.claims import Claim, confirm_with, owner_died, take
 from worker.lease.resend import redeliver
+from worker.notify import outbox
 
 S = ScheduledStream
 _TRACKED = [s.value for s in TRACKED_STATES]

@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 
 from models import ApiKey, WebhookEndpoint
 from models.db import db_now
-from worker import apikeys, endpoints
+from worker import apikeys
 from worker.crypto import cipher_for
 from worker.errors import MissingScope, WebhookEndpointNotFound
 from worker.http.deps import SessionDep, SettingsDep, require_scope
 from worker.http.problems import declared
 from worker.http.schemas import Body
-from worker.webhook_present import delivery_dict, endpoint_dict
+from worker.notify import endpoints
+from worker.notify.present import delivery_dict, endpoint_dict
 
 ManageKey = Annotated[ApiKey, Security(require_scope(apikeys.WEBHOOKS_MANAGE))]
 router = APIRouter(

@@ -37,8 +37,8 @@ from models import (
     UpstreamPause,
     WorkerHeartbeat,
 )
-from worker import outbox
 from worker.lease.resend import redeliver
+from worker.notify import outbox
 from worker.upstream.attempts import UNCLEAR_START_CALL
 
 S = ScheduledStream

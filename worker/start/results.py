@@ -28,8 +28,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models import AttemptOutcome, EventType, ScheduledStream, StatusSource
-from worker import outbox
 from worker.bookings import observe, transitions
+from worker.notify import outbox
 from worker.start.recorder import Recorder
 from worker.start.runs import Job
 from worker.upstream import attempts

@@ -26,9 +26,10 @@ from models import (
     WebhookEvent,
 )
 from models.db import db_now
-from worker import outbox, ssrf, webhook_claims, webhook_signing
 from worker.crypto import StreamKeyCipher
 from worker.errors import WebhookEndpointError, WebhookEndpointNotFound
+from worker.notify import claims as notify_claims
+from worker.notify import outbox, signing, ssrf
 from worker.settings import Secret, Settings
 
 E = WebhookEndpoint
@@ -78,7 +79,7 @@ def add(
     types = parse_event_types(event_types)
     ssrf.check(url, allow_private=settings.webhooks_allow_private, resolver=resolver)
     now = db_now(session)
-    secret = webhook_signing.new_secret()
+    secret = signing.new_secret()
     endpoint_id = uuid.uuid4()
     session.execute(
         insert(E).values(
@@ -120,9 +121,9 @@ def set_enabled(
         values["disabled_reason"] = reason or "disabled by ops"
     session.execute(update(E).where(E.id == endpoint.id).values(**values))
     if enabled:
-        webhook_claims.unpark(session, endpoint.id, now)
+        notify_claims.unpark(session, endpoint.id, now)
     else:
-        webhook_claims.park(session, endpoint.id, now)
+        notify_claims.park(session, endpoint.id, now)
     return get(session, endpoint.id)
 
 
@@ -135,7 +136,7 @@ def rotate_secret(
     """A new secret; the current one keeps signing (both signatures are sent) for ``grace``."""
     endpoint = get(session, endpoint_id)
     now = db_now(session)
-    secret = webhook_signing.new_secret()
+    secret = signing.new_secret()
     session.execute(
         update(E)
         .where(E.id == endpoint.id)

@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DeliveryState
 from models.db import db_now, write_with_retries
-from worker import ssrf, webhook_claims, webhook_signing
 from worker.crypto import StreamKeyCipher
 from worker.errors import UnsafeWebhookURL
+from worker.notify import claims as notify_claims
+from worker.notify import signing, ssrf
+from worker.notify.rules import EXCERPT, TIMEOUT, Decision, Next, decide
 from worker.settings import Secret, Settings
-from worker.webhook_policy import EXCERPT, TIMEOUT, Decision, Next, decide
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,11 @@ class Sender:
         """Deliver ``delivery_id`` once, if ``token`` still holds it."""
         with self.factory.begin() as session:
             now = db_now(session)
-            confirmed = webhook_claims.confirm(session, delivery_id, token, now, self.lease)
+            confirmed = notify_claims.confirm(session, delivery_id, token, now, self.lease)
             if confirmed is None:
                 return SendResult.STALE
             held_by, row = confirmed
-            job = webhook_claims.load(session, delivery_id)
+            job = notify_claims.load(session, delivery_id)
             keys = self._keys(job, now)
         if not job.enabled:
             return self._hold(delivery_id, held_by, row.attempts)
@@ -101,7 +102,7 @@ class Sender:
         decision = decide(status, error, row.attempts, self.rand, refused=refused)
 
         def write(session: Session, now: datetime) -> bool:
-            webhook_claims.finish_attempt(
+            notify_claims.finish_attempt(
                 session, delivery_id, row.attempts, now,
                 status=status, duration=duration, excerpt=excerpt, error=error,
             )  # fmt: skip
@@ -135,7 +136,7 @@ class Sender:
         """(status, response excerpt, error, refused by the SSRF guard): one POST, never
         raising."""
         body = payload.encode("utf-8")
-        headers = webhook_signing.headers(msg_id, int(time.time()), body, keys)
+        headers = signing.headers(msg_id, int(time.time()), body, keys)
         headers.update({"content-type": "application/json", "user-agent": USER_AGENT})
         deadline = time.monotonic() + TIMEOUT
         try:  # the guard checks each address as the connection is opened (ssrf.transport)
@@ -165,12 +166,12 @@ class Sender:
         status: int | None,
     ) -> bool:
         if decision.next is Next.DELIVERED:
-            done = webhook_claims.finish(
+            done = notify_claims.finish(
                 session, delivery_id, token, now, state=DeliveryState.DELIVERED, status=status,
                 error=None,
             )  # fmt: skip
             if done:
-                webhook_claims.endpoint_succeeded(session, endpoint_id, now)
+                notify_claims.endpoint_succeeded(session, endpoint_id, now)
             return done
         if decision.next is Next.RETRY:
             assert decision.delay is not None
@@ -178,13 +179,13 @@ class Sender:
             state = DeliveryState.PENDING
         else:
             due, state = None, DeliveryState.FAILED
-        done = webhook_claims.finish(
+        done = notify_claims.finish(
             session, delivery_id, token, now, state=state, status=status, error=decision.reason,
             due_at=due,
         )  # fmt: skip
         if done:
             disable = decision.reason if decision.next is Next.DISABLE else None
-            webhook_claims.endpoint_failed(session, endpoint_id, now, disable=disable)
+            notify_claims.endpoint_failed(session, endpoint_id, now, disable=disable)
         return done
 
     def _hold(self, delivery_id: uuid.UUID, token: uuid.UUID, number: int) -> SendResult:
@@ -194,11 +195,11 @@ class Sender:
 
         def write(session: Session, now: datetime) -> bool:
             error = "not sent: the endpoint is disabled"
-            webhook_claims.finish_attempt(
+            notify_claims.finish_attempt(
                 session, delivery_id, number, now, status=None, duration=0.0, excerpt=None,
                 error=error,
             )  # fmt: skip
-            return webhook_claims.finish(
+            return notify_claims.finish(
                 session, delivery_id, token, now, state=DeliveryState.HELD, status=None,
                 error=error,
             )  # fmt: skip
