@@ -24,7 +24,7 @@ from benchmarks.procs import Celery
 from benchmarks.report import Figure, figure, log, ratio
 from benchmarks.services import Bench, sync_url
 from models.db import get_sessionmaker
-from worker import apikeys
+from worker.http import apikeys
 from worker.processes import free_port
 
 CASE = "api"

@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from models.db import db_now
-from worker import apikeys, logformat
+from worker import logformat
 from worker.bookings.present import api_key_dict, render_api_key
 from worker.clitools import current_settings, emit, handle_errors, json_option, session_scope
+from worker.http import apikeys
 
 
 @click.group("api-key")
