@@ -35,12 +35,12 @@ from models import (
 from models.db import dispose_all, get_sessionmaker
 from worker.bookings import booking, observe
 from worker.bookings.present import explain, stream_dict
+from worker.cli.migrate import upgrade
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.demo_receiver import Receiver
 from worker.errors import ProcessExitedError
 from worker.fake_realtimekit import FakeRealtimeKit
 from worker.http import apikeys
-from worker.migrate import upgrade
 from worker.notify import endpoints
 from worker.processes import CeleryProcesses, free_port
 from worker.settings import Settings

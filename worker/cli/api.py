@@ -11,7 +11,7 @@ import click
 from models.db import db_now
 from worker import logformat
 from worker.bookings.present import api_key_dict, render_api_key
-from worker.clitools import current_settings, emit, handle_errors, json_option, session_scope
+from worker.cli.tools import current_settings, emit, handle_errors, json_option, session_scope
 from worker.http import apikeys
 
 

@@ -26,9 +26,8 @@ from worker.bookings.present import (
     render_stream,
     stream_dict,
 )
-from worker.cli_http import api_key, serve
-from worker.cli_webhooks import webhooks
-from worker.clitools import (
+from worker.cli.api import api_key, serve
+from worker.cli.tools import (
     EXIT_FAILURE,
     P,
     R,
@@ -39,6 +38,7 @@ from worker.clitools import (
     safe_url,
     session_scope,
 )
+from worker.cli.webhooks import webhooks
 from worker.crypto import new_key
 from worker.errors import SettingsError
 from worker.settings import log_format_from_env
@@ -74,7 +74,7 @@ def db() -> None:
 @handle_errors
 def db_upgrade(as_json: bool) -> None:
     """Create or upgrade the schema to the newest migration (alembic upgrade head)."""
-    from worker.migrate import upgrade
+    from worker.cli.migrate import upgrade
 
     settings = current_settings()
     upgrade(settings.database_url)

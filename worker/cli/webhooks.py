@@ -11,7 +11,7 @@ from datetime import timedelta
 import click
 
 from models.db import db_now
-from worker.clitools import current_settings, emit, handle_errors, json_option, session_scope
+from worker.cli.tools import current_settings, emit, handle_errors, json_option, session_scope
 from worker.crypto import cipher_for
 from worker.notify import endpoints
 from worker.notify.present import delivery_dict, endpoint_dict, render_delivery, render_endpoint
