@@ -45,8 +45,8 @@ from benchmarks.services import Bench
 from models import EventType, ScheduledStream, WebhookAttempt, WebhookDelivery, WebhookEvent
 from models.db import db_now
 from worker.crypto import cipher_for
+from worker.dev.processes import CeleryProcesses, free_port
 from worker.notify import endpoints, outbox
-from worker.processes import CeleryProcesses, free_port
 from worker.settings import Settings
 
 CASE = "webhooks"

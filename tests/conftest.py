@@ -35,7 +35,7 @@ from models.db import db_now, dispose_all, get_sessionmaker
 from worker.bookings import booking
 from worker.cli.migrate import upgrade
 from worker.crypto import new_key
-from worker.processes import PRODUCT_ENV_PREFIXES
+from worker.dev.processes import PRODUCT_ENV_PREFIXES
 from worker.settings import Settings
 
 pytest_plugins = ["tests.fake_api"]

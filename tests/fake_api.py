@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.fake_realtimekit import FakeRealtimeKit
+from worker.dev.fake_realtimekit import FakeRealtimeKit
 from worker.settings import Secret
 from worker.upstream.realtimekit import RealtimeKitClient
 

@@ -302,7 +302,7 @@ def demo(workdir: str, timeout: float) -> None:
     """
     from pathlib import Path
 
-    from worker.demo import run_demo
+    from worker.dev.demo import run_demo
 
     try:
         code = run_demo(Path(workdir).resolve(), timeout, click.echo)
@@ -336,8 +336,8 @@ def fake_api(
     HTTP: POST /__fake__/faults, GET /__fake__/stats, POST /__fake__/reset, POST
     /__fake__/end, POST /__fake__/foreign. The webhook key is at /.well-known/webhooks.json.
     """
-    from worker.fake_realtimekit import loopback_host, run_fake_api
-    from worker.fake_webhooks import loopback_url
+    from worker.dev.fake_realtimekit import loopback_host, run_fake_api
+    from worker.dev.fake_webhooks import loopback_url
 
     # Checked before serving, so each bad option is named, and nothing listens meanwhile.
     try:

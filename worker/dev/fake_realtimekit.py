@@ -14,12 +14,12 @@ Behaviour (where the contract is silent, the choice is noted):
   body fails every test instead of being silently ignored.
 - One active livestream per meeting: a start while one is active gets 409 (RealtimeKit
   envelope) and creates nothing. A new livestream is INVOKED, then follows its scripted
-  lifecycle (``worker/fake_lifecycle.py``: LIVE and/or ERRORED after so many seconds, set
+  lifecycle (``worker/dev/fake_lifecycle.py``: LIVE and/or ERRORED after so many seconds, set
   globally or per meeting). Stop, or an upstream end (``/__fake__/end``), makes it IDLE and
   frees the meeting; ``GET /livestreams/{id}`` still finds it. ``/__fake__/foreign`` starts
   someone else's livestream on a meeting, never counted as one of the product's starts.
 - With a webhook URL (loopback only), every status change is POSTed, signed, from a
-  background thread (``worker/fake_webhooks.py``); the public key is served at
+  background thread (``worker/dev/fake_webhooks.py``); the public key is served at
   ``GET /.well-known/webhooks.json``, as RealtimeKit serves its own.
 - Rate limit (when set): N requests per window per token, then 429 with ``retry-after`` for
   the rest of the window, v4 envelope code 1015 (the contract wants codes >= 1000).
@@ -54,9 +54,9 @@ from types import TracebackType
 from typing import Any, TextIO
 
 # Fault, parse_fault and ENDPOINTS are re-exported: tests and tools import them from here.
-from worker.fake_faults import ENDPOINTS as ENDPOINTS
-from worker.fake_faults import Fault as Fault
-from worker.fake_faults import (
+from worker.dev.fake_faults import ENDPOINTS as ENDPOINTS
+from worker.dev.fake_faults import Fault as Fault
+from worker.dev.fake_faults import (
     parse_endpoint,
     parse_latency,
     parse_limit,
@@ -64,9 +64,9 @@ from worker.fake_faults import (
     parse_script,
     random_fault,
 )
-from worker.fake_faults import parse_fault as parse_fault
-from worker.fake_lifecycle import IDLE, INVOKED, Lifecycle, Livestream, iso, parse_meetings
-from worker.fake_webhooks import WebhookSender, parse_webhook_faults, parse_webhooks
+from worker.dev.fake_faults import parse_fault as parse_fault
+from worker.dev.fake_lifecycle import IDLE, INVOKED, Lifecycle, Livestream, iso, parse_meetings
+from worker.dev.fake_webhooks import WebhookSender, parse_webhook_faults, parse_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ class FakeRealtimeKit:
         are retried ``retries`` times, ``backoff * 2**n`` seconds apart. ``webhook_faults``
         replaces the rates (each drawn per event; ``seed`` restarts their sequence) and adds
         its scripts (one entry per matching event, in order; ``status`` is the webhook's word,
-        OFFLINE for a stop); null clears both. See ``worker/fake_webhooks.py``.
+        OFFLINE for a stop); null clears both. See ``worker/dev/fake_webhooks.py``.
 
         Raises ValueError and changes nothing on a bad spec.
         """

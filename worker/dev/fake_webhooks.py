@@ -47,7 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from worker.fake_lifecycle import INGEST_SERVER, Livestream, iso
+from worker.dev.fake_lifecycle import INGEST_SERVER, Livestream, iso
 
 log = logging.getLogger(__name__)
 

@@ -37,12 +37,12 @@ from worker.bookings import booking, observe
 from worker.bookings.present import explain, stream_dict
 from worker.cli.migrate import upgrade
 from worker.crypto import StreamKeyCipher, cipher_for
-from worker.demo_receiver import Receiver
+from worker.dev.demo_receiver import Receiver
+from worker.dev.fake_realtimekit import FakeRealtimeKit
+from worker.dev.processes import CeleryProcesses, free_port
 from worker.errors import ProcessExitedError
-from worker.fake_realtimekit import FakeRealtimeKit
 from worker.http import apikeys
 from worker.notify import endpoints
-from worker.processes import CeleryProcesses, free_port
 from worker.settings import Settings
 
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - the fake server's token, loopback only
