@@ -81,7 +81,7 @@ beat_schedule = {
         "schedule": _settings.dispatch_interval,
         "options": {"expires": DISPATCH_EXPIRES},
     },
-    # The outbound webhook log past its retention (worker.retention); a run missed while no
+    # The outbound webhook log past its retention (worker.notify.retention); a run missed while no
     # worker was up is simply done by the next.
     "prune-webhooks": {
         "task": "livestreams.prune_webhooks",

@@ -18,7 +18,7 @@ from benchmarks import dispatch, lateness
 from benchmarks.procs import ROOT, Celery
 from benchmarks.report import Figure, figure, log, percentile, ratio
 from benchmarks.services import ALT_SCHEDULER, ALT_TASK, Bench, sync_url
-from worker.processes import isolated_env
+from worker.dev.processes import isolated_env
 
 LATE, DISPATCH = "alt-lateness", "alt-dispatch"
 # Loading a million entries takes the scheduler ~6 GB here; below this much free memory the

@@ -24,8 +24,8 @@ from benchmarks.procs import Celery
 from benchmarks.report import Figure, figure, log, ratio
 from benchmarks.services import Bench, sync_url
 from models.db import get_sessionmaker
-from worker import apikeys
-from worker.processes import free_port
+from worker.dev.processes import free_port
+from worker.http import apikeys
 
 CASE = "api"
 WORKERS = 2

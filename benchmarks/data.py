@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from benchmarks.services import Bench, sync_url
 from models import ScheduledStream
 from models.db import get_sessionmaker
-from worker import booking
+from worker.bookings import booking
 
 # Future rows for the scale cases: due a day or more ahead, so no tick of the run claims one.
 BULK_SQL = """

@@ -20,15 +20,15 @@ from benchmarks.report import Figure, figure, log, ratio
 from benchmarks.services import Bench
 from models import ScheduledStream
 from models.db import get_sessionmaker
-from worker.claims import Claim
 from worker.dispatch import tick
-from worker.realtimekit import RealtimeKitClient
+from worker.lease.claims import Claim
 from worker.settings import Settings
+from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
 from worker.start.rules import Launch
 from worker.start.timer import LaunchTimer
-from worker.starter import Starter
+from worker.upstream.realtimekit import RealtimeKitClient
 
 CASE = "dispatch"
 GOAL_RATIO = 1.5

@@ -14,7 +14,7 @@ import time
 from benchmarks.burst import burst, size
 from benchmarks.report import Figure, figure, log
 from benchmarks.services import Bench
-from worker.processes import free_port
+from worker.dev.processes import free_port
 
 CASE = "metrics"
 GOAL_PERCENT = 5.0

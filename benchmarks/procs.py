@@ -1,6 +1,6 @@
 """Celery processes for a benchmark run, and the memory and CPU they use.
 
-The spawn-wait-stop harness is :mod:`worker.processes`, shared with the demo and the tests;
+The spawn-wait-stop harness is :mod:`worker.dev.processes`, shared with the demo and the tests;
 here it is bound to a run's settings and folder, beside the measuring that only benchmarks do.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.services import Bench
-from worker.processes import CeleryProcesses, isolated_env, wait_until
+from worker.dev.processes import CeleryProcesses, isolated_env, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")

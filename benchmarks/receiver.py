@@ -31,9 +31,9 @@ def _verifier() -> tuple[str, Verify]:
     try:
         from standardwebhooks.webhooks import Webhook, WebhookVerificationError
     except ImportError:
-        from worker.demo_receiver import verified
+        from worker.dev.demo_receiver import verified
 
-        return "worker.demo_receiver", verified
+        return "worker.dev.demo_receiver", verified
 
     def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
         try:

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from benchmarks.report import Figure, log
 from models import Base
 from models.db import dispose_all, get_sessionmaker
+from worker.cli.migrate import upgrade
 from worker.crypto import new_key
-from worker.fake_realtimekit import FakeRealtimeKit
-from worker.migrate import upgrade
+from worker.dev.fake_realtimekit import FakeRealtimeKit
 from worker.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

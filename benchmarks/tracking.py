@@ -20,7 +20,7 @@ from benchmarks.data import book, states
 from benchmarks.procs import Celery, wait_until
 from benchmarks.report import Figure, figure, log
 from benchmarks.services import Bench
-from worker.processes import free_port
+from worker.dev.processes import free_port
 
 CASE = "tracking"
 SCALE = 10.0

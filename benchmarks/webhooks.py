@@ -3,7 +3,7 @@
 Real beat and worker processes (one set for the whole case), the fake API (its streams go LIVE
 a second after they start) and a receiver in a process of its own (benchmarks.receiver) that
 answers 200 at once, notes when each message arrived and checks every signature. One endpoint
-for every event type is registered through the product (worker.endpoints.add), as
+for every event type is registered through the product (worker.notify.endpoints.add), as
 `livestreams webhooks add` does.
 
 Delay of an event = when the receiver got it - the event row's ``created_at`` (the clock of the
@@ -13,7 +13,7 @@ delivery and for a worker process to take the task up; after it, the POST.
 
 Three parts, in this order on the same processes:
 - at rest: a trickle of bookings, each giving ``booking.started`` and then ``stream.live``;
-- throughput: a backlog of events written in one transaction (worker.outbox.emit_many), timed
+- throughput: a backlog of events written in one transaction (worker.notify.outbox.emit_many), timed
   until the receiver has them all;
 - burst: bookings due at one instant, first with the endpoint disabled (nothing is written to
   the outbox: the baseline), then enabled; start lateness of each beside the delay.
@@ -44,9 +44,9 @@ from benchmarks.report import Figure, figure, log, percentile
 from benchmarks.services import Bench
 from models import EventType, ScheduledStream, WebhookAttempt, WebhookDelivery, WebhookEvent
 from models.db import db_now
-from worker import endpoints, outbox
 from worker.crypto import cipher_for
-from worker.processes import CeleryProcesses, free_port
+from worker.dev.processes import CeleryProcesses, free_port
+from worker.notify import endpoints, outbox
 from worker.settings import Settings
 
 CASE = "webhooks"

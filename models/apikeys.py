@@ -1,4 +1,4 @@
-"""API keys for the HTTP app: only a hash of each key is stored (worker.apikeys)."""
+"""API keys for the HTTP app: only a hash of each key is stored (worker.http.apikeys)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class ApiKey(Base):
     # Hex sha256 of the whole key. The key is 256 random bits, so a fast hash is enough: there
     # is nothing to brute-force that a slow password hash (bcrypt, argon2) would protect.
     hash: Mapped[str] = mapped_column(String(64))
-    # Space-separated scope names (worker.apikeys.SCOPES).
+    # Space-separated scope names (worker.http.apikeys.SCOPES).
     scopes: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -157,7 +157,7 @@ class ScheduledStream(Base):
     # The process (worker_heartbeats.id) whose run confirmed the claim; NULL until a run does.
     claim_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # How often a claim was taken back from a run that had taken it up (confirmed it) and
-    # vanished; bounded (worker.claims.MAX_RECLAIMS). Claims no run took up are not counted.
+    # vanished; bounded (worker.lease.claims.MAX_RECLAIMS). Claims no run took up are not counted.
     reclaims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
 
@@ -278,7 +278,8 @@ class DispatcherHeartbeat(Base):
 
 
 class WorkerHeartbeat(Base):
-    """A process that runs start tasks, alive while ``beat_at`` is fresh (worker.heartbeat)."""
+    """A process that runs start tasks, alive while ``beat_at`` is fresh
+    (worker.lease.heartbeat)."""
 
     __tablename__ = "worker_heartbeats"
 

@@ -1,5 +1,5 @@
 """Outbound webhooks: the platform's endpoints, the outbox of events, each event's delivery to
-each endpoint, and every attempt made (worker.outbox, worker.webhook_claims)."""
+each endpoint, and every attempt made (worker.notify.outbox, worker.notify.claims)."""
 
 from __future__ import annotations
 

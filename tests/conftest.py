@@ -32,10 +32,10 @@ from sqlalchemy.orm import Session
 
 from models import Base, ScheduledStream
 from models.db import db_now, dispose_all, get_sessionmaker
-from worker import booking
+from worker.bookings import booking
+from worker.cli.migrate import upgrade
 from worker.crypto import new_key
-from worker.migrate import upgrade
-from worker.processes import PRODUCT_ENV_PREFIXES
+from worker.dev.processes import PRODUCT_ENV_PREFIXES
 from worker.settings import Settings
 
 pytest_plugins = ["tests.fake_api"]

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.fake_realtimekit import FakeRealtimeKit
-from worker.realtimekit import RealtimeKitClient
+from worker.dev.fake_realtimekit import FakeRealtimeKit
 from worker.settings import Secret
+from worker.upstream.realtimekit import RealtimeKitClient
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = REPO_ROOT / "tests" / "contracts" / "realtimekit-livestreams.openapi.json"

@@ -1,11 +1,11 @@
-"""The HTTP app under FastAPI's TestClient, with API keys made through worker.apikeys."""
+"""The HTTP app under FastAPI's TestClient, with API keys made through worker.http.apikeys."""
 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
 from models.db import get_sessionmaker
-from worker import apikeys
+from worker.http import apikeys
 from worker.http.app import create_app
 from worker.settings import Settings
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from models.db import get_sessionmaker
 from tests.http_api import Api
-from worker import apikeys
+from worker.http import apikeys
 from worker.settings import Settings
 
 _CSRF = re.compile(r'name="csrf" value="([^"]*)"')

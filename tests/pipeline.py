@@ -20,9 +20,9 @@ from models import ScheduledStream, StartAttempt
 from models.db import dispose_all, get_sessionmaker
 from tests.conftest import fresh_pg_database, sqlite_database
 from tests.processes import Celery, own_redis, wait_until
-from worker import booking
+from worker.bookings import booking
 from worker.crypto import new_key
-from worker.fake_realtimekit import FakeRealtimeKit
+from worker.dev.fake_realtimekit import FakeRealtimeKit
 from worker.settings import Settings
 
 TOKEN = "pipeline-test-token"

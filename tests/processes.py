@@ -1,6 +1,6 @@
 """Real `celery worker` and `celery beat` processes for the acceptance and chaos tests.
 
-The harness itself is :mod:`worker.processes` (the demo and the benchmarks use it too); here
+The harness itself is :mod:`worker.dev.processes` (the demo and the benchmarks use it too); here
 are the test-only parts: processes run from the checkout root with only the settings a test
 gives them, and a Redis server of a test's own, which skips (fails in CI) when not installed.
 """
@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from tests.conftest import IN_CI
-from worker.processes import CeleryProcesses, isolated_env, wait_until
+from worker.dev.processes import CeleryProcesses, isolated_env, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

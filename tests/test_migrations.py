@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Integer, String, Uuid, column, create_engine, inspect, select, table
 
 from models import Base, UTCDateTime
-from worker.migrate import downgrade, upgrade
+from worker.cli.migrate import downgrade, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,9 @@ from sqlalchemy import select, update
 
 from models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.db import db_now, get_sessionmaker
-from worker import booking, endpoints
+from worker.bookings import booking
 from worker.crypto import cipher_for
+from worker.notify import endpoints
 from worker.settings import Settings
 
 URL = "https://platform.example/hooks/livestreams"

@@ -56,7 +56,7 @@ def _routine(args: object) -> bool:
 
 for _name in ("celery.worker.strategy", "celery.app.trace", "celery.beat"):
     logging.getLogger(_name).addFilter(QuietRoutineTasks())
-# httpx logs every request at INFO; the client logs each call itself (worker.realtimekit).
+# httpx logs every request at INFO; the client logs each call itself (worker.upstream.realtimekit).
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

@@ -17,11 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
-from worker import attempts, claims, pacing, tracking, webhook_claims
-from worker.claims import Claim
+from worker.follow import claims as follow_claims
+from worker.lease import claims
+from worker.lease.claims import Claim
+from worker.notify import claims as notify_claims
 from worker.settings import Settings
 from worker.start import rules
 from worker.start.rules import Launch
+from worker.upstream import attempts, pacing
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ def tick(
             session, now, lease=settings.lease, batch=settings.claim_batch,
             pickup_grace=grace, owner_timeout=owners, resend=rules.resend_cap(taken_up),
         )  # fmt: skip
-        reaped += tracking.reap(
+        reaped += follow_claims.reap(
             session, now, lookahead=settings.lookahead, lease=settings.lease,
             batch=settings.claim_batch,
             pickup_grace=grace, owner_timeout=owners,
@@ -92,7 +95,7 @@ def tick(
         # the pickup grace and is taken back, and queued again, behind the same backlog.
         # Track runs share the queue, so they count against the same cap, and take at most
         # half of it: a burst of status checks never stands long before the starts due next.
-        tracked = tracking.unconfirmed(session, now)
+        tracked = follow_claims.unconfirmed(session, now)
         backlog = claims.unconfirmed(session, now) + tracked
         room = min(budget, settings.claim_batch - backlog)
         fresh = (
@@ -110,8 +113,8 @@ def tick(
         left = min(budget - len(fresh), settings.claim_batch - backlog - len(fresh))
         left = min(left, settings.claim_batch // 2 - tracked)
         follow_up = _tracking_claims(session, now, settings, left, paused)
-        # Outbound webhooks: no upstream budget, one indexed claim per tick (worker.webhook_claims).
-        webhooks = webhook_claims.claim(
+        # Outbound webhooks: no upstream budget, one indexed claim per tick (worker.notify.claims).
+        webhooks = notify_claims.claim(
             session, now, lease=settings.webhook_lease, batch=settings.claim_batch
         )
         upsert_newer(
@@ -173,7 +176,7 @@ def _tracking_claims(
     """
 
     def claim(batch: int, *, stops: bool) -> list[Claim]:
-        return tracking.claim(
+        return follow_claims.claim(
             session, now, lookahead=settings.lookahead, lease=settings.lease,
             batch=min(settings.claim_batch, batch), stops=stops, not_before=paused,
         )  # fmt: skip
@@ -185,7 +188,7 @@ def _tracking_claims(
     # A check claimed now may leave up to a lookahead and a pickup grace later, and counts
     # against the budget for a whole window after that.
     reach = settings.rate_limit.window + settings.lookahead + settings.pickup_grace
-    left -= tracking.starts_due_within(session, now, reach)
+    left -= follow_claims.starts_due_within(session, now, reach)
     checks = claim(left, stops=False)
     return stops, checks
 

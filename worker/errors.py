@@ -140,7 +140,7 @@ class SecretKeyError(LivestreamsError):
 
 
 class ProcessExitedError(LivestreamsError):
-    """A celery process started by ``worker.processes`` exited while it should have run."""
+    """A celery process started by ``worker.dev.processes`` exited while it should have run."""
 
     def __init__(self, name: str, returncode: int, log: Path, tail: str) -> None:
         self.name = name

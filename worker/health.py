@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from models import CLAIMABLE_STATES, Problem, ScheduledStream, StreamState
 from models.db import db_now
-from worker import deliveries, endpoints
 from worker.dispatch import last_tick
+from worker.inbound import intake
+from worker.notify import endpoints
 from worker.settings import Settings
 
 S = ScheduledStream
@@ -125,8 +126,8 @@ def check(session: Session, settings: Settings) -> Health:
         problems.append(f"{stuck} booking(s) stuck in starting past their lease")
     if past_deadline:
         problems.append(f"{past_deadline} booking(s) still starting past their start deadline")
-    webhooks = deliveries.counts_since(session, now - WEBHOOK_WINDOW)
-    last_webhook = deliveries.last_received_at(session)
+    webhooks = intake.counts_since(session, now - WEBHOOK_WINDOW)
+    last_webhook = intake.last_received_at(session)
     failing = [
         {"id": str(e.id), "url": e.url, "failures_in_a_row": e.failures_in_a_row,
          "failing_since": e.failing_since.isoformat() if e.failing_since else None}

@@ -22,15 +22,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import get_sessionmaker
 from worker.crypto import cipher_for
 from worker.errors import LivestreamsError
-from worker.heartbeat import Heartbeat
-from worker.realtimekit import RealtimeKitClient
+from worker.follow.flow import Tracker
+from worker.lease.heartbeat import Heartbeat
+from worker.notify.sender import Sender
 from worker.settings import Settings
+from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
 from worker.start.timer import LaunchTimer
-from worker.starter import Starter
-from worker.tracker import Tracker
-from worker.webhook_sender import Sender
+from worker.upstream.realtimekit import RealtimeKitClient
 
 LAUNCH_SWITCH_INTERVAL = 0.001  # seconds
 

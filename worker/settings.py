@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
 from worker.errors import SettingsError
-from worker.provider_webhooks import load_public_key
 
 DEFAULT_DATABASE_URL = "sqlite:///livestreams.db"
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
@@ -37,7 +40,7 @@ DEFAULT_POOL_TIMEOUT = 5.0
 # Cloudflare allows 1,200 requests per 5 minutes per token across its whole API.
 DEFAULT_RATE_LIMIT = "1200/300"
 DEFAULT_STALE_AFTER = 30.0  # `livestreams status` fails when the last tick is older
-# Following a livestream once it started (worker.tracking):
+# Following a livestream once it started (worker.follow.claims):
 DEFAULT_LIVE_DEADLINE = 300.0  # not LIVE this long after its start: flagged not_live
 DEFAULT_FIRST_CHECK = 2.0  # the first status check, this long after the start
 DEFAULT_CHECK_CAP = 30.0  # until LIVE is seen, checks back off up to this interval
@@ -49,7 +52,8 @@ DEFAULT_MAX_DURATION = 86400.0  # ends_at at most this long after the start
 # body read stops 15 s in, so a run still holding its delivery after this has vanished. A
 # shorter lease only risks sending a message twice (delivery is at least once), never losing it.
 DEFAULT_WEBHOOK_LEASE = 70.0
-# The outbound webhook log (events, deliveries, attempts) is kept this many days (worker.retention).
+# The outbound webhook log (events, deliveries, attempts) is kept this many days
+# (worker.notify.retention).
 DEFAULT_WEBHOOK_RETENTION_DAYS = 30
 # Where the provider publishes its webhook signing key, for Cloudflare's own API; for any other
 # base URL (the fake API), the same path on its origin.
@@ -128,7 +132,7 @@ class Settings:
     metrics_port: int | None = None  # the worker's main process serves /metrics here
     # Outbound webhooks may go to loopback and private addresses (the demo and the tests).
     webhooks_allow_private: bool = False
-    # A webhook delivery run holds its claim this long (worker.webhook_claims); a run that
+    # A webhook delivery run holds its claim this long (worker.notify.claims); a run that
     # vanished (killed worker, flushed broker) is claimed again after it.
     webhook_lease: float = DEFAULT_WEBHOOK_LEASE
     # Days the outbound webhook log is kept once delivered or failed; 0 keeps it forever.
@@ -418,3 +422,14 @@ def _keys(env: Mapping[str, str]) -> tuple[Secret, ...]:
     if not raw:
         return ()
     return tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
+
+
+def load_public_key(pem: str) -> RSAPublicKey:
+    """An RSA public key from PEM; raises ValueError if it is not one."""
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError("not a PEM public key") from exc
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    return key

@@ -13,14 +13,15 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from worker import metrics, retention, runtime
+from worker import metrics, runtime
 from worker.celery import app
-from worker.claims import Claim
 from worker.dispatch import tick
 from worker.errors import NotDueYet
+from worker.follow.claims import TRACK
+from worker.lease.claims import Claim
+from worker.notify import retention
+from worker.notify.claims import WEBHOOK
 from worker.start.rules import Launch
-from worker.tracking import TRACK
-from worker.webhook_claims import WEBHOOK
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,12 @@ from models import ScheduledStream
 from models.db import db_now, get_sessionmaker
 from tests.attempt_rows import add_calls
 from tests.dbdump import dump
-from worker import claims, transitions
+from worker.bookings import transitions
 from worker.cli import cli
 from worker.crypto import cipher_for, new_key
-from worker.responses import Livestream
+from worker.lease import claims
 from worker.settings import Secret, Settings
+from worker.upstream.responses import Livestream
 
 MEETING = "0f8fad5b-d9cb-469f-a165-70867728950e"
 

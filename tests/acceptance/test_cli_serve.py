@@ -38,7 +38,7 @@ def test_serve_with_workers_sets_tcp_nodelay_on_each_connection() -> None:
 
     from uvicorn.config import Config
 
-    from worker.cli_http import _listen_as_tcp
+    from worker.cli.api import _listen_as_tcp
 
     _listen_as_tcp()
     listener = Config(app="worker.http.app:app_from_env", host="127.0.0.1", port=free_port())

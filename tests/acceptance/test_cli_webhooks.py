@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from models import WebhookEndpoint
 from models.db import db_now, get_sessionmaker
-from worker import booking
+from worker.bookings import booking
 from worker.cli import cli
 
 URL = "http://127.0.0.1:9/hooks"

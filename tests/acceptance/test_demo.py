@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from worker.demo import CASES, DEMO_API_PORT, run_demo
+from worker.dev.demo import CASES, DEMO_API_PORT, run_demo
 
 pytestmark = pytest.mark.slow
 DONE = "every booking has reached what its case is about"

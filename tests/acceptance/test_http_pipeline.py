@@ -13,7 +13,7 @@ import pytest
 from models.db import get_sessionmaker
 from tests.pipeline import pipeline_for
 from tests.processes import free_port, wait_until
-from worker import apikeys
+from worker.http import apikeys
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

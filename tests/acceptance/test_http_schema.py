@@ -29,8 +29,8 @@ from models.db import get_sessionmaker
 from tests.conftest import examples, fresh_pg_database
 from tests.processes import Celery, free_port
 from tests.webhook_signing import public_pem, signing_key
-from worker import apikeys
 from worker.crypto import new_key
+from worker.http import apikeys
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

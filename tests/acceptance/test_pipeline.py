@@ -22,7 +22,7 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from tests.pipeline import Pipeline, pipeline_for
 from tests.processes import wait_until
-from worker import booking
+from worker.bookings import booking
 from worker.crypto import cipher_for
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from tests.pipeline import Pipeline, pipeline_for
 from tests.processes import own_redis, wait_until
-from worker import booking
+from worker.bookings import booking
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

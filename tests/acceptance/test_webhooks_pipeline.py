@@ -16,7 +16,7 @@ from models.db import get_sessionmaker
 from tests.outbound_receiver import PlatformReceiver
 from tests.pipeline import pipeline_for
 from tests.processes import own_redis, wait_until
-from worker import booking
+from worker.bookings import booking
 from worker.cli import cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.processes import isolated_env
+from worker.dev.processes import isolated_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

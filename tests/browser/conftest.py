@@ -21,8 +21,9 @@ from models import ScheduledStream
 from models.db import dispose_all, get_sessionmaker
 from tests.conftest import IN_CI, sqlite_database
 from tests.processes import Celery, free_port
-from worker import apikeys, booking
+from worker.bookings import booking
 from worker.crypto import new_key
+from worker.http import apikeys
 from worker.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")

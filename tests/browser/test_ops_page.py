@@ -14,7 +14,7 @@ from models.db import get_sessionmaker
 from tests.browser.conftest import PHONE, sign_in
 from tests.lifecycle_rows import follow
 from tests.ops_rows import RAY, REFUSAL, fail
-from worker import apikeys
+from worker.http import apikeys
 
 pytestmark = pytest.mark.slow
 

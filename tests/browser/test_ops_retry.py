@@ -12,7 +12,7 @@ from tests.browser.conftest import sign_in
 from tests.ops_rows import REFUSAL, fail
 from tests.pipeline import pipeline_for
 from tests.processes import free_port, wait_until
-from worker import apikeys
+from worker.http import apikeys
 
 pytestmark = pytest.mark.slow
 

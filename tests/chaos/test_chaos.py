@@ -52,7 +52,7 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import PG_ADMIN_URL
 from tests.pipeline import Pipeline, pipeline_for
 from tests.processes import RedisServer, wait_until
-from worker import booking
+from worker.bookings import booking
 from worker.crypto import cipher_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

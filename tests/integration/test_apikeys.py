@@ -9,8 +9,8 @@ from sqlalchemy import update
 
 from models import ApiKey
 from models.db import get_sessionmaker
-from worker import apikeys
 from worker.errors import ApiKeyError, ApiKeyNotFound, NotAuthenticated
+from worker.http import apikeys
 
 
 def _create(url: str, name: str = "platform", scopes=("bookings:read",), expires=None):

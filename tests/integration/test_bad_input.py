@@ -14,9 +14,9 @@ from models import Base, WebhookDelivery
 from models.db import get_sessionmaker
 from tests.http_api import AT, MEETING
 from tests.ops_page import OpsPage, csrf_of
-from worker import booking as bookings
-from worker import endpoints
+from worker.bookings import booking as bookings
 from worker.crypto import cipher_for
+from worker.notify import endpoints
 
 NUL, CONTROL, LONG = "x\x00y", "x\x1by", "x" * 3000
 TEXT = {"NUL": NUL, "control": CONTROL, "overlong": LONG}

@@ -13,7 +13,7 @@ from models import ScheduledStream, StreamState
 from models.db import db_now, get_sessionmaker
 from tests.attempt_rows import add_calls
 from tests.dbdump import dump
-from worker import booking, listing
+from worker.bookings import booking, listing
 from worker.errors import BookingConflict, BookingError, BookingNotFound
 
 FUTURE = datetime(2031, 5, 1, 18, 0, tzinfo=UTC)

@@ -11,8 +11,9 @@ from sqlalchemy import select, update
 from models import ScheduledStream, StreamState, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import booking, claims, transitions
-from worker.claims import Claim
+from worker.bookings import booking, transitions
+from worker.lease import claims
+from worker.lease.claims import Claim
 from worker.settings import Settings
 
 S = ScheduledStream

@@ -15,11 +15,14 @@ from sqlalchemy import select, update
 from models import DispatcherHeartbeat, ScheduledStream, StartAttempt, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import booking, claims, pacing, runtime, tasks
-from worker.claims import Claim
+from worker import runtime, tasks
+from worker.bookings import booking
 from worker.dispatch import last_tick, tick
+from worker.lease import claims
+from worker.lease.claims import Claim
 from worker.settings import RateLimit, Settings
 from worker.start.rules import Launch, resend_cap
+from worker.upstream import pacing
 
 RESEND_FLOOR = resend_cap(0)
 

@@ -37,7 +37,7 @@ from tests.fake_api import (
 )
 from tests.webhook_receiver import WebhookReceiver, public_key, signature_valid
 from worker.cli import cli
-from worker.fake_realtimekit import FakeRealtimeKit, parse_fault
+from worker.dev.fake_realtimekit import FakeRealtimeKit, parse_fault
 
 AUTH = {"Authorization": f"Bearer {FAKE_TOKEN}"}
 V4_FAILURE = component_schema("cf_api-response-common-failure")
@@ -412,7 +412,9 @@ def test_listens_on_loopback():
 
 
 def test_run_fake_api_prints_its_base_url_and_serves():
-    code = "from worker.fake_realtimekit import run_fake_api; run_fake_api('127.0.0.1', 0, 'tok')"
+    code = (
+        "from worker.dev.fake_realtimekit import run_fake_api; run_fake_api('127.0.0.1', 0, 'tok')"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
     )

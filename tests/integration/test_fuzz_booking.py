@@ -32,11 +32,11 @@ from models import ScheduledStream
 from models.db import get_sessionmaker
 from tests.conftest import examples
 from tests.dbdump import dump
-from worker import booking
+from worker.bookings import booking
+from worker.bookings.timeparse import EARLIEST, LATEST
 from worker.cli import cli
 from worker.errors import BookingConflict, BookingError
 from worker.settings import Settings
-from worker.timeparse import EARLIEST, LATEST
 
 DEFAULT_ACCOUNT, DEFAULT_APP = "acct-test", "app-test"  # what the env fixture sets
 DEFAULT_WINDOW = 900.0

@@ -38,14 +38,15 @@ from sqlalchemy import delete, select, update
 from models import CLAIMABLE_STATES, AttemptAction, ScheduledStream, StartAttempt, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import examples
-from worker import claims, policy
-from worker.backoff import Backoff
 from worker.crypto import cipher_for
-from worker.policy import Next, classify, classify_exception
-from worker.realtimekit import MAX_BODY, RealtimeKitClient, error_for
-from worker.responses import CallInfo
+from worker.lease import claims
 from worker.settings import Secret, Settings
-from worker.starter import Starter
+from worker.start.flow import Starter
+from worker.upstream import policy
+from worker.upstream.backoff import Backoff
+from worker.upstream.policy import Next, classify, classify_exception
+from worker.upstream.realtimekit import MAX_BODY, RealtimeKitClient, error_for
+from worker.upstream.responses import CallInfo
 
 TOKEN = "fuzz-upstream-token-3f9a"
 FAR = datetime(2999, 1, 1, tzinfo=UTC)
@@ -237,8 +238,9 @@ def answers(draw: st.DrawFn) -> Answer:
 # -- what the rules say the first answer leads to --------------------------------------------------
 def first_state(answer: Answer, settings: Settings, deadline: datetime, seed: int) -> set[str]:
     """The states a fresh row may be in after one run on this answer, by the product's own
-    decisions (worker.policy, table-tested against docs/DESIGN.md in tests/unit): the answer is
-    classified as the client reads it, and the decision taken at any instant of the run."""
+    decisions (worker.upstream.policy, table-tested against docs/DESIGN.md in tests/unit): the
+    answer is classified as the client reads it, and the decision taken at any instant of the
+    run."""
     if answer.error is not None:
         exc = TRANSPORT_ERRORS[answer.error]("fuzzed", request=httpx.Request("POST", "/"))
         outcome = classify_exception(exc)

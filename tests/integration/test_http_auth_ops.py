@@ -11,8 +11,8 @@ from models import ApiKey, DispatcherHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.dbdump import dump
 from tests.http_api import AT, MEETING, Api
-from worker import apikeys
 from worker.dispatch import tick
+from worker.http import apikeys
 
 
 @pytest.fixture

@@ -42,10 +42,11 @@ from tests.webhook_signing import (
     signing_key,
     status_update,
 )
-from worker import booking, deliveries
+from worker.bookings import booking
 from worker.cli import cli
 from worker.http.app import create_app
-from worker.provider_webhooks import Delivery, WebhookKeys
+from worker.inbound import intake as deliveries
+from worker.inbound.signature import Delivery, WebhookKeys
 from worker.settings import Settings
 
 PROBLEM = "application/problem+json"

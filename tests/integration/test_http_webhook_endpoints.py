@@ -10,7 +10,7 @@ import pytest
 from models.db import get_sessionmaker
 from tests.dbdump import dump
 from tests.http_api import Api
-from worker import booking
+from worker.bookings import booking
 
 URL = "http://127.0.0.1:9/hooks"
 

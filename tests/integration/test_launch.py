@@ -15,15 +15,16 @@ from sqlalchemy.exc import OperationalError
 from models import ScheduledStream, StartAttempt, StatusEvent, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import claims, pacing
-from worker.responses import Livestream
-from worker.runs import Job
+from worker.lease import claims
 from worker.settings import Secret
 from worker.start import claims as start_claims
+from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
+from worker.start.runs import Job
 from worker.start.timer import LaunchTimer
-from worker.starter import Starter
+from worker.upstream import pacing
+from worker.upstream.responses import Livestream
 
 S = ScheduledStream
 
@@ -144,7 +145,7 @@ def test_a_paused_token_sends_nothing_and_the_booking_keeps_its_place(
     assert launcher.drain(15.0)
     got = rows(settings, [stream.id])[stream.id]
     # It keeps its due instant (its place in the queue); the dispatcher holds every claim
-    # until the pause ends (worker.policy.before_call).
+    # until the pause ends (worker.upstream.policy.before_call).
     assert got.state == StreamState.RETRYING and got.due_at.timestamp() == instants[stream.id]
     assert "waiting for the API rate limit" in got.last_error
     assert fake_api.starts_received == 0

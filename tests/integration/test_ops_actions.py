@@ -1,6 +1,6 @@
 """The ops page's views and actions, on SQLite and PostgreSQL: what a person reads on each
-page, and what each confirmed action does to the stored rows (through worker.booking, as the
-CLI does); a refusal shows its reason and changes nothing."""
+page, and what each confirmed action does to the stored rows (through worker.bookings.booking, as
+the CLI does); a refusal shows its reason and changes nothing."""
 
 from __future__ import annotations
 

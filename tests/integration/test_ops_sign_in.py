@@ -14,7 +14,7 @@ from models import ApiKey, ScheduledStream
 from models.db import get_sessionmaker
 from tests.dbdump import dump
 from tests.ops_page import OpsPage, alerts, csrf_of
-from worker import apikeys
+from worker.http import apikeys
 
 PAGES = ["/ops", "/ops/bookings?state=failed", "/ops/bookings/{id}", "/ops/bookings/{id}/cancel"]
 

@@ -16,7 +16,8 @@ from models.db import get_sessionmaker
 from tests.dbdump import dump
 from tests.ops_page import OpsPage, alerts
 from tests.webhook_rows import EXCERPT, URL, cancel, deliveries, endpoint, fail, register
-from worker import apikeys, endpoints
+from worker.http import apikeys
+from worker.notify import endpoints
 
 QUIET = "https://quiet.example/hooks"
 

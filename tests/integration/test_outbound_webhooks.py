@@ -26,23 +26,18 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from tests.lifecycle_rows import follow
 from tests.outbound_receiver import PlatformReceiver
-from worker import (
-    booking,
-    claims,
-    endpoints,
-    observe,
-    ssrf,
-    tracking,
-    transitions,
-    webhook_claims,
-)
-from worker.claims import Claim
+from worker.bookings import booking, observe, transitions
 from worker.crypto import cipher_for
 from worker.dispatch import tick
 from worker.errors import BookingError, UnsafeWebhookURL
-from worker.responses import Livestream
+from worker.follow import claims as tracking
+from worker.lease import claims
+from worker.lease.claims import Claim
+from worker.notify import claims as webhook_claims
+from worker.notify import endpoints, ssrf
+from worker.notify.sender import Sender, SendResult
 from worker.settings import Secret
-from worker.webhook_sender import Sender, SendResult
+from worker.upstream.responses import Livestream
 
 STREAM_KEY = "sk-live-do-not-leak-0123456789"
 

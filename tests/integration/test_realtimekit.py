@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import worker.realtimekit as rtk
+import worker.upstream.realtimekit as rtk
 from tests.conftest import examples
 from tests.fake_api import ACCOUNT_ID, APP_ID, new_meeting
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.realtimekit import RealtimeKitClient
 from worker.settings import Secret, Settings
+from worker.upstream.realtimekit import RealtimeKitClient
 
 
 def start(client, meeting, **kw):

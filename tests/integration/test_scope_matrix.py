@@ -13,9 +13,10 @@ from models import WebhookDelivery
 from models.db import get_sessionmaker
 from tests.http_api import AT, MEETING
 from tests.ops_page import OpsPage
-from worker import apikeys, endpoints
-from worker import booking as bookings
+from worker.bookings import booking as bookings
 from worker.crypto import cipher_for
+from worker.http import apikeys
+from worker.notify import endpoints
 
 SCOPE_SETS = [
     (),  # no key at all

@@ -14,8 +14,8 @@ from models.db import get_sessionmaker
 from tests.dbdump import dump
 from tests.http_api import Api
 from tests.ops_page import OpsPage, alerts
-from worker import endpoints
 from worker.crypto import StreamKeyCipher, cipher_for, new_key
+from worker.notify import endpoints
 from worker.settings import Secret
 
 PROBLEM = "application/problem+json"

@@ -13,12 +13,12 @@ from sqlalchemy import select, update
 from models import ScheduledStream, StartAttempt, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import claims
 from worker.crypto import cipher_for
 from worker.errors import NotDueYet
-from worker.realtimekit import RealtimeKitClient
+from worker.lease import claims
 from worker.settings import Secret
-from worker.starter import Starter
+from worker.start.flow import Starter
+from worker.upstream.realtimekit import RealtimeKitClient
 
 S = ScheduledStream
 

@@ -14,9 +14,11 @@ from sqlalchemy import select, update
 from models import AttemptAction, ScheduledStream, StartAttempt, StatusEvent, StreamState
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker import booking, claims, tracking
-from worker.starter import Starter
-from worker.tracker import Tracker
+from worker.bookings import booking
+from worker.follow import claims as tracking
+from worker.follow.flow import Tracker
+from worker.lease import claims
+from worker.start.flow import Starter
 
 S = ScheduledStream
 

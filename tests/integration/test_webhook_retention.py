@@ -10,8 +10,9 @@ from sqlalchemy import func, select, update
 
 from models import ProviderWebhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 from models.db import db_now, get_sessionmaker
-from worker import booking, endpoints, retention
+from worker.bookings import booking
 from worker.crypto import cipher_for
+from worker.notify import endpoints, retention
 
 
 @pytest.fixture

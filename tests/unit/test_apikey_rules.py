@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import ApiKey
-from worker import apikeys
 from worker.errors import ApiKeyError
+from worker.http import apikeys
 
 NOW = datetime(2031, 1, 1, 10, 0, tzinfo=UTC)
 

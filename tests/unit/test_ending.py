@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import ScheduledStream
-from worker.ending import end_instant, stop_refusal
+from worker.bookings.ending import end_instant, stop_refusal
 from worker.errors import BookingError
 
 START = datetime(2031, 5, 1, 17, 0, tzinfo=UTC)  # 19:00 in Berlin

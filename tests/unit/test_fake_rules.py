@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.fake_lifecycle import Lifecycle, Livestream
-from worker.fake_webhooks import (
+from worker.dev.fake_lifecycle import Lifecycle, Livestream
+from worker.dev.fake_webhooks import (
     FaultRates,
     draw_faults,
     loopback_url,

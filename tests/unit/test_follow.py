@@ -1,4 +1,4 @@
-"""worker.follow: what a track run does with what it saw, as tables."""
+"""worker.follow.rules: what a track run does with what it saw, as tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from models import EndReason, Problem
 from worker.errors import AmbiguousError, FinalError, RetryableError
-from worker.follow import (
+from worker.follow.rules import (
     MAX_STOP_TRIES,
     Cadence,
     Facts,
@@ -19,7 +19,7 @@ from worker.follow import (
     next_check,
     stop_due,
 )
-from worker.responses import Livestream
+from worker.upstream.responses import Livestream
 
 T0 = datetime(2031, 5, 1, 18, 0, tzinfo=UTC)
 CADENCE = Cadence(

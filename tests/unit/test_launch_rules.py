@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.claims import Claim
+from worker.lease.claims import Claim
 from worker.start.rules import launches, resend_cap, seconds_until
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ def record(msg: str, *args: object, exc: bool = False, **extra: object) -> loggi
             raise ValueError("boom")
         except ValueError:
             info = sys.exc_info()
-    rec = logging.LogRecord("worker.tracker", logging.WARNING, "f.py", 1, msg, args, info)
+    rec = logging.LogRecord("worker.follow.flow", logging.WARNING, "f.py", 1, msg, args, info)
     rec.__dict__.update(extra)
     return rec
 
@@ -37,7 +37,7 @@ def test_a_record_is_one_json_line_with_its_fields() -> None:
     assert doc.pop("time").endswith("+00:00")
     assert doc == {
         "level": "WARNING",
-        "logger": "worker.tracker",
+        "logger": "worker.follow.flow",
         "message": f"booking {stream} flagged not_live",
         "action": "stream_flagged",
         "stream_id": str(stream),
@@ -70,8 +70,8 @@ def test_lines_inside_a_run_carry_its_booking_and_attempt(caplog) -> None:
 
     caplog.set_level(logging.INFO)
     with logformat.context(stream_id="s-1"), logformat.context(attempt=2):
-        logging.getLogger("worker.realtimekit").info("call", extra={"ray_id": "r-1"})
-    logging.getLogger("worker.realtimekit").info("outside")
+        logging.getLogger("worker.upstream.realtimekit").info("call", extra={"ray_id": "r-1"})
+    logging.getLogger("worker.upstream.realtimekit").info("outside")
     inside, outside = caplog.records
     doc = json.loads(JsonFormatter().format(inside))
     assert (doc["stream_id"], doc["attempt"], doc["ray_id"]) == ("s-1", 2, "r-1")

@@ -1,4 +1,4 @@
-"""Table tests of the pure answer classification in worker.policy: no sockets, no clock."""
+"""Table tests of the pure answer classification in worker.upstream.policy: no sockets, no clock."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from worker.policy import classify, classify_exception
-from worker.responses import MAX_RETRY_AFTER, parse_livestream, parse_retry_after
+from worker.upstream.policy import classify, classify_exception
+from worker.upstream.responses import MAX_RETRY_AFTER, parse_livestream, parse_retry_after
 
 NOW = datetime(2026, 7, 27, 12, 0, 0, tzinfo=UTC)
 STARTED = {

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (one table row per line reads best)
-"""Table tests of what a start run does next (worker.policy): no sockets, no clock, no database.
+"""Table tests of what a start run does next (worker.upstream.policy): no sockets, no clock, no database.
 
 Each row is docs/DESIGN.md "Retries" and "Exactly one start per booking" for one situation.
 """
@@ -12,12 +12,12 @@ import pytest
 
 from models import AttemptAction, AttemptOutcome, StreamState
 from tests.fixed_random import Fixed
-from worker import policy
-from worker.backoff import Backoff
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.policy import Decision, Next
-from worker.responses import Livestream
 from worker.settings import Secret
+from worker.upstream import policy
+from worker.upstream.backoff import Backoff
+from worker.upstream.policy import Decision, Next
+from worker.upstream.responses import Livestream
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(minutes=10)

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.webhook_signing import public_pem, sign, signing_key
-from worker.deliveries import Result, expected
 from worker.errors import BadDelivery, BadSignature, SettingsError, WebhookKeyUnavailable
-from worker.provider_webhooks import (
+from worker.inbound.intake import Result, expected
+from worker.inbound.signature import (
     STATUS_UPDATE,
     Delivery,
     WebhookKeys,

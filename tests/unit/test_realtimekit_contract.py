@@ -28,8 +28,8 @@ from tests.fake_api import (
     response_example,
     validate,
 )
-from worker.realtimekit import USER_AGENT, RealtimeKitClient, start_body
 from worker.settings import Secret
+from worker.upstream.realtimekit import USER_AGENT, RealtimeKitClient, start_body
 
 MEETING = "bbb03399-24e3-4b0c-90ec-172e97e636be"
 TOKEN = "contract-test-token"

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from worker.bookings.timeparse import describe, describe_duration, parse_duration, parse_instant
 from worker.errors import BookingError
-from worker.timeparse import describe, describe_duration, parse_duration, parse_instant
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,11 @@ import httpcore
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from worker import ssrf, webhook_signing
 from worker.errors import UnsafeWebhookURL
+from worker.notify import signing as webhook_signing
+from worker.notify import ssrf
+from worker.notify.rules import SCHEDULE, Next, decide, delay_after
 from worker.settings import Secret
-from worker.webhook_policy import SCHEDULE, Next, decide, delay_after
 
 
 def mid() -> float:

@@ -1,1 +1,2 @@
-"""The HTTP API (`livestreams serve`): thin FastAPI adapters over worker.booking and friends."""
+"""The HTTP API (`livestreams serve`): thin FastAPI adapters over worker.bookings.booking and
+friends."""

@@ -6,9 +6,18 @@ from importlib.metadata import version
 
 from fastapi import Depends, FastAPI
 
-from worker.http import bookings, deps, metrics, ops, pages, problems, webhook_endpoints, webhooks
+from worker.http import (
+    bookings,
+    deps,
+    metrics,
+    ops,
+    pages,
+    problems,
+    provider_webhooks,
+    webhook_endpoints,
+)
 from worker.http.pages.render import OpsHeaders
-from worker.provider_webhooks import WebhookKeys
+from worker.inbound.signature import WebhookKeys
 from worker.settings import Settings
 
 
@@ -32,7 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(metrics.router)
     app.include_router(bookings.router)
-    app.include_router(webhooks.router)
+    app.include_router(provider_webhooks.router)
     app.include_router(webhook_endpoints.router)
     pages.install(app)  # /ops: the ops web page
     app.add_middleware(OpsHeaders)

@@ -8,13 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 
-from worker import booking, listing, observe
-from worker.errors import BookingNotFound
-from worker.http import cursor
-from worker.http.deps import ReadKey, SessionDep, SettingsDep, StreamKeysKey, WriteKey
-from worker.http.problems import declared
-from worker.http.schemas import BookingIn, RescheduleIn, RetryIn
-from worker.present import (
+from worker.bookings import booking, listing, observe
+from worker.bookings.present import (
     attempt_dict,
     event_dict,
     explain,
@@ -22,6 +17,11 @@ from worker.present import (
     stream_dict,
     stream_key_text,
 )
+from worker.errors import BookingNotFound
+from worker.http import cursor
+from worker.http.deps import ReadKey, SessionDep, SettingsDep, StreamKeysKey, WriteKey
+from worker.http.problems import declared
+from worker.http.schemas import BookingIn, RescheduleIn, RetryIn
 
 log = logging.getLogger(__name__)
 # Every route may answer these; each adds the ones only it can give.

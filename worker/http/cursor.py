@@ -7,8 +7,8 @@ import binascii
 import uuid
 from datetime import UTC, datetime
 
+from worker.bookings.timeparse import EARLIEST, LATEST
 from worker.errors import BookingError
-from worker.timeparse import EARLIEST, LATEST
 
 
 def encode(scheduled_at: datetime, stream_id: uuid.UUID) -> str:

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from models import ApiKey
 from models.db import db_now, get_sessionmaker
-from worker import apikeys, plaintext
+from worker.bookings import plaintext
 from worker.errors import MissingScope
+from worker.http import apikeys
 from worker.settings import Settings
 
 # auto_error=False: a missing header becomes our own 401 problem, not FastAPI's 403.

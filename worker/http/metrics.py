@@ -23,9 +23,10 @@ from sqlalchemy import func, select
 
 from models import CLAIMABLE_STATES, ScheduledStream, StreamState
 from models.db import db_now, get_sessionmaker
-from worker import health, pacing
-from worker.attempts import calls_since
+from worker import health
 from worker.settings import Settings
+from worker.upstream import pacing
+from worker.upstream.attempts import calls_since
 
 CACHE_SECONDS = 5.0
 S = ScheduledStream

@@ -1,4 +1,5 @@
-"""The HTTP shape of request bodies; the domain checks (worker.booking) stay where they are."""
+"""The HTTP shape of request bodies; the domain checks (worker.bookings.booking) stay where they
+are."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_validator
 
-from worker import plaintext
+from worker.bookings import plaintext
 
 
 class Body(BaseModel):
@@ -16,14 +17,15 @@ class Body(BaseModel):
     @field_validator("*")
     @classmethod
     def _no_control_characters(cls, value: Any) -> Any:
-        # Every text field of every body: a NUL was a 503 from PostgreSQL (worker.plaintext).
+        # Every text field of every body: a NUL was a 503 from PostgreSQL
+        # (worker.bookings.plaintext).
         values = value if isinstance(value, list) else [value]
         if any(isinstance(v, str) and not plaintext.clean(v) for v in values):
             raise ValueError(plaintext.PROBLEM)
         return value
 
 
-# Seconds (5400) or a form like "1h30m". Declared so, but taken as anything: worker.booking
+# Seconds (5400) or a form like "1h30m". Declared so, but taken as anything: worker.bookings.booking
 # checks it and names the field "duration"; a pydantic union would name "duration.str".
 Duration = Annotated[
     Any,

@@ -3,7 +3,7 @@
 Scope ``webhooks:manage`` (or ``ops``, which implies it). Registering also needs
 ``bookings:read``: every event carries a booking's id, ref, meeting and playback URL, which the
 key could not read otherwise. A key sees and manages the endpoints it registered; ``ops``
-manages every one (worker.apikeys.may_manage). Another key's endpoint answers 404, as if it
+manages every one (worker.http.apikeys.may_manage). Another key's endpoint answers 404, as if it
 did not exist. The secret is in the answer of the create and rotate-secret calls only.
 """
 
@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 
 from models import ApiKey, WebhookEndpoint
 from models.db import db_now
-from worker import apikeys, endpoints
 from worker.crypto import cipher_for
 from worker.errors import MissingScope, WebhookEndpointNotFound
+from worker.http import apikeys
 from worker.http.deps import SessionDep, SettingsDep, require_scope
 from worker.http.problems import declared
 from worker.http.schemas import Body
-from worker.webhook_present import delivery_dict, endpoint_dict
+from worker.notify import endpoints
+from worker.notify.present import delivery_dict, endpoint_dict
 
 ManageKey = Annotated[ApiKey, Security(require_scope(apikeys.WEBHOOKS_MANAGE))]
 router = APIRouter(

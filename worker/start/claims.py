@@ -2,8 +2,8 @@
 ahead in one INSERT, and read which of the rest are still held (they take the single-start
 path at their instant).
 
-These follow ``worker.claims`` (the claim and its lease) and ``worker.attempts`` (written
-ahead): a launch confirms ahead of the instant what a start run confirmed at it, under the
+These follow ``worker.lease.claims`` (the claim and its lease) and ``worker.upstream.attempts``
+(written ahead): a launch confirms ahead of the instant what a start run confirmed at it, under the
 same conditions, so every rule of docs/DESIGN.md "Exactly one start per booking" holds.
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy import Row, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import AttemptAction, ScheduledStream, StartAttempt, StreamState, UpstreamPause
-from worker.attempts import UNCLEAR_START_CALL
+from worker.upstream.attempts import UNCLEAR_START_CALL
 
 S = ScheduledStream
 A = StartAttempt
@@ -33,7 +33,7 @@ _HELD = (
 # itself: due within the launch's lead by the database's clock (never confirmed earlier than
 # that), the start deadline not passed by the instant, no earlier start call that may have
 # created a livestream, the token not paused. Whatever fails one of these is left as it was:
-# it takes the single-start path at its instant, which looks closer (worker.starter).
+# it takes the single-start path at its instant, which looks closer (worker.start.flow).
 # The lease runs from the end of the lead, so it covers every instant of the launch plus its
 # longest call. The new token is one per launch, as a claim's token is one per statement.
 _CONFIRM_LAUNCH = (

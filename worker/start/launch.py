@@ -6,7 +6,7 @@ launch thread send each one at its instant (docs/DESIGN.md, "Launches").
    alone; if the process dies, its attempts are unclear calls, and recovery reconciles them
    (the owner stops beating, the dispatcher takes the claims back within seconds).
 2. Each confirmed start goes to the launch thread (``worker.start.timer``) for its instant;
-   the request and its result are the single-start flow's own (``worker.starter``).
+   the request and its result are the single-start flow's own (``worker.start.flow``).
 3. A claim still held but not plain (an unclear earlier call, a deadline, a pause) takes the
    single-start path at its instant, which looks closer (reconcile first, and so on).
 4. A claim not held at all is stale (a replayed message, a claim taken back): nothing is done.
@@ -28,14 +28,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import db_now
-from worker import metrics, pacing
+from worker import metrics
 from worker.errors import NotDueYet
-from worker.runs import Job
 from worker.settings import Settings
 from worker.start import claims, rules
+from worker.start.flow import Starter
 from worker.start.results import Results
+from worker.start.runs import Job
 from worker.start.timer import LaunchTimer
-from worker.starter import Starter
+from worker.upstream import pacing
 
 log = logging.getLogger(__name__)
 

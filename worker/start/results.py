@@ -11,7 +11,7 @@ not written (its livestream is adopted by the next claim's reconcile), and if th
 cannot be written at all, every call in it stays unclear and recovery reconciles it.
 
 Anything else that can follow a call (an error, a livestream without a key, a reconcile) is
-written at once, one transaction per start, as before (``worker.recorder``).
+written at once, one transaction per start, as before (``worker.start.recorder``).
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models import AttemptOutcome, EventType, ScheduledStream, StatusSource
-from worker import attempts, observe, outbox, transitions
-from worker.recorder import Recorder
-from worker.responses import Livestream
-from worker.runs import Job
+from worker.bookings import observe, transitions
+from worker.notify import outbox
+from worker.start.recorder import Recorder
+from worker.start.runs import Job
+from worker.upstream import attempts
+from worker.upstream.responses import Livestream
 
 START = StatusSource.START
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from worker.claims import Claim
+from worker.lease.claims import Claim
 
 LAUNCH_WINDOW = 1.0  # seconds of instants one launch covers
 LAUNCH_SIZE = 100  # claims in one launch at most

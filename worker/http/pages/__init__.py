@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from worker import plaintext
+from worker.bookings import plaintext
 from worker.http import problems
 from worker.http.pages import actions, auth, views, webhooks
 from worker.http.pages.render import HERE, page

@@ -1,7 +1,8 @@
 """The ops page's actions: cancel, retry, reschedule and stop one booking, and bulk cancel and
 retry over what a filter selects. Each asks for confirmation first (a GET shows what will
-happen; only the POST, with this session's CSRF token, acts) and goes through worker.booking
-exactly as the CLI does; a refusal is shown with its reason and changes nothing."""
+happen; only the POST, with this session's CSRF token, acts) and goes through
+worker.bookings.booking exactly as the CLI does; a refusal is shown with its reason and changes
+nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from models import ScheduledStream, StreamState
-from worker import booking, listing
+from worker.bookings import booking, listing
 from worker.errors import BookingConflict, BookingError, InputError
 from worker.http.deps import SessionDep, SettingsDep
 from worker.http.pages.auth import Ops, OpsForm, OpsPage
@@ -147,7 +148,7 @@ def bulk(
     settings: SettingsDep,
 ) -> HTMLResponse:
     """Apply the action to each booking the (posted) filter selects, one by one through
-    worker.booking; each refusal is counted with its reason."""
+    worker.bookings.booking; each refusal is counted with its reason."""
     asked = Filter.read(request.state.ops_form)
     narrowed = _bulk_filter(asked, action)
     error, done, refused = None, 0, Counter[str]()

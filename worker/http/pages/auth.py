@@ -3,7 +3,7 @@
 The session is a signed cookie (worker.http.pages.signing): HttpOnly, SameSite=Strict, Secure
 over https, scoped to /ops. Every request re-reads the API key's row, so revoking the key (or
 its expiry) ends its sessions at once; signing out ends that session on the server
-(worker.ops_sessions), so a copy of the cookie dies with it. The sign-in form has its own
+(worker.http.ops_sessions), so a copy of the cookie dies with it. The sign-in form has its own
 CSRF token, bound to a random cookie, so no other site can sign a browser in under a key of
 its choosing.
 """
@@ -21,9 +21,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from models import ApiKey
 from models.db import db_now
-from worker import apikeys, ops_sessions
 from worker.crypto import key_material
 from worker.errors import NotAuthenticated, SecretKeyError
+from worker.http import apikeys, ops_sessions
 from worker.http.deps import SessionDep, SettingsDep
 from worker.http.pages.render import HEADERS, page
 from worker.http.pages.signing import Signed, Signer, new_nonce

@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 from starlette.datastructures import FormData, QueryParams
 
 from models import Problem, StreamState
+from worker.bookings.timeparse import parse_instant
 from worker.errors import BookingError
-from worker.timeparse import parse_instant
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class Filter:
         )
 
     def listing(self) -> dict[str, Any]:
-        """worker.listing's keyword arguments; a bad value raises BookingError naming it."""
+        """worker.bookings.listing's keyword arguments; a bad value raises BookingError naming
+        it."""
         return {
             "states": _known("state", self.states, StreamState),
             "problems": _known("problem", self.problems, Problem),
@@ -80,7 +81,7 @@ class Filter:
 
 
 def _known(field: str, values: tuple[str, ...], kind: type[StrEnum]) -> tuple[str, ...]:
-    # Checked here too, not only by worker.listing: a bulk action narrows the filter to its
+    # Checked here too, not only by worker.bookings.listing: a bulk action narrows the filter to its
     # states first, and an unknown state must be the form's error, not "0 bookings".
     known = {k.value for k in kind}
     for value in values:

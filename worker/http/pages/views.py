@@ -12,16 +12,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from models import Problem, ScheduledStream, StreamState
-from worker import booking, listing, observe
-from worker.errors import InputError
-from worker.health import check
-from worker.http import cursor
-from worker.http.deps import SessionDep, SettingsDep
-from worker.http.pages.auth import Ops, OpsForm, OpsPage
-from worker.http.pages.filters import Filter
-from worker.http.pages.render import page
-from worker.http.pages.webhook_reads import overview_lines
-from worker.present import (
+from worker.bookings import booking, listing, observe
+from worker.bookings.present import (
     attempt_dict,
     event_dict,
     explain,
@@ -30,6 +22,14 @@ from worker.present import (
     stream_key_text,
     stream_rows,
 )
+from worker.errors import InputError
+from worker.health import check
+from worker.http import cursor
+from worker.http.deps import SessionDep, SettingsDep
+from worker.http.pages.auth import Ops, OpsForm, OpsPage
+from worker.http.pages.filters import Filter
+from worker.http.pages.render import page
+from worker.http.pages.webhook_reads import overview_lines
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)

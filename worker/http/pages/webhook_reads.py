@@ -25,8 +25,8 @@ from models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from worker.endpoints import EVENT_TYPES, FAILING_ALERT
-from worker.webhook_present import delivery_dict, endpoint_dict
+from worker.notify.endpoints import EVENT_TYPES, FAILING_ALERT
+from worker.notify.present import delivery_dict, endpoint_dict
 
 D = WebhookDelivery
 E = WebhookEndpoint

@@ -1,5 +1,5 @@
 """The ops page's outbound webhook endpoints: each one's health and deliveries, and its actions
-(replay a delivery, disable, enable), through worker.endpoints exactly as `livestreams
+(replay a delivery, disable, enable), through worker.notify.endpoints exactly as `livestreams
 webhooks` and /v1/webhook-endpoints do.
 
 Scope ``webhooks:manage``, as /v1/webhook-endpoints asks (the page's ``ops`` implies it).
@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from models import WebhookEndpoint
 from models.db import db_now
-from worker import endpoints
 from worker.errors import InputError, WebhookEndpointNotFound
 from worker.http import cursor
 from worker.http.deps import SessionDep
@@ -26,6 +25,7 @@ from worker.http.pages import webhook_reads as reads
 from worker.http.pages.auth import Ops, OpsForm, OpsPage
 from worker.http.pages.render import HEADERS, page
 from worker.http.pages.views import NotFoundPage, _z
+from worker.notify import endpoints
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/ops/webhooks", include_in_schema=False)
