@@ -176,14 +176,10 @@ class Results:
         return written
 
     def drain(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        """Wait until every result handed over is written or given up (True), or ``timeout``
+        seconds (False)."""
         with self._wake:
-            while self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._wake.wait(left)
-        return True
+            return self._wake.wait_for(lambda: not self._busy, timeout)
 
     def close(self, timeout: float) -> bool:
         drained = self.drain(timeout)

@@ -82,14 +82,8 @@ class LaunchTimer:
     def drain(self, timeout: float) -> bool:
         """Wait until every start handed over has been sent and recorded (True), or
         ``timeout`` seconds (False)."""
-        deadline = time.monotonic() + timeout
         with self._wake:
-            while self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._wake.wait(left)
-        return True
+            return self._wake.wait_for(lambda: not self._busy, timeout)
 
     def close(self, timeout: float) -> bool:
         """Drain (see :meth:`drain`), then stop the threads. What was not sent by then stays
