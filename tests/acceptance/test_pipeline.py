@@ -158,14 +158,17 @@ def test_the_same_start_message_twice_starts_once(pipeline: Pipeline) -> None:
     assert [a.outcome for a in starts] == ["started"]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.postgres
+@pytest.mark.redis
 def test_a_worker_killed_after_preparing_a_launch_is_recovered_and_starts_once(
-    kind: str, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    # A lookahead of 8 s: the launch is prepared 7-8 s before the instants, so the kill below
-    # surely falls between preparing and sending, however loaded the machine.
-    with pipeline_for(kind, tmp_path, env={"LIVESTREAMS_LOOKAHEAD": "8"}) as pipeline:
-        streams = [pipeline.book(10) for _ in range(3)]
+    # A lookahead of 20 s: the launch is prepared up to 20 s before the instants, so the kill
+    # below falls between preparing and sending even on a machine loaded with parallel test
+    # runs (with 2 s, a late launch there had already sent its requests).
+    env = {"LIVESTREAMS_LOOKAHEAD": "20", "LIVESTREAMS_LEASE": "60"}
+    with pipeline_for("postgresql", tmp_path, env=env) as pipeline:
+        streams = [pipeline.book(22) for _ in range(3)]
         ids = [s.id for s in streams]
 
         def prepared() -> bool:  # every call written ahead, none sent: the launch ran early
