@@ -73,7 +73,7 @@ class Starter:
         with logformat.context(stream_id=str(stream_id)):
             return self._run(stream_id, token)
 
-    def send_prepared(self, job: Job, number: int, results: Results | None = None) -> RunResult:
+    def send_prepared(self, job: Job, number: int, results: Results) -> RunResult:
         """The start call ``number`` of a claim a launch confirmed and wrote ahead
         (worker.start.launch), and its result: at its instant, only the request is left.
         A clean 201 goes to ``results`` (written in batches), anything else is written here."""

@@ -65,7 +65,7 @@ class Launcher:
         settings: Settings,
         starter: Starter,
         timer: LaunchTimer,
-        results: Results | None = None,
+        results: Results,
     ) -> None:
         self.factory = factory
         self.settings = settings
@@ -138,12 +138,12 @@ class Launcher:
         """Wait until everything handed to this launcher has been sent and written (True), or
         ``timeout`` seconds (False)."""
         sent = self.timer.drain(timeout)
-        return sent and (self.results is None or self.results.drain(timeout))
+        return sent and self.results.drain(timeout)
 
     def close(self, timeout: float) -> bool:
         """Send what was prepared and write its results (True), within ``timeout`` seconds."""
         sent = self.timer.close(timeout)
-        written = self.results.close(timeout) if self.results is not None else True
+        written = self.results.close(timeout)
         return sent and written
 
     def _say_foreign(self, token: uuid.UUID, count: int) -> None:
