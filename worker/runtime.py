@@ -106,11 +106,13 @@ class Runtime:
 
     @property
     def sender(self) -> Sender:
-        """The outbound webhook sender: its claims are leased, so it needs no heartbeat."""
+        """The outbound webhook sender, owned by this process's heartbeat like the starter: a
+        killed sender's deliveries are taken back within seconds, not at their lease's end."""
         with self._lock:
             if self._sender is None:
                 cipher = cipher_for(self.settings, create=True)
-                self._sender = Sender(self.sessions, self.settings, cipher)
+                owner = self._beating()
+                self._sender = Sender(self.sessions, self.settings, cipher, owner=owner)
             return self._sender
 
     def _beating(self) -> uuid.UUID:

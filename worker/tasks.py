@@ -17,10 +17,8 @@ from worker import metrics, runtime
 from worker.celery import app
 from worker.dispatch import tick
 from worker.errors import NotDueYet
-from worker.follow.claims import TRACK
-from worker.lease.claims import Claim
+from worker.lease.claims import Claim, ClaimKind
 from worker.notify import retention
-from worker.notify.claims import WEBHOOK
 from worker.start.rules import Launch
 
 log = logging.getLogger(__name__)
@@ -32,8 +30,7 @@ def _first_line(exc: SQLAlchemyError) -> str:
 
 
 def _enqueue(claim: Claim) -> None:
-    task = {TRACK: track_stream, WEBHOOK: deliver_webhook}.get(claim.kind, start_stream)
-    task.apply_async(args=(str(claim.stream_id), str(claim.token)), eta=claim.due_at)
+    _RUNS[claim.kind].apply_async(args=(str(claim.row_id), str(claim.token)), eta=claim.due_at)
 
 
 def _launch(group: Launch) -> None:
@@ -165,3 +162,12 @@ def prune_webhooks() -> int:
             extra={"action": "prune_webhooks", "deleted": deleted},
         )  # fmt: skip
     return deleted
+
+
+# The task that runs each kind of claim (one start of a booking whose launch could not be
+# prepared; a status check or stop; a webhook delivery).
+_RUNS: dict[ClaimKind, Task[Any, Any]] = {
+    ClaimKind.START: start_stream,
+    ClaimKind.TRACK: track_stream,
+    ClaimKind.WEBHOOK: deliver_webhook,
+}

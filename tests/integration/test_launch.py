@@ -15,9 +15,8 @@ from sqlalchemy.exc import OperationalError
 from models import ScheduledStream, StartAttempt, StatusEvent, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker.lease import claims
 from worker.settings import Secret
-from worker.start import claims as start_claims
+from worker.start import claims
 from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
@@ -55,7 +54,7 @@ def claim_all(settings, ids, in_seconds: float) -> tuple[uuid.UUID, dict[uuid.UU
             instants[ident] = make_due(s, ident, now + timedelta(seconds=in_seconds + n / 10))
     with factory.begin() as s:
         got = claims.claim_due(s, db_now(s), lookahead=in_seconds + 5, lease=60, batch=100)
-    assert {c.stream_id for c in got} == set(ids) and len({c.token for c in got}) == 1
+    assert {c.row_id for c in got} == set(ids) and len({c.token for c in got}) == 1
     return got[0].token, {i: at.timestamp() for i, at in instants.items()}
 
 
@@ -183,7 +182,7 @@ def test_results_are_written_together_and_a_lost_claim_is_left_to_its_next_claim
     token, _ = claim_all(settings, [kept.id, lost.id], in_seconds=0)
     factory = get_sessionmaker(settings.database_url)
     with factory.begin() as s:
-        renewed, confirmed = start_claims.confirm_launch(
+        renewed, confirmed = claims.confirm_launch(
             s, token, [kept.id, lost.id], db_now(s), lead=5, lease=60,
             owner=launcher.starter.owner, token_key="k",
         )  # fmt: skip

@@ -15,8 +15,8 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from worker.crypto import cipher_for
 from worker.errors import NotDueYet
-from worker.lease import claims
 from worker.settings import Secret
+from worker.start import claims
 from worker.start.flow import Starter
 from worker.upstream.realtimekit import RealtimeKitClient
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.lease import resend as redelivery
+from worker.lease import rules as redelivery
 
 
 @pytest.mark.parametrize(

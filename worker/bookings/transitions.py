@@ -2,7 +2,7 @@
 
 A start run ends with exactly one of ``finish_started``, ``finish_failed``, ``finish_retrying``
 or ``finish_missed``; each writes only while the run still holds its claim
-(``worker.lease.claims.CLAIM_HELD``) and releases it. Ops commands (cancel, retry, reschedule) use
+(:data:`CLAIM_HELD`) and releases it. Ops commands (cancel, retry, reschedule) use
 ``transition``, which applies only from the states it names. Whoever's condition still holds
 when the database applies the statement wins; everyone else changes nothing.
 """
@@ -18,11 +18,15 @@ from sqlalchemy import ColumnElement, Update, and_, bindparam, update
 from sqlalchemy.orm import Session
 
 from models import EventType, ScheduledStream, StreamState
-from worker.lease.claims import CLAIM_HELD
+from worker.lease import claims as leasing
 from worker.notify import outbox
 from worker.upstream.responses import Livestream
 
 S = ScheduledStream
+
+# The start's claim is still held: the row is ``starting`` under the run's token. Every write
+# of a start run is conditional on it (worker.start.claims confirms and takes back under it).
+CLAIM_HELD = leasing.held(S, S.state == StreamState.STARTING.value)
 
 
 def finish_started(

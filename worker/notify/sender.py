@@ -65,6 +65,7 @@ class Sender:
         settings: Settings,
         cipher: StreamKeyCipher,
         *,
+        owner: uuid.UUID,
         transport: httpx.BaseTransport | None = None,
         resolver: ssrf.Resolver = ssrf.resolve,
         rand: Callable[[], float] = random.random,
@@ -74,6 +75,7 @@ class Sender:
         self.cipher = cipher
         self.rand = rand
         self.lease = settings.webhook_lease
+        self.owner = owner  # this process's heartbeat id: named on every claim it confirms
         if transport is None:
             allow = settings.webhooks_allow_private
             transport = ssrf.transport(allow_private=allow, resolver=resolver)
@@ -88,7 +90,9 @@ class Sender:
         """Deliver ``delivery_id`` once, if ``token`` still holds it."""
         with self.factory.begin() as session:
             now = db_now(session)
-            confirmed = notify_claims.confirm(session, delivery_id, token, now, self.lease)
+            confirmed = notify_claims.confirm(
+                session, delivery_id, token, now, lease=self.lease, owner=self.owner
+            )
             if confirmed is None:
                 return SendResult.STALE
             held_by, row = confirmed

@@ -35,8 +35,8 @@ from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
 from models.db import db_now
 from worker import logformat, metrics
 from worker.errors import AmbiguousError, NotDueYet, UpstreamError
-from worker.lease import claims
 from worker.settings import Settings
+from worker.start import claims
 from worker.start.recorder import Recorder
 from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy

@@ -23,8 +23,8 @@ from models.db import db_now, write_with_retries
 from worker.bookings import observe, transitions
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import UpstreamError
-from worker.lease import claims
 from worker.settings import Settings
+from worker.start import claims
 from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy
 from worker.upstream.backoff import Backoff
