@@ -44,7 +44,7 @@ from worker.start import claims
 from worker.start.flow import Starter
 from worker.upstream import policy
 from worker.upstream.backoff import Backoff
-from worker.upstream.policy import Next, classify, classify_exception
+from worker.upstream.policy import StartStep, classify, classify_exception
 from worker.upstream.realtimekit import MAX_BODY, RealtimeKitClient, error_for
 from worker.upstream.responses import CallInfo
 
@@ -266,7 +266,7 @@ def first_state(answer: Answer, settings: Settings, deadline: datetime, seed: in
             AttemptAction.START, error, attempts=1, now=at, deadline=deadline,
             window=settings.start_window, backoff=backoff, rand=random.Random(seed),
         )  # fmt: skip
-        decided.add("retrying" if decision.next is Next.RETRY else "failed")
+        decided.add("retrying" if decision.next is StartStep.RETRY else "failed")
     return decided
 
 

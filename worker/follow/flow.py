@@ -38,7 +38,7 @@ from worker.bookings import observe
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.follow import claims as follow_claims
 from worker.follow import rules as follow_rules
-from worker.follow.rules import Cadence, Decision, Facts, Next
+from worker.follow.rules import Cadence, Facts, FollowDecision, FollowStep
 from worker.settings import Settings
 from worker.start.recorder import RESULT_WRITE_TRIES
 from worker.upstream import attempts, pacing, policy
@@ -124,10 +124,10 @@ class Tracker:
             webhooks_flowing=run.webhooks_flowing, stop_sent=run.stop_sent,
         )  # fmt: skip
         close = self._close_check(run, number, found, duration)
-        if decision.next is Next.END:
+        if decision.next is FollowStep.END:
             assert decision.end_reason is not None
             return self._end(run, decision.end_reason, close)
-        if decision.next is Next.CONTINUE:
+        if decision.next is FollowStep.CONTINUE:
             return self._continue(run, decision, close)
         assert decision.end_reason is not None
         return self._stop(run, decision.end_reason, close)
@@ -207,7 +207,7 @@ class Tracker:
         return close
 
     def _continue(
-        self, run: _Run, decision: Decision, close: Callable[[Session, datetime], None]
+        self, run: _Run, decision: FollowDecision, close: Callable[[Session, datetime], None]
     ) -> TrackResult:
         assert decision.due_at is not None
         due_at = decision.due_at
@@ -284,7 +284,7 @@ class Tracker:
     ) -> TrackResult:
         duration = time.monotonic() - started
 
-        def write(session: Session, now: datetime) -> Decision:
+        def write(session: Session, now: datetime) -> FollowDecision:
             failures = _stop_failures(session, run.stream_id) if stopping is not None else 0
             decision = follow_rules.after_error(
                 run.facts, error, now, self.cadence, stopping=stopping,

@@ -29,7 +29,7 @@ from worker.crypto import StreamKeyCipher
 from worker.errors import UnsafeWebhookURL
 from worker.notify import claims as notify_claims
 from worker.notify import signing, ssrf
-from worker.notify.rules import EXCERPT, TIMEOUT, Decision, Next, decide
+from worker.notify.rules import EXCERPT, TIMEOUT, DeliveryDecision, DeliveryStep, decide
 from worker.settings import Secret, Settings
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,10 @@ class SendResult(enum.StrEnum):
 
 
 _RESULTS = {
-    Next.DELIVERED: SendResult.DELIVERED,
-    Next.RETRY: SendResult.RETRYING,
-    Next.GIVE_UP: SendResult.FAILED,
-    Next.DISABLE: SendResult.DISABLED,
+    DeliveryStep.DELIVERED: SendResult.DELIVERED,
+    DeliveryStep.RETRY: SendResult.RETRYING,
+    DeliveryStep.GIVE_UP: SendResult.FAILED,
+    DeliveryStep.DISABLE: SendResult.DISABLED,
 }
 
 
@@ -166,10 +166,10 @@ class Sender:
         delivery_id: uuid.UUID,
         token: uuid.UUID,
         endpoint_id: uuid.UUID,
-        decision: Decision,
+        decision: DeliveryDecision,
         status: int | None,
     ) -> bool:
-        if decision.next is Next.DELIVERED:
+        if decision.next is DeliveryStep.DELIVERED:
             done = notify_claims.finish(
                 session, delivery_id, token, now, state=DeliveryState.DELIVERED, status=status,
                 error=None,
@@ -177,7 +177,7 @@ class Sender:
             if done:
                 notify_claims.endpoint_succeeded(session, endpoint_id, now)
             return done
-        if decision.next is Next.RETRY:
+        if decision.next is DeliveryStep.RETRY:
             assert decision.delay is not None
             due = now + timedelta(seconds=decision.delay)
             state = DeliveryState.PENDING
@@ -188,7 +188,7 @@ class Sender:
             due_at=due,
         )  # fmt: skip
         if done:
-            disable = decision.reason if decision.next is Next.DISABLE else None
+            disable = decision.reason if decision.next is DeliveryStep.DISABLE else None
             notify_claims.endpoint_failed(session, endpoint_id, now, disable=disable)
         return done
 

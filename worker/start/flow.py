@@ -40,7 +40,7 @@ from worker.start import claims
 from worker.start.recorder import Recorder
 from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy
-from worker.upstream.policy import Decision, Next
+from worker.upstream.policy import StartDecision, StartStep
 from worker.upstream.realtimekit import Livestream, RealtimeKitClient
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class Starter:
         if isinstance(begun, RunResult):
             return begun
         job, step = begun
-        if step is Next.RECONCILE:
+        if step is StartStep.RECONCILE:
             number = self.record.write_ahead(job, AttemptAction.RECONCILE)
             if number is None:
                 return RunResult.STALE
@@ -144,7 +144,7 @@ class Starter:
             )
         return job, row.attempts
 
-    def _begin(self, stream_id: uuid.UUID, token: uuid.UUID) -> tuple[Job, Next] | RunResult:
+    def _begin(self, stream_id: uuid.UUID, token: uuid.UUID) -> tuple[Job, StartStep] | RunResult:
         """Is the claim still ours, and what must happen first: a reconcile, a start, or none."""
         with self.factory.begin() as session:
             now = db_now(session)
@@ -163,13 +163,13 @@ class Starter:
                 paused_until=pacing.paused_until(session, self.record.token_key, now),
                 unclear=unclear is not None,
             )
-            if decision.next in (Next.START, Next.RECONCILE):
+            if decision.next in (StartStep.START, StartStep.RECONCILE):
                 return job, decision.next
-            if decision.next is Next.WAIT:
+            if decision.next is StartStep.WAIT:
                 assert decision.retry_at is not None
                 raise NotDueYet((decision.retry_at - now).total_seconds())
             self.record.end(session, now, job, decision)
-        if decision.next is Next.RETRY:
+        if decision.next is StartStep.RETRY:
             return RunResult.PAUSED
         return ENDED[decision.next]
 
@@ -185,26 +185,26 @@ class Starter:
         first_unclear = job.first_unclear
         assert first_unclear is not None  # only an unclear call is reconciled
 
-        def write(session: Session, now: datetime) -> Decision:
+        def write(session: Session, now: datetime) -> StartDecision:
             decision = policy.after_reconcile(
                 found, first_unclear=first_unclear, now=now, deadline=job.deadline
             )
-            if decision.next is Next.STORE:
+            if decision.next is StartStep.STORE:
                 return decision  # the store closes the attempt, with the livestream
             assert decision.outcome is not None
             attempts.finish_attempt(
                 session, job.stream_id, number, now, decision.outcome, duration=duration
             )
-            if decision.next is not Next.START:
+            if decision.next is not StartStep.START:
                 self.record.end(session, now, job, decision)
             return decision
 
         decision = self.record.write(write)
-        found_ours = decision.next is Next.STORE
+        found_ours = decision.next is StartStep.STORE
         metrics.RECONCILES.labels(result="adopted" if found_ours else "absent").inc()
-        if decision.next is Next.STORE and found is not None:
+        if decision.next is StartStep.STORE and found is not None:
             return self._store(job, number, found, AttemptOutcome.ADOPTED, duration)
-        return None if decision.next is Next.START else self.record.report(job, decision)
+        return None if decision.next is StartStep.START else self.record.report(job, decision)
 
     def _call_start(self, job: Job, number: int, results: Results | None = None) -> RunResult:
         """The start call, whose attempt row is already written, and its result."""
@@ -220,7 +220,7 @@ class Starter:
         except UpstreamError as exc:
             return self.record.settle(job, number, AttemptAction.START, exc, started)
         took = time.monotonic() - started
-        if results is not None and policy.after_livestream(result).next is Next.STORE:
+        if results is not None and policy.after_livestream(result).next is StartStep.STORE:
             results.add(job, number, result, took)
             return RunResult.STARTED
         return self._store(job, number, result, AttemptOutcome.STARTED, took)

@@ -28,7 +28,7 @@ from worker.start import claims
 from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy
 from worker.upstream.backoff import Backoff
-from worker.upstream.policy import Decision, Next
+from worker.upstream.policy import StartDecision, StartStep
 from worker.upstream.responses import Livestream
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Recorder:
         is kept on the row (a key fetch failed for it)."""
         duration = time.monotonic() - started
 
-        def write(session: Session, now: datetime) -> Decision:
+        def write(session: Session, now: datetime) -> StartDecision:
             decision = policy.after_error(
                 action, error, attempts=number, now=now, deadline=job.deadline,
                 window=self.settings.start_window, backoff=self.backoff, rand=self.rand,
@@ -122,24 +122,24 @@ class Recorder:
         session: Session,
         now: datetime,
         job: Job,
-        decision: Decision,
+        decision: StartDecision,
         livestream: Livestream | None = None,
     ) -> bool:
         """The booking's transition for a decision that ends the run without a usable
         livestream (``livestream``: one that exists, but without its key yet)."""
         stream_id, token, reason = job.stream_id, job.token, decision.reason
-        if decision.next is Next.RETRY:
+        if decision.next is StartStep.RETRY:
             assert decision.retry_at is not None
             return transitions.finish_retrying(
                 session, stream_id, token, now, decision.retry_at, reason, livestream
             )
-        if decision.next is Next.MISS:
+        if decision.next is StartStep.MISS:
             return transitions.finish_missed(session, stream_id, token, now, reason)
         return transitions.finish_failed(session, stream_id, token, now, reason, livestream)
 
-    def report(self, job: Job, decision: Decision) -> RunResult:
+    def report(self, job: Job, decision: StartDecision) -> RunResult:
         extra = {"stream_id": str(job.stream_id)}
-        if decision.next is Next.RETRY:
+        if decision.next is StartStep.RETRY:
             assert decision.retry_at is not None and decision.outcome is not None
             log.info(
                 "booking %s: %s (%s); retry at %s", job.stream_id, decision.outcome.value,
@@ -168,7 +168,7 @@ class Recorder:
 
         def write(session: Session, now: datetime) -> bool:
             close(session, now)
-            if decision.next is Next.STORE and ciphertext is not None:
+            if decision.next is StartStep.STORE and ciphertext is not None:
                 first_check = now + timedelta(seconds=self.settings.first_check)
                 done = transitions.finish_started(
                     session, job.stream_id, job.token, now, found, ciphertext, first_check
@@ -186,7 +186,7 @@ class Recorder:
 
         if not self.write(write):
             return self.claim_lost(job, found)
-        if decision.next is not Next.STORE:
+        if decision.next is not StartStep.STORE:
             return self.report(job, decision)
         log.info(
             "livestream %s for booking %s (%s)", found.id, job.stream_id, result.value,
