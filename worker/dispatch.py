@@ -121,18 +121,31 @@ def tick(
         expired += claims.fail_reclaimed(session, now, owner_timeout=owners)
         taken_up = attempts.starts_since(session, now - timedelta(seconds=grace))
         reaped = claims.reap(
-            session, now, lease=settings.lease, batch=settings.claim_batch,
-            pickup_grace=grace, owner_timeout=owners, resend=rules.resend_cap(taken_up),
-        )  # fmt: skip
-        reaped += follow_claims.reap(
-            session, now, lookahead=settings.lookahead, lease=settings.lease,
+            session,
+            now,
+            lease=settings.lease,
             batch=settings.claim_batch,
-            pickup_grace=grace, owner_timeout=owners,
-        )  # fmt: skip
+            pickup_grace=grace,
+            owner_timeout=owners,
+            resend=rules.resend_cap(taken_up),
+        )
+        reaped += follow_claims.reap(
+            session,
+            now,
+            lookahead=settings.lookahead,
+            lease=settings.lease,
+            batch=settings.claim_batch,
+            pickup_grace=grace,
+            owner_timeout=owners,
+        )
         reaped += notify_claims.reap(
-            session, now, lease=settings.webhook_lease, batch=settings.claim_batch,
-            pickup_grace=grace, owner_timeout=owners,
-        )  # fmt: skip
+            session,
+            now,
+            lease=settings.webhook_lease,
+            batch=settings.claim_batch,
+            pickup_grace=grace,
+            owner_timeout=owners,
+        )
         key = pacing.token_hash(settings.api_token)
         paused = pacing.paused_until(session, key, now)
         # While the token is paused nothing is claimed, until the pause's end falls within
@@ -152,15 +165,24 @@ def tick(
             deliveries=notify_claims.held(session, now),
         )
         fresh = claims.claim_due(
-            session, now, lookahead=settings.lookahead, lease=settings.lease,
-            batch=share(queue).starts, not_before=paused,
-        )  # fmt: skip
+            session,
+            now,
+            lookahead=settings.lookahead,
+            lease=settings.lease,
+            batch=share(queue).starts,
+            not_before=paused,
+        )
 
         def follow_up(batch: int, *, stops: bool) -> list[Claim]:
             return follow_claims.claim(
-                session, now, lookahead=settings.lookahead, lease=settings.lease,
-                batch=batch, stops=stops, not_before=paused,
-            )  # fmt: skip
+                session,
+                now,
+                lookahead=settings.lookahead,
+                lease=settings.lease,
+                batch=batch,
+                stops=stops,
+                not_before=paused,
+            )
 
         stops = follow_up(share(queue, starts=len(fresh)).stops, stops=True)
         # A check claimed now may leave up to a lookahead and a pickup grace later, and counts
@@ -177,10 +199,17 @@ def tick(
             session, now, lease=settings.webhook_lease, batch=share(queue).deliveries
         )
         upsert_newer(
-            session, DispatcherHeartbeat, "name", "last_tick_at",
-            name=HEARTBEAT, last_tick_at=now, running_since=since,
-            claimed=len(fresh), reaped=len(reaped), expired=expired,
-        )  # fmt: skip
+            session,
+            DispatcherHeartbeat,
+            "name",
+            "last_tick_at",
+            name=HEARTBEAT,
+            last_tick_at=now,
+            running_since=since,
+            claimed=len(fresh),
+            reaped=len(reaped),
+            expired=expired,
+        )
     starts = [c for c in [*reaped, *fresh] if c.kind is ClaimKind.START]
     rest = [
         c for c in [*reaped, *fresh, *stops, *checks, *webhooks] if c.kind is not ClaimKind.START
@@ -193,15 +222,26 @@ def tick(
     for claim in [*starts, *rest]:
         enqueued += _hand_out(partial(enqueue, claim), (claim,))
     report = TickReport(
-        now, expired, len(reaped), len(fresh), enqueued, len(stops), len(checks), paused,
+        now,
+        expired,
+        len(reaped),
+        len(fresh),
+        enqueued,
+        len(stops),
+        len(checks),
+        paused,
         queue.budget,
-    )  # fmt: skip
+    )
     if expired or reaped or fresh or stops:
         log.info(
             "dispatch tick: %d claimed, %d reaped, %d missed, %d stops, %d checks",
-            len(fresh), len(reaped), expired, len(stops), len(checks),
+            len(fresh),
+            len(reaped),
+            expired,
+            len(stops),
+            len(checks),
             extra={"action": "dispatch_tick", "claimed": len(fresh), "reaped": len(reaped)},
-        )  # fmt: skip
+        )
     return report
 
 
@@ -214,10 +254,14 @@ def _hand_out(send: Callable[[], None], claims: tuple[Claim, ...]) -> int:
         first = claims[0]
         log.exception(
             "could not enqueue %d %s claim(s); handed out again after the pickup grace",
-            len(claims), first.kind.value,
-            extra={"action": "enqueue_failed", "kind": first.kind.value,
-                   "stream_id": str(first.row_id)},
-        )  # fmt: skip
+            len(claims),
+            first.kind.value,
+            extra={
+                "action": "enqueue_failed",
+                "kind": first.kind.value,
+                "stream_id": str(first.row_id),
+            },
+        )
         return 0
     return len(claims)
 

@@ -75,8 +75,11 @@ def _again(
     (ident,) = ids.values()
     log.warning(
         "%s of %s interrupted by a database error, trying again: %s",
-        what, ident, _first_line(exc), extra={"action": action, **ids},
-    )  # fmt: skip
+        what,
+        ident,
+        _first_line(exc),
+        extra={"action": action, **ids},
+    )
     return task.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES)
 
 
@@ -157,10 +160,11 @@ def prune_webhooks() -> int:
     deleted = retention.prune(current.sessions, current.settings.webhook_retention_days)
     if deleted:
         log.info(
-            "pruned %d webhook log rows past %d days", deleted,
+            "pruned %d webhook log rows past %d days",
+            deleted,
             current.settings.webhook_retention_days,
             extra={"action": "prune_webhooks", "deleted": deleted},
-        )  # fmt: skip
+        )
     return deleted
 
 

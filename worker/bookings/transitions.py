@@ -45,11 +45,18 @@ def finish_started(
     ``started`` without the call that started it, nor the reverse.
     """
     written = _finish(
-        session, stream_id, token, now,
-        state=StreamState.STARTED.value, started_at=now, last_error=None,
-        stream_key_ciphertext=stream_key, due_at=first_check, status_observed_at=now,
+        session,
+        stream_id,
+        token,
+        now,
+        state=StreamState.STARTED.value,
+        started_at=now,
+        last_error=None,
+        stream_key_ciphertext=stream_key,
+        due_at=first_check,
+        status_observed_at=now,
         **_livestream_columns(livestream),
-    )  # fmt: skip
+    )
     return outbox.after(written, session, EventType.BOOKING_STARTED, stream_id, now)
 
 
@@ -68,10 +75,14 @@ def finish_started_many(
     rows = []
     for stream_id, token, livestream, ciphertext in started:
         values = {
-            "state": StreamState.STARTED.value, "started_at": now, "last_error": None,
-            "stream_key_ciphertext": ciphertext, "due_at": first_check,
-            "status_observed_at": now, **_livestream_columns(livestream),
-        }  # fmt: skip
+            "state": StreamState.STARTED.value,
+            "started_at": now,
+            "last_error": None,
+            "stream_key_ciphertext": ciphertext,
+            "due_at": first_check,
+            "status_observed_at": now,
+            **_livestream_columns(livestream),
+        }
         rows.append(
             {
                 "p_id": stream_id,
@@ -99,9 +110,14 @@ def finish_failed(
     """
     columns = _livestream_columns(livestream) if livestream is not None else {}
     written = _finish(
-        session, stream_id, token, now, state=StreamState.FAILED.value, last_error=reason,
+        session,
+        stream_id,
+        token,
+        now,
+        state=StreamState.FAILED.value,
+        last_error=reason,
         **columns,
-    )  # fmt: skip
+    )
     return outbox.after(written, session, EventType.BOOKING_FAILED, stream_id, now)
 
 
@@ -122,9 +138,15 @@ def finish_retrying(
     """
     columns = _livestream_columns(livestream) if livestream is not None else {}
     return _finish(
-        session, stream_id, token, now,
-        state=StreamState.RETRYING.value, due_at=due_at, last_error=reason, **columns,
-    )  # fmt: skip
+        session,
+        stream_id,
+        token,
+        now,
+        state=StreamState.RETRYING.value,
+        due_at=due_at,
+        last_error=reason,
+        **columns,
+    )
 
 
 def finish_missed(

@@ -151,11 +151,20 @@ _CONFIRM = leasing.confirm_statement(
     S,
     TRACK_HELD,
     returning=[
-        S.attempts, S.state, S.account_id, S.app_id, S.meeting_id, S.livestream_id,
-        S.livestream_status, S.started_at, S.live_at, S.ends_at, S.stop_requested_at,
+        S.attempts,
+        S.state,
+        S.account_id,
+        S.app_id,
+        S.meeting_id,
+        S.livestream_id,
+        S.livestream_status,
+        S.started_at,
+        S.live_at,
+        S.ends_at,
+        S.stop_requested_at,
         S.problem,
     ],
-)  # fmt: skip
+)
 
 
 def confirm(
@@ -212,12 +221,17 @@ def end(
 ) -> bool:
     """``ended`` for ``reason``: stopped by us, or no longer ours upstream. True if written."""
     written = _while_held(
-        session, stream_id, token,
-        state=StreamState.ENDED.value, ended_at=now, end_reason=reason.value,
-        **RELEASED, updated_at=now,
+        session,
+        stream_id,
+        token,
+        state=StreamState.ENDED.value,
+        ended_at=now,
+        end_reason=reason.value,
+        **RELEASED,
+        updated_at=now,
         # A stop that had failed is moot once the stream has ended.
         problem=case((S.problem == Problem.STOP_FAILED.value, None), else_=S.problem),
-    )  # fmt: skip
+    )
     return outbox.after(written, session, EventType.STREAM_ENDED, stream_id, now)
 
 

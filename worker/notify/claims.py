@@ -154,14 +154,19 @@ def load(session: Session, delivery_id: uuid.UUID) -> Any:
     """What the POST needs: the event's body and type, the endpoint's URL and secrets."""
     return session.execute(
         select(
-            WebhookEvent.payload, WebhookEvent.type, E.url, E.enabled, E.secret_ciphertext,
-            E.previous_secret_ciphertext, E.previous_secret_expires_at,
+            WebhookEvent.payload,
+            WebhookEvent.type,
+            E.url,
+            E.enabled,
+            E.secret_ciphertext,
+            E.previous_secret_ciphertext,
+            E.previous_secret_expires_at,
         )
         .select_from(D)
         .join(WebhookEvent, WebhookEvent.id == D.event_id)
         .join(E, E.id == D.endpoint_id)
         .where(D.id == delivery_id)
-    ).one()  # fmt: skip
+    ).one()
 
 
 def finish_attempt(

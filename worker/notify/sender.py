@@ -107,9 +107,15 @@ class Sender:
 
         def write(session: Session, now: datetime) -> bool:
             notify_claims.finish_attempt(
-                session, delivery_id, row.attempts, now,
-                status=status, duration=duration, excerpt=excerpt, error=error,
-            )  # fmt: skip
+                session,
+                delivery_id,
+                row.attempts,
+                now,
+                status=status,
+                duration=duration,
+                excerpt=excerpt,
+                error=error,
+            )
             return self._finish(
                 session, now, delivery_id, held_by, row.endpoint_id, decision, status
             )
@@ -118,12 +124,19 @@ class Sender:
             return SendResult.STALE
         result = _RESULTS[decision.next]
         log.info(
-            "webhook delivery %s: %s (%s)", delivery_id, result.value,
+            "webhook delivery %s: %s (%s)",
+            delivery_id,
+            result.value,
             f"HTTP {status}" if status is not None else error,
-            extra={"action": "webhook_" + result.value, "delivery_id": str(delivery_id),
-                   "event_id": str(row.event_id), "endpoint_id": str(row.endpoint_id),
-                   "status": status, "attempt": row.attempts},
-        )  # fmt: skip
+            extra={
+                "action": "webhook_" + result.value,
+                "delivery_id": str(delivery_id),
+                "event_id": str(row.event_id),
+                "endpoint_id": str(row.endpoint_id),
+                "status": status,
+                "attempt": row.attempts,
+            },
+        )
         return result
 
     def _keys(self, job: Any, now: datetime) -> list[Secret]:
@@ -171,9 +184,14 @@ class Sender:
     ) -> bool:
         if decision.next is DeliveryStep.DELIVERED:
             done = notify_claims.finish(
-                session, delivery_id, token, now, state=DeliveryState.DELIVERED, status=status,
+                session,
+                delivery_id,
+                token,
+                now,
+                state=DeliveryState.DELIVERED,
+                status=status,
                 error=None,
-            )  # fmt: skip
+            )
             if done:
                 notify_claims.endpoint_succeeded(session, endpoint_id, now)
             return done
@@ -184,9 +202,15 @@ class Sender:
         else:
             due, state = None, DeliveryState.FAILED
         done = notify_claims.finish(
-            session, delivery_id, token, now, state=state, status=status, error=decision.reason,
+            session,
+            delivery_id,
+            token,
+            now,
+            state=state,
+            status=status,
+            error=decision.reason,
             due_at=due,
-        )  # fmt: skip
+        )
         if done:
             disable = decision.reason if decision.next is DeliveryStep.DISABLE else None
             notify_claims.endpoint_failed(session, endpoint_id, now, disable=disable)
@@ -200,13 +224,24 @@ class Sender:
         def write(session: Session, now: datetime) -> bool:
             error = "not sent: the endpoint is disabled"
             notify_claims.finish_attempt(
-                session, delivery_id, number, now, status=None, duration=0.0, excerpt=None,
+                session,
+                delivery_id,
+                number,
+                now,
+                status=None,
+                duration=0.0,
+                excerpt=None,
                 error=error,
-            )  # fmt: skip
+            )
             return notify_claims.finish(
-                session, delivery_id, token, now, state=DeliveryState.HELD, status=None,
+                session,
+                delivery_id,
+                token,
+                now,
+                state=DeliveryState.HELD,
+                status=None,
                 error=error,
-            )  # fmt: skip
+            )
 
         write_with_retries(self.factory, write, WRITE_TRIES)
         return SendResult.HELD

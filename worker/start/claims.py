@@ -138,9 +138,15 @@ def reap(
     posts. Either way the row keeps its due instant, and so its place in the queue.
     """
     again = leasing.resend(
-        session, S, START, now, [_STARTING], lease=lease, pickup_grace=pickup_grace,
+        session,
+        S,
+        START,
+        now,
+        [_STARTING],
+        lease=lease,
+        pickup_grace=pickup_grace,
         batch=batch if resend is None else min(batch, resend),
-    )  # fmt: skip
+    )
     taken = _take(
         session,
         [_lost(now, owner_timeout), or_(S.reclaims < MAX_RECLAIMS, ~_RUN_VANISHED)],
@@ -188,11 +194,20 @@ _CONFIRM_LAUNCH = (
         updated_at=bindparam("now"),
     )
     .returning(
-        S.id, S.attempts, S.due_at, S.account_id, S.app_id, S.meeting_id, S.name,
-        S.video_width, S.video_height, S.start_deadline, S.scheduled_at,
+        S.id,
+        S.attempts,
+        S.due_at,
+        S.account_id,
+        S.app_id,
+        S.meeting_id,
+        S.name,
+        S.video_width,
+        S.video_height,
+        S.start_deadline,
+        S.scheduled_at,
     )
     .execution_options(synchronize_session=False)
-)  # fmt: skip
+)
 
 _STILL_HELD = select(S.id, S.due_at).where(*_HELD)
 
@@ -353,7 +368,9 @@ def confirm_claim(
 # earlier start call of this booking may have created a livestream, and the API token is not
 # paused. It returns what the call needs, so the run reads nothing else.
 _CONFIRM_PLAIN_START = leasing.confirm_statement(
-    S, CLAIM_HELD, _NOT_EARLY,
+    S,
+    CLAIM_HELD,
+    _NOT_EARLY,
     S.start_deadline >= bindparam("now"),
     ~exists().where(A.stream_id == S.id, UNCLEAR_START_CALL),
     ~exists().where(
@@ -361,10 +378,17 @@ _CONFIRM_PLAIN_START = leasing.confirm_statement(
         UpstreamPause.paused_until > bindparam("now"),
     ),
     returning=[
-        S.attempts, S.account_id, S.app_id, S.meeting_id, S.name, S.video_width,
-        S.video_height, S.start_deadline, S.scheduled_at,
+        S.attempts,
+        S.account_id,
+        S.app_id,
+        S.meeting_id,
+        S.name,
+        S.video_width,
+        S.video_height,
+        S.start_deadline,
+        S.scheduled_at,
     ],
-)  # fmt: skip
+)
 
 
 def confirm_plain_start(

@@ -119,10 +119,12 @@ class Starter:
             raise
         except Exception as exc:
             log.exception(
-                "booking %s: unexpected %s during its %s call", job.stream_id,
-                type(exc).__name__, action.value,
+                "booking %s: unexpected %s during its %s call",
+                job.stream_id,
+                type(exc).__name__,
+                action.value,
                 extra={"action": "start_crashed", "stream_id": str(job.stream_id)},
-            )  # fmt: skip
+            )
             # Only the type: an exception's text is not known to be free of secrets.
             error = AmbiguousError(f"{action.value}: unexpected {type(exc).__name__} in the worker")
             return self.record.settle(job, number, action, error, started)
@@ -132,9 +134,14 @@ class Starter:
         with self.factory.begin() as session:
             now = db_now(session)
             confirmed = claims.confirm_plain_start(
-                session, stream_id, token, now,
-                lease=self.settings.lease, owner=self.owner, token_key=self.record.token_key,
-            )  # fmt: skip
+                session,
+                stream_id,
+                token,
+                now,
+                lease=self.settings.lease,
+                owner=self.owner,
+                token_key=self.record.token_key,
+            )
             if confirmed is None:
                 return None
             renewed, row = confirmed
@@ -214,9 +221,13 @@ class Starter:
             metrics.START_LATENESS.observe(max(0.0, late))
         try:
             result = self.client.start_livestream(
-                job.account_id, job.app_id, job.meeting_id,
-                name=job.name, width=job.width, height=job.height,
-            )  # fmt: skip
+                job.account_id,
+                job.app_id,
+                job.meeting_id,
+                name=job.name,
+                width=job.width,
+                height=job.height,
+            )
         except UpstreamError as exc:
             return self.record.settle(job, number, AttemptAction.START, exc, started)
         took = time.monotonic() - started
@@ -234,9 +245,15 @@ class Starter:
 
         def close(session: Session, now: datetime) -> None:
             attempts.finish_attempt(
-                session, job.stream_id, number, now, outcome,
-                duration=duration, livestream_id=found.id, call=found.call,
-            )  # fmt: skip
+                session,
+                job.stream_id,
+                number,
+                now,
+                outcome,
+                duration=duration,
+                livestream_id=found.id,
+                call=found.call,
+            )
 
         if found.stream_key is not None:
             return self.record.finish_store(job, found, RunResult(outcome.value), close)
@@ -254,11 +271,16 @@ class Starter:
 
             def close_fetch(session: Session, now: datetime) -> None:
                 attempts.finish_attempt(
-                    session, job.stream_id, number, now,
+                    session,
+                    job.stream_id,
+                    number,
+                    now,
                     AttemptOutcome.FETCHED if keyed.stream_key else AttemptOutcome.FATAL,
                     error_message=None if keyed.stream_key else "no stream key in the answer",
-                    duration=took, livestream_id=found.id, call=full.call,
-                )  # fmt: skip
+                    duration=took,
+                    livestream_id=found.id,
+                    call=full.call,
+                )
 
             return self.record.finish_store(job, keyed, RunResult(outcome.value), close_fetch)
 

@@ -82,10 +82,15 @@ class Launcher:
             now = db_now(session)
             read_at = time.monotonic()  # ``now`` on this process's monotonic clock
             renewed, rows = claims.confirm_launch(
-                session, token, stream_ids, now,
-                lead=self.settings.lookahead, lease=self.settings.lease,
-                owner=self.starter.owner, token_key=self.token_key,
-            )  # fmt: skip
+                session,
+                token,
+                stream_ids,
+                now,
+                lead=self.settings.lookahead,
+                lease=self.settings.lease,
+                owner=self.starter.owner,
+                token_key=self.token_key,
+            )
             confirmed = {row.id for row in rows}
             held = claims.still_held(session, token, [i for i in stream_ids if i not in confirmed])
             foreign = not rows and not held and claims.known(session, stream_ids) == 0
@@ -108,9 +113,10 @@ class Launcher:
         except OperationalError:  # the result could not be written: recovery reconciles it
             log.warning(
                 "booking %s: its start's result was not written (database error); recovery"
-                " reconciles it", job.stream_id,
+                " reconciles it",
+                job.stream_id,
                 extra={"action": "start_db_error", "stream_id": str(job.stream_id)},
-            )  # fmt: skip
+            )
             return
         metrics.STARTS.labels(outcome=result.value).inc()
 
@@ -128,9 +134,10 @@ class Launcher:
             else:
                 log.warning(
                     "booking %s: start interrupted by database errors; its claim is left to"
-                    " recovery", stream_id,
+                    " recovery",
+                    stream_id,
                     extra={"action": "start_db_error", "stream_id": str(stream_id)},
-                )  # fmt: skip
+                )
             return
         metrics.STARTS.labels(outcome=result.value).inc()
 
@@ -155,6 +162,8 @@ class Launcher:
         log.warning(
             "a launch of %d bookings (claim %s) names none that this database has: another"
             " deployment probably shares this broker database; give each deployment its own"
-            " (LIVESTREAMS_BROKER_URL)", count, token,
+            " (LIVESTREAMS_BROKER_URL)",
+            count,
+            token,
             extra={"action": "foreign_claim"},
-        )  # fmt: skip
+        )

@@ -102,16 +102,28 @@ class Recorder:
 
         def write(session: Session, now: datetime) -> StartDecision:
             decision = policy.after_error(
-                action, error, attempts=number, now=now, deadline=job.deadline,
-                window=self.settings.start_window, backoff=self.backoff, rand=self.rand,
-            )  # fmt: skip
+                action,
+                error,
+                attempts=number,
+                now=now,
+                deadline=job.deadline,
+                window=self.settings.start_window,
+                backoff=self.backoff,
+                rand=self.rand,
+            )
             if decision.pause_until is not None:
                 pacing.pause(session, self.token_key, decision.pause_until)
             assert decision.outcome is not None
             attempts.finish_attempt(
-                session, job.stream_id, number, now, decision.outcome,
-                error=error, error_message=policy.error_text(error), duration=duration,
-            )  # fmt: skip
+                session,
+                job.stream_id,
+                number,
+                now,
+                decision.outcome,
+                error=error,
+                error_message=policy.error_text(error),
+                duration=duration,
+            )
             self.end(session, now, job, decision, livestream)
             return decision
 
@@ -142,15 +154,20 @@ class Recorder:
         if decision.next is StartStep.RETRY:
             assert decision.retry_at is not None and decision.outcome is not None
             log.info(
-                "booking %s: %s (%s); retry at %s", job.stream_id, decision.outcome.value,
-                decision.reason, decision.retry_at.isoformat(),
+                "booking %s: %s (%s); retry at %s",
+                job.stream_id,
+                decision.outcome.value,
+                decision.reason,
+                decision.retry_at.isoformat(),
                 extra={"action": "stream_retry", **extra},
-            )  # fmt: skip
+            )
         else:
             log.warning(
-                "booking %s failed: %s", job.stream_id, decision.reason,
+                "booking %s failed: %s",
+                job.stream_id,
+                decision.reason,
                 extra={"action": "stream_failed", **extra},
-            )  # fmt: skip
+            )
         return ENDED[decision.next]
 
     def finish_store(
@@ -189,17 +206,21 @@ class Recorder:
         if decision.next is not StartStep.STORE:
             return self.report(job, decision)
         log.info(
-            "livestream %s for booking %s (%s)", found.id, job.stream_id, result.value,
+            "livestream %s for booking %s (%s)",
+            found.id,
+            job.stream_id,
+            result.value,
             extra={"action": "stream_started", "livestream_id": found.id},
-        )  # fmt: skip
+        )
         return result
 
     def claim_lost(self, job: Job, found: Livestream) -> RunResult:
         log.warning(
             "livestream %s was created but the claim on %s was lost; the next claim adopts it",
-            found.id, job.stream_id,
+            found.id,
+            job.stream_id,
             extra={"action": "claim_lost", "stream_id": str(job.stream_id)},
-        )  # fmt: skip
+        )
         return RunResult.CLAIM_LOST
 
     def cipher(self) -> StreamKeyCipher:

@@ -260,9 +260,12 @@ def after_error(
             )
         due = next_due(backoff, attempts, now, limit, retry_after=retry_after, rand=rand)
         return StartDecision(
-            StartStep.RETRY, AttemptOutcome.RETRYABLE, retry_at=due or limit, reason=text,
+            StartStep.RETRY,
+            AttemptOutcome.RETRYABLE,
+            retry_at=due or limit,
+            reason=text,
             pause_until=pause,
-        )  # fmt: skip
+        )
     due = next_due(backoff, attempts, now, deadline, retry_after=retry_after, rand=rand)
     if isinstance(error, AmbiguousError):
         soon = now + timedelta(seconds=max(backoff.floor, RECONCILE_SOON))
