@@ -23,6 +23,7 @@ from models.db import get_sessionmaker
 from worker.crypto import cipher_for
 from worker.errors import LivestreamsError
 from worker.follow.flow import Tracker
+from worker.lease.foreign import Foreign
 from worker.lease.heartbeat import Heartbeat
 from worker.notify.sender import Sender
 from worker.settings import Settings
@@ -50,6 +51,8 @@ class Runtime:
         self._launcher: Launcher | None = None
         self._heartbeat: Heartbeat | None = None
         self._lock = threading.Lock()  # the threads pool shares one runtime
+        # Names claims that come from another deployment on the same broker database.
+        self.foreign = Foreign(self.sessions)
 
     @classmethod
     def from_env(cls) -> Runtime:
@@ -90,7 +93,7 @@ class Runtime:
                 gc.freeze()
                 results = Results(starter.record, self.settings.first_check, self.settings.lease)
                 self._launcher = Launcher(
-                    self.sessions, self.settings, starter, LaunchTimer(), results
+                    self.sessions, self.settings, starter, LaunchTimer(), results, self.foreign
                 )
             return self._launcher
 

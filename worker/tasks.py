@@ -17,9 +17,12 @@ from worker import metrics, runtime
 from worker.celery import app
 from worker.dispatch import tick
 from worker.errors import NotDueYet
+from worker.follow.flow import TrackResult
 from worker.lease.claims import Claim, ClaimKind
 from worker.notify import retention
+from worker.notify.sender import SendResult
 from worker.start.rules import Launch
+from worker.start.runs import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +112,16 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     the repeat finds a token that no longer matches and does nothing (the lease and the
     reaper then recover the booking, reconciling the call).
     """
+    current, ident, token = runtime.current(), uuid.UUID(stream_id), uuid.UUID(claim_token)
     try:
-        result = runtime.current().starter.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+        result = current.starter.run(ident, token)
     except NotDueYet as exc:  # this worker's clock runs ahead of the database's
         raise self.retry(countdown=exc.seconds, max_retries=DB_RETRIES) from None
     except OperationalError as exc:
         raise _again(self, exc, "start", "start_db_error", stream_id=stream_id) from None
     metrics.STARTS.labels(outcome=result.value).inc()
+    if result is RunResult.STALE:
+        current.foreign.check(ClaimKind.START, [ident], token)
     return result
 
 
@@ -128,11 +134,14 @@ def track_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     the call was written ahead, so a repeat after that point does nothing, and the row comes
     due again at the end of its lease (the next run checks before it stops anything).
     """
+    current, ident, token = runtime.current(), uuid.UUID(stream_id), uuid.UUID(claim_token)
     try:
-        result = runtime.current().tracker.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+        result = current.tracker.run(ident, token)
     except OperationalError as exc:
         raise _again(self, exc, "tracking", "track_db_error", stream_id=stream_id) from None
     metrics.TRACK_RUNS.labels(result=result.value).inc()
+    if result is TrackResult.STALE:
+        current.foreign.check(ClaimKind.TRACK, [ident], token)
     return result
 
 
@@ -142,13 +151,16 @@ def deliver_webhook(self: Task[Any, Any], delivery_id: str, claim_token: str) ->
 
     The message carries ids only, never the secret or the body (both stay in the database).
     """
+    current, ident, token = runtime.current(), uuid.UUID(delivery_id), uuid.UUID(claim_token)
     try:
-        result = runtime.current().sender.run(uuid.UUID(delivery_id), uuid.UUID(claim_token))
+        result = current.sender.run(ident, token)
     except OperationalError as exc:
         raise _again(
             self, exc, "webhook delivery", "webhook_db_error", delivery_id=delivery_id
         ) from None
     metrics.WEBHOOK_DELIVERIES.labels(result=result.value).inc()
+    if result is SendResult.STALE:
+        current.foreign.check(ClaimKind.WEBHOOK, [ident], token)
     return result
 
 

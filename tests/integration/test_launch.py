@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from models import ScheduledStream, StartAttempt, StatusEvent, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
+from worker.lease.foreign import Foreign
 from worker.settings import Secret
 from worker.start import claims
 from worker.start.flow import Starter
@@ -38,6 +39,7 @@ def launcher(settings, fake_api, rtk_client):
         starter,
         LaunchTimer(),
         Results(starter.record, settings.first_check, settings.lease),
+        Foreign(factory),
     )
     yield launcher
     launcher.close(10.0)
@@ -153,11 +155,11 @@ def test_a_paused_token_sends_nothing_and_the_booking_keeps_its_place(
 def test_a_launch_this_database_never_heard_of_names_the_likely_cause_once_a_minute(
     settings, launcher, caplog
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="worker.start.launch")
+    caplog.set_level(logging.WARNING, logger="worker.lease.foreign")
     for _ in range(3):
         report = launcher.run(uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()])
         assert (report.confirmed, report.single, report.stale) == (0, 0, 2)
-    lines = [r.getMessage() for r in caplog.records if r.name == "worker.start.launch"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "worker.lease.foreign"]
     assert len(lines) == 1
     assert "another deployment probably shares this broker database" in lines[0]
 

@@ -274,12 +274,6 @@ def still_held(
     return list(session.execute(_STILL_HELD, {"p_ids": list(stream_ids), "p_token": token}))
 
 
-def known(session: Session, stream_ids: Sequence[uuid.UUID]) -> int:
-    """How many of ``stream_ids`` this database has at all."""
-    query = select(S.id).where(S.id.in_(list(stream_ids)))
-    return len(session.execute(query).all())
-
-
 def fail_reclaimed(session: Session, now: datetime, *, owner_timeout: float | None) -> int:
     """Fail the rows whose run vanished again after runs had vanished :data:`MAX_RECLAIMS`
     times already.
