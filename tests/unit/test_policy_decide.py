@@ -135,6 +135,8 @@ OURS = Livestream(id="ls-ours", created_at=FIRST_UNCLEAR + timedelta(seconds=1))
 SKEWED = Livestream(id="ls-skew", created_at=FIRST_UNCLEAR - timedelta(minutes=4))
 UNDATED = Livestream(id="ls-undated")
 OLDER = Livestream(id="ls-old", created_at=FIRST_UNCLEAR - timedelta(minutes=6))
+NAMED = Livestream(id="ls-named", created_at=FIRST_UNCLEAR + timedelta(seconds=1), name="town-hall")
+THEIRS = Livestream(id="ls-theirs", created_at=FIRST_UNCLEAR + timedelta(seconds=1), name="other")
 
 
 @pytest.mark.parametrize(
@@ -147,11 +149,25 @@ OLDER = Livestream(id="ls-old", created_at=FIRST_UNCLEAR - timedelta(minutes=6))
         (SKEWED, NOW, StartDecision(StartStep.STORE, AttemptOutcome.ADOPTED)),  # within the clock skew
         (UNDATED, NOW, StartDecision(StartStep.STORE, AttemptOutcome.ADOPTED)),
         (OLDER, NOW, StartDecision(StartStep.FAIL, AttemptOutcome.FATAL, reason=f"meeting already has livestream ls-old, created {OLDER.created_at.isoformat()} before our first call; not adopting another caller's livestream")),
+        (NAMED, NOW, StartDecision(StartStep.STORE, AttemptOutcome.ADOPTED)),  # our own name
+        (THEIRS, NOW, StartDecision(StartStep.FAIL, AttemptOutcome.FATAL, reason="meeting already has livestream ls-theirs, named 'other', not 'town-hall' as our calls named it; not adopting another caller's livestream")),
     ],
 )  # fmt: skip
 def test_after_reconcile(found, now, expected) -> None:
-    got = policy.after_reconcile(found, first_unclear=FIRST_UNCLEAR, now=now, deadline=DEADLINE)
+    got = policy.after_reconcile(
+        found, name="town-hall", first_unclear=FIRST_UNCLEAR, now=now, deadline=DEADLINE
+    )
     assert got == expected
+
+
+@pytest.mark.parametrize("found", [THEIRS, NAMED, OURS])
+def test_after_reconcile_without_a_name_of_ours_goes_by_the_instant(found) -> None:
+    """A booking without a name: how the API names an unnamed livestream is not documented,
+    so a name found says nothing, and the instant decides as before."""
+    got = policy.after_reconcile(
+        found, name=None, first_unclear=FIRST_UNCLEAR, now=NOW, deadline=DEADLINE
+    )
+    assert got == StartDecision(StartStep.STORE, AttemptOutcome.ADOPTED)
 
 
 def test_after_livestream_starts_only_with_a_stream_key() -> None:

@@ -194,7 +194,7 @@ class Starter:
 
         def write(session: Session, now: datetime) -> StartDecision:
             decision = policy.after_reconcile(
-                found, first_unclear=first_unclear, now=now, deadline=job.deadline
+                found, name=job.name, first_unclear=first_unclear, now=now, deadline=job.deadline
             )
             if decision.next is StartStep.STORE:
                 return decision  # the store closes the attempt, with the livestream

@@ -283,14 +283,31 @@ def after_error(
 
 
 def after_reconcile(
-    found: Livestream | None, *, first_unclear: datetime, now: datetime, deadline: datetime
+    found: Livestream | None,
+    *,
+    name: str | None,
+    first_unclear: datetime,
+    now: datetime,
+    deadline: datetime,
 ) -> StartDecision:
-    """What follows a reconcile that found ``found`` (None: the meeting has no livestream)."""
+    """What follows a reconcile that found ``found`` (None: the meeting has no livestream),
+    for a booking whose start calls gave the name ``name``.
+
+    A livestream is adopted only when nothing says it is another caller's: it was created
+    before our first unclear call (beyond the clock skew), or it carries a name that is not
+    the one our calls gave. (Two bookings of one meeting with one name cannot be told apart.)
+    """
     if found is None:
         if now > deadline:
             reason = "deadline passed; the earlier unclear call created no livestream"
             return StartDecision(StartStep.FAIL, AttemptOutcome.ABSENT, reason=reason)
         return StartDecision(StartStep.START, AttemptOutcome.ABSENT)
+    if found.name is not None and name is not None and found.name != name:
+        reason = (
+            f"meeting already has livestream {found.id}, named {found.name!r}, not {name!r} as"
+            " our calls named it; not adopting another caller's livestream"
+        )
+        return StartDecision(StartStep.FAIL, AttemptOutcome.FATAL, reason=reason)
     if found.created_at is not None and found.created_at < first_unclear - ADOPT_SKEW:
         reason = (
             f"meeting already has livestream {found.id}, created {found.created_at.isoformat()}"
