@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
 from models.db import db_now
 from worker import logformat, metrics
-from worker.errors import AmbiguousError, NotDueYet, UpstreamError
+from worker.errors import AmbiguousError, NotDueYet, RetryableError, UpstreamError
 from worker.settings import Settings
 from worker.start import claims
 from worker.start.recorder import Recorder
@@ -76,8 +76,22 @@ class Starter:
     def send_prepared(self, job: Job, number: int, results: Results) -> RunResult:
         """The start call ``number`` of a claim a launch confirmed and wrote ahead
         (worker.start.launch), and its result: at its instant, only the request is left.
-        A clean 201 goes to ``results`` (written in batches), anything else is written here."""
+        A clean 201 goes to ``results`` (written in batches), anything else is written here.
+
+        A start prepared before a 429 answered another start of this process is not sent
+        into the pause it began: its call is closed as not sent, and the booking is due again
+        when the pause ends, as if the API had answered it 429 too (without spending a
+        request). Pauses begun in other processes are seen by each start's next run.
+        """
         with logformat.context(stream_id=str(job.stream_id)):
+            paused = self.record.paused_here_until - time.monotonic()
+            if paused > 0:
+                held = RetryableError(
+                    f"not sent: the API token is paused for {paused:.1f} s more (a 429 answered"
+                    " another start)",
+                    retry_after=paused,
+                )
+                return self.record.settle(job, number, AttemptAction.START, held, time.monotonic())
             call = partial(self._call_start, results=results)
             return self._guarded(job, number, AttemptAction.START, call)
 

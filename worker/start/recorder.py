@@ -57,6 +57,9 @@ class Recorder:
         self.token_key = pacing.token_hash(settings.api_token)
         self.backoff = Backoff(settings.backoff_base, settings.backoff_cap, settings.backoff_floor)
         self._stream_key_cipher: StreamKeyCipher | None = None
+        # Until when (this process's monotonic clock) a 429 answered here paused the token:
+        # the starts this process prepared ahead are not sent into it (worker.start.flow).
+        self.paused_here_until = 0.0
 
     def write(self, write: Callable[[Session, datetime], T]) -> T:
         """One result transaction, retried if the database blinks."""
@@ -113,6 +116,8 @@ class Recorder:
             )
             if decision.pause_until is not None:
                 pacing.pause(session, self.token_key, decision.pause_until)
+                pause = (decision.pause_until - now).total_seconds()
+                self.paused_here_until = max(self.paused_here_until, time.monotonic() + pause)
             assert decision.outcome is not None
             attempts.finish_attempt(
                 session,
