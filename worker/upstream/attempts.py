@@ -1,7 +1,7 @@
 """The attempt rows: one per call to the upstream API, written ahead of the call.
 
 An attempt row is inserted in the transaction that confirms the claim for its call (see
-``worker.lease.claims.confirm_claim``), so it exists before the request leaves. Its outcome is
+``worker.start.claims.confirm_claim``), so it exists before the request leaves. Its outcome is
 written with the booking's new state, in one transaction. A row left without an outcome
 belongs to a run that died mid-call: the call's effect is unknown, and the next run must
 reconcile before it may start again (docs/DESIGN.md "Exactly one start per booking", step 3).
