@@ -22,6 +22,7 @@ from models import ScheduledStream
 from models.db import get_sessionmaker
 from worker.dispatch import tick
 from worker.lease.claims import Claim
+from worker.lease.foreign import Foreign
 from worker.settings import Settings
 from worker.start.flow import Starter
 from worker.start.launch import Launcher
@@ -103,7 +104,7 @@ def _per_stream(bench: Bench, url: str) -> tuple[float, float, float]:
         starter = Starter(factory, settings, client, owner=uuid.uuid4())
         timer = LaunchTimer()
         results = Results(starter.record, settings.first_check, settings.lease)
-        launcher = Launcher(factory, settings, starter, timer, results)
+        launcher = Launcher(factory, settings, starter, timer, results, Foreign(factory))
         counter = Counter(factory.kw["bind"])
         with counter.counting():
             confirmed = sum(

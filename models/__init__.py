@@ -4,7 +4,7 @@ from models.apikeys import ApiKey, EndedOpsSession
 from models.base import Base, UTCDateTime
 from models.streams import (
     CLAIMABLE_STATES,
-    TERMINAL_STATES,
+    START_SETTLED_STATES,
     TRACKED_STATES,
     AttemptAction,
     AttemptOutcome,
@@ -32,7 +32,7 @@ from models.webhooks import (
 
 __all__ = [
     "CLAIMABLE_STATES",
-    "TERMINAL_STATES",
+    "START_SETTLED_STATES",
     "TRACKED_STATES",
     "WAITING_STATES",
     "ApiKey",

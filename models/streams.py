@@ -36,8 +36,9 @@ class StreamState(enum.StrEnum):
     CANCELLED = "cancelled"  # cancelled by a caller before it started (terminal)
 
 
-# States in which no start call is ever made again (the start side of the row is finished).
-TERMINAL_STATES = frozenset(
+# States in which no start call is ever made again: the start has settled, one way or the other
+# (started and live rows are followed still; the others are final).
+START_SETTLED_STATES = frozenset(
     {
         StreamState.STARTED,
         StreamState.LIVE,

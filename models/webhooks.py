@@ -132,6 +132,10 @@ class WebhookDelivery(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claim_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The process whose run took the claim up (its heartbeat id), and when it was handed out:
+    # a killed sender's claim is taken back within seconds, a lost message is sent again.
+    claim_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -18,18 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import DispatcherHeartbeat
 from models.db import db_now, upsert_newer
 from worker.follow import claims as follow_claims
-from worker.lease import claims
-from worker.lease.claims import Claim
+from worker.lease.claims import Claim, ClaimKind
 from worker.notify import claims as notify_claims
 from worker.settings import Settings
-from worker.start import rules
+from worker.start import claims, rules
 from worker.start.rules import Launch
 from worker.upstream import attempts, pacing
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = "dispatch"
-START = "start"  # Claim.kind of a start
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,57 @@ class TickReport:
     checks: int
     paused_until: datetime | None
     budget: int
+
+
+@dataclass(frozen=True)
+class Queue:
+    """What a tick knows before it claims anything: the upstream requests the token's rate
+    budget allows now, the most claims the broker may hold that no run has taken up (``cap``,
+    the claim batch), and how many of each kind it holds now."""
+
+    budget: int
+    cap: int
+    starts: int  # start claims handed out for now or earlier, not taken up yet
+    follow_ups: int  # status checks and stops, the same
+    deliveries: int  # webhook deliveries held (handed out, or running, and not finished)
+
+
+@dataclass(frozen=True)
+class Share:
+    """How many claims of each kind the tick may still hand out."""
+
+    starts: int
+    stops: int
+    checks: int
+    deliveries: int
+
+
+def share(queue: Queue, *, starts: int = 0, stops: int = 0, starts_soon: int = 0) -> Share:
+    """What the budget and the broker's cap leave for each kind, once the tick has claimed
+    ``starts`` starts and ``stops`` stops, with ``starts_soon`` bookings due to start within a
+    rate window. Pure (table-tested); the tick claims in this order: starts, stops, checks.
+
+    - The broker holds at most ``cap`` claims that no run has taken up: a burst waits in the
+      database, in order, rather than in a queue so long that its tail outlives the pickup
+      grace and is sent again behind the same backlog.
+    - Starts come first in the budget, then stops. Checks and stops share the queue with the
+      starts and take at most half of it, so a burst of status checks never stands long
+      before the starts due next; checks also leave room for every start due within a window.
+    - Webhook deliveries spend no upstream budget: at most ``cap`` held at once, so a backlog
+      (an endpoint back after a day) waits in the database rather than in the broker.
+    """
+    cap, backlog = queue.cap, queue.starts + queue.follow_ups
+    follow = min(queue.budget - starts, cap - backlog - starts, cap // 2 - queue.follow_ups)
+    return Share(
+        starts=_at_most(cap, min(queue.budget, cap - backlog)),
+        stops=_at_most(cap, follow),
+        checks=_at_most(cap, follow - stops - starts_soon),
+        deliveries=_at_most(cap, cap - queue.deliveries),
+    )
+
+
+def _at_most(cap: int, room: int) -> int:
+    return max(0, min(cap, room))
 
 
 def tick(
@@ -72,14 +121,31 @@ def tick(
         expired += claims.fail_reclaimed(session, now, owner_timeout=owners)
         taken_up = attempts.starts_since(session, now - timedelta(seconds=grace))
         reaped = claims.reap(
-            session, now, lease=settings.lease, batch=settings.claim_batch,
-            pickup_grace=grace, owner_timeout=owners, resend=rules.resend_cap(taken_up),
-        )  # fmt: skip
-        reaped += follow_claims.reap(
-            session, now, lookahead=settings.lookahead, lease=settings.lease,
+            session,
+            now,
+            lease=settings.lease,
             batch=settings.claim_batch,
-            pickup_grace=grace, owner_timeout=owners,
-        )  # fmt: skip
+            pickup_grace=grace,
+            owner_timeout=owners,
+            resend=rules.resend_cap(taken_up),
+        )
+        reaped += follow_claims.reap(
+            session,
+            now,
+            lookahead=settings.lookahead,
+            lease=settings.lease,
+            batch=settings.claim_batch,
+            pickup_grace=grace,
+            owner_timeout=owners,
+        )
+        reaped += notify_claims.reap(
+            session,
+            now,
+            lease=settings.webhook_lease,
+            batch=settings.claim_batch,
+            pickup_grace=grace,
+            owner_timeout=owners,
+        )
         key = pacing.token_hash(settings.api_token)
         paused = pacing.paused_until(session, key, now)
         # While the token is paused nothing is claimed, until the pause's end falls within
@@ -87,44 +153,67 @@ def tick(
         horizon = now + timedelta(seconds=settings.lookahead)
         waiting = paused is not None and paused > horizon
         held_for = settings.lookahead  # a held tracked row is due by then
-        budget = (
-            0 if waiting else pacing.budget(session, settings.rate_limit, now, held_for=held_for)
+        queue = Queue(
+            budget=(
+                0
+                if waiting
+                else pacing.budget(session, settings.rate_limit, now, held_for=held_for)
+            ),
+            cap=settings.claim_batch,
+            starts=claims.unconfirmed(session, now),
+            follow_ups=follow_claims.unconfirmed(session, now),
+            deliveries=notify_claims.held(session, now),
         )
-        # The broker holds at most a batch of claims that no run has taken up: a burst waits
-        # in the database, in order, rather than in a queue so long that its tail outlives
-        # the pickup grace and is taken back, and queued again, behind the same backlog.
-        # Track runs share the queue, so they count against the same cap, and take at most
-        # half of it: a burst of status checks never stands long before the starts due next.
-        tracked = follow_claims.unconfirmed(session, now)
-        backlog = claims.unconfirmed(session, now) + tracked
-        room = min(budget, settings.claim_batch - backlog)
-        fresh = (
-            claims.claim_due(
+        fresh = claims.claim_due(
+            session,
+            now,
+            lookahead=settings.lookahead,
+            lease=settings.lease,
+            batch=share(queue).starts,
+            not_before=paused,
+        )
+
+        def follow_up(batch: int, *, stops: bool) -> list[Claim]:
+            return follow_claims.claim(
                 session,
                 now,
                 lookahead=settings.lookahead,
                 lease=settings.lease,
-                batch=min(settings.claim_batch, room),
+                batch=batch,
+                stops=stops,
                 not_before=paused,
             )
-            if room > 0
-            else []
+
+        stops = follow_up(share(queue, starts=len(fresh)).stops, stops=True)
+        # A check claimed now may leave up to a lookahead and a pickup grace later, and counts
+        # against the budget for a whole window after that: it leaves room for every start
+        # due by then. (Counted only when checks could be claimed at all.)
+        so_far = share(queue, starts=len(fresh), stops=len(stops))
+        reach = settings.rate_limit.window + settings.lookahead + settings.pickup_grace
+        soon = follow_claims.starts_due_within(session, now, reach) if so_far.checks > 0 else 0
+        checks = follow_up(
+            share(queue, starts=len(fresh), stops=len(stops), starts_soon=soon).checks,
+            stops=False,
         )
-        left = min(budget - len(fresh), settings.claim_batch - backlog - len(fresh))
-        left = min(left, settings.claim_batch // 2 - tracked)
-        follow_up = _tracking_claims(session, now, settings, left, paused)
-        # Outbound webhooks: no upstream budget, one indexed claim per tick (worker.notify.claims).
         webhooks = notify_claims.claim(
-            session, now, lease=settings.webhook_lease, batch=settings.claim_batch
+            session, now, lease=settings.webhook_lease, batch=share(queue).deliveries
         )
         upsert_newer(
-            session, DispatcherHeartbeat, "name", "last_tick_at",
-            name=HEARTBEAT, last_tick_at=now, running_since=since,
-            claimed=len(fresh), reaped=len(reaped), expired=expired,
-        )  # fmt: skip
-    stops, checks = follow_up
-    starts = [c for c in [*reaped, *fresh] if c.kind == START]
-    rest = [c for c in [*reaped, *fresh, *stops, *checks, *webhooks] if c.kind != START]
+            session,
+            DispatcherHeartbeat,
+            "name",
+            "last_tick_at",
+            name=HEARTBEAT,
+            last_tick_at=now,
+            running_since=since,
+            claimed=len(fresh),
+            reaped=len(reaped),
+            expired=expired,
+        )
+    starts = [c for c in [*reaped, *fresh] if c.kind is ClaimKind.START]
+    rest = [
+        c for c in [*reaped, *fresh, *stops, *checks, *webhooks] if c.kind is not ClaimKind.START
+    ]
     enqueued = 0
     if launch is not None:
         for group in rules.launches(starts):
@@ -133,14 +222,26 @@ def tick(
     for claim in [*starts, *rest]:
         enqueued += _hand_out(partial(enqueue, claim), (claim,))
     report = TickReport(
-        now, expired, len(reaped), len(fresh), enqueued, len(stops), len(checks), paused, room
+        now,
+        expired,
+        len(reaped),
+        len(fresh),
+        enqueued,
+        len(stops),
+        len(checks),
+        paused,
+        queue.budget,
     )
     if expired or reaped or fresh or stops:
         log.info(
             "dispatch tick: %d claimed, %d reaped, %d missed, %d stops, %d checks",
-            len(fresh), len(reaped), expired, len(stops), len(checks),
+            len(fresh),
+            len(reaped),
+            expired,
+            len(stops),
+            len(checks),
             extra={"action": "dispatch_tick", "claimed": len(fresh), "reaped": len(reaped)},
-        )  # fmt: skip
+        )
     return report
 
 
@@ -152,45 +253,17 @@ def _hand_out(send: Callable[[], None], claims: tuple[Claim, ...]) -> int:
     except Exception:
         first = claims[0]
         log.exception(
-            "could not enqueue %d claimed %s(s); handed out again after the pickup grace",
-            len(claims), first.kind,
-            extra={"action": "enqueue_failed", "kind": first.kind,
-                   "stream_id": str(first.stream_id)},
-        )  # fmt: skip
+            "could not enqueue %d %s claim(s); handed out again after the pickup grace",
+            len(claims),
+            first.kind.value,
+            extra={
+                "action": "enqueue_failed",
+                "kind": first.kind.value,
+                "stream_id": str(first.row_id),
+            },
+        )
         return 0
     return len(claims)
-
-
-def _tracking_claims(
-    session: Session,
-    now: datetime,
-    settings: Settings,
-    left: int,
-    paused: datetime | None,
-) -> tuple[list[Claim], list[Claim]]:
-    """Stops, then status checks, within what the budget (and the broker's cap) has ``left``
-    after the starts.
-
-    Checks also leave room for every start due within the rate window: a burst of bookings
-    must never find the budget spent on asking how streams are doing.
-    """
-
-    def claim(batch: int, *, stops: bool) -> list[Claim]:
-        return follow_claims.claim(
-            session, now, lookahead=settings.lookahead, lease=settings.lease,
-            batch=min(settings.claim_batch, batch), stops=stops, not_before=paused,
-        )  # fmt: skip
-
-    stops = claim(left, stops=True)
-    left -= len(stops)
-    if left <= 0:
-        return stops, []
-    # A check claimed now may leave up to a lookahead and a pickup grace later, and counts
-    # against the budget for a whole window after that.
-    reach = settings.rate_limit.window + settings.lookahead + settings.pickup_grace
-    left -= follow_claims.starts_due_within(session, now, reach)
-    checks = claim(left, stops=False)
-    return stops, checks
 
 
 # Any fixed number: the key of the PostgreSQL advisory lock that one tick holds at a time.

@@ -129,14 +129,27 @@ def check(session: Session, settings: Settings) -> Health:
     webhooks = intake.counts_since(session, now - WEBHOOK_WINDOW)
     last_webhook = intake.last_received_at(session)
     failing = [
-        {"id": str(e.id), "url": e.url, "failures_in_a_row": e.failures_in_a_row,
-         "failing_since": e.failing_since.isoformat() if e.failing_since else None}
+        {
+            "id": str(e.id),
+            "url": e.url,
+            "failures_in_a_row": e.failures_in_a_row,
+            "failing_since": e.failing_since.isoformat() if e.failing_since else None,
+        }
         for e in endpoints.failing(session, now)
-    ]  # fmt: skip
+    ]
     return Health(
-        now, counts, flagged, tick, overdue, stuck, past_deadline, problems, webhooks,
-        last_webhook, failing,
-    )  # fmt: skip
+        now,
+        counts,
+        flagged,
+        tick,
+        overdue,
+        stuck,
+        past_deadline,
+        problems,
+        webhooks,
+        last_webhook,
+        failing,
+    )
 
 
 def render(health: Health) -> str:

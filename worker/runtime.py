@@ -23,6 +23,7 @@ from models.db import get_sessionmaker
 from worker.crypto import cipher_for
 from worker.errors import LivestreamsError
 from worker.follow.flow import Tracker
+from worker.lease.foreign import Foreign
 from worker.lease.heartbeat import Heartbeat
 from worker.notify.sender import Sender
 from worker.settings import Settings
@@ -50,6 +51,8 @@ class Runtime:
         self._launcher: Launcher | None = None
         self._heartbeat: Heartbeat | None = None
         self._lock = threading.Lock()  # the threads pool shares one runtime
+        # Names claims that come from another deployment on the same broker database.
+        self.foreign = Foreign(self.sessions)
 
     @classmethod
     def from_env(cls) -> Runtime:
@@ -90,7 +93,7 @@ class Runtime:
                 gc.freeze()
                 results = Results(starter.record, self.settings.first_check, self.settings.lease)
                 self._launcher = Launcher(
-                    self.sessions, self.settings, starter, LaunchTimer(), results
+                    self.sessions, self.settings, starter, LaunchTimer(), results, self.foreign
                 )
             return self._launcher
 
@@ -106,11 +109,13 @@ class Runtime:
 
     @property
     def sender(self) -> Sender:
-        """The outbound webhook sender: its claims are leased, so it needs no heartbeat."""
+        """The outbound webhook sender, owned by this process's heartbeat like the starter: a
+        killed sender's deliveries are taken back within seconds, not at their lease's end."""
         with self._lock:
             if self._sender is None:
                 cipher = cipher_for(self.settings, create=True)
-                self._sender = Sender(self.sessions, self.settings, cipher)
+                owner = self._beating()
+                self._sender = Sender(self.sessions, self.settings, cipher, owner=owner)
             return self._sender
 
     def _beating(self) -> uuid.UUID:

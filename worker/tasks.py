@@ -17,11 +17,12 @@ from worker import metrics, runtime
 from worker.celery import app
 from worker.dispatch import tick
 from worker.errors import NotDueYet
-from worker.follow.claims import TRACK
-from worker.lease.claims import Claim
+from worker.follow.flow import TrackResult
+from worker.lease.claims import Claim, ClaimKind
 from worker.notify import retention
-from worker.notify.claims import WEBHOOK
+from worker.notify.sender import SendResult
 from worker.start.rules import Launch
+from worker.start.runs import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,7 @@ def _first_line(exc: SQLAlchemyError) -> str:
 
 
 def _enqueue(claim: Claim) -> None:
-    task = {TRACK: track_stream, WEBHOOK: deliver_webhook}.get(claim.kind, start_stream)
-    task.apply_async(args=(str(claim.stream_id), str(claim.token)), eta=claim.due_at)
+    _RUNS[claim.kind].apply_async(args=(str(claim.row_id), str(claim.token)), eta=claim.due_at)
 
 
 def _launch(group: Launch) -> None:
@@ -78,8 +78,11 @@ def _again(
     (ident,) = ids.values()
     log.warning(
         "%s of %s interrupted by a database error, trying again: %s",
-        what, ident, _first_line(exc), extra={"action": action, **ids},
-    )  # fmt: skip
+        what,
+        ident,
+        _first_line(exc),
+        extra={"action": action, **ids},
+    )
     return task.retry(countdown=DB_RETRY_COUNTDOWN, max_retries=DB_RETRIES)
 
 
@@ -109,13 +112,16 @@ def start_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     the repeat finds a token that no longer matches and does nothing (the lease and the
     reaper then recover the booking, reconciling the call).
     """
+    current, ident, token = runtime.current(), uuid.UUID(stream_id), uuid.UUID(claim_token)
     try:
-        result = runtime.current().starter.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+        result = current.starter.run(ident, token)
     except NotDueYet as exc:  # this worker's clock runs ahead of the database's
         raise self.retry(countdown=exc.seconds, max_retries=DB_RETRIES) from None
     except OperationalError as exc:
         raise _again(self, exc, "start", "start_db_error", stream_id=stream_id) from None
     metrics.STARTS.labels(outcome=result.value).inc()
+    if result is RunResult.STALE:
+        current.foreign.check(ClaimKind.START, [ident], token)
     return result
 
 
@@ -128,11 +134,14 @@ def track_stream(self: Task[Any, Any], stream_id: str, claim_token: str) -> str:
     the call was written ahead, so a repeat after that point does nothing, and the row comes
     due again at the end of its lease (the next run checks before it stops anything).
     """
+    current, ident, token = runtime.current(), uuid.UUID(stream_id), uuid.UUID(claim_token)
     try:
-        result = runtime.current().tracker.run(uuid.UUID(stream_id), uuid.UUID(claim_token))
+        result = current.tracker.run(ident, token)
     except OperationalError as exc:
         raise _again(self, exc, "tracking", "track_db_error", stream_id=stream_id) from None
     metrics.TRACK_RUNS.labels(result=result.value).inc()
+    if result is TrackResult.STALE:
+        current.foreign.check(ClaimKind.TRACK, [ident], token)
     return result
 
 
@@ -142,13 +151,16 @@ def deliver_webhook(self: Task[Any, Any], delivery_id: str, claim_token: str) ->
 
     The message carries ids only, never the secret or the body (both stay in the database).
     """
+    current, ident, token = runtime.current(), uuid.UUID(delivery_id), uuid.UUID(claim_token)
     try:
-        result = runtime.current().sender.run(uuid.UUID(delivery_id), uuid.UUID(claim_token))
+        result = current.sender.run(ident, token)
     except OperationalError as exc:
         raise _again(
             self, exc, "webhook delivery", "webhook_db_error", delivery_id=delivery_id
         ) from None
     metrics.WEBHOOK_DELIVERIES.labels(result=result.value).inc()
+    if result is SendResult.STALE:
+        current.foreign.check(ClaimKind.WEBHOOK, [ident], token)
     return result
 
 
@@ -160,8 +172,18 @@ def prune_webhooks() -> int:
     deleted = retention.prune(current.sessions, current.settings.webhook_retention_days)
     if deleted:
         log.info(
-            "pruned %d webhook log rows past %d days", deleted,
+            "pruned %d webhook log rows past %d days",
+            deleted,
             current.settings.webhook_retention_days,
             extra={"action": "prune_webhooks", "deleted": deleted},
-        )  # fmt: skip
+        )
     return deleted
+
+
+# The task that runs each kind of claim (one start of a booking whose launch could not be
+# prepared; a status check or stop; a webhook delivery).
+_RUNS: dict[ClaimKind, Task[Any, Any]] = {
+    ClaimKind.START: start_stream,
+    ClaimKind.TRACK: track_stream,
+    ClaimKind.WEBHOOK: deliver_webhook,
+}

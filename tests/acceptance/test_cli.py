@@ -17,8 +17,8 @@ from tests.dbdump import dump
 from worker.bookings import transitions
 from worker.cli import cli
 from worker.crypto import cipher_for, new_key
-from worker.lease import claims
 from worker.settings import Secret, Settings
+from worker.start import claims
 from worker.upstream.responses import Livestream
 
 MEETING = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -252,10 +252,10 @@ def _store_started(env, stream_id: str, key: str) -> None:
         now = db_now(s)
         far = now + timedelta(days=4000)
         claimed = claims.claim_due(s, far, lookahead=0, lease=60, batch=10)
-        assert [c.stream_id for c in claimed] == [uuid.UUID(stream_id)]
+        assert [c.row_id for c in claimed] == [uuid.UUID(stream_id)]
         transitions.finish_started(
             s,
-            claimed[0].stream_id,
+            claimed[0].row_id,
             claimed[0].token,
             now,
             Livestream(id="ls-1"),

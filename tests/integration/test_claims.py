@@ -12,9 +12,9 @@ from models import ScheduledStream, StreamState, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from worker.bookings import booking, transitions
-from worker.lease import claims
 from worker.lease.claims import Claim
 from worker.settings import Settings
+from worker.start import claims
 
 S = ScheduledStream
 
@@ -26,7 +26,7 @@ def test_claim_takes_due_rows_within_the_lookahead_only(settings, book) -> None:
     with get_sessionmaker(settings.database_url).begin() as s:
         now = db_now(s)
         got = claims.claim_due(s, now, lookahead=5, lease=60, batch=10)
-    assert [c.stream_id for c in got] == [soon.id]
+    assert [c.row_id for c in got] == [soon.id]
     with get_sessionmaker(settings.database_url)() as s:
         row = s.get(S, soon.id)
         assert row.state == StreamState.STARTING
@@ -78,7 +78,7 @@ def test_racing_claimers_on_postgres_take_disjoint_rows(pg_url) -> None:
         t.start()
     for t in threads:
         t.join()
-    claimed = [c.stream_id for batch in results for c in batch]
+    claimed = [c.row_id for batch in results for c in batch]
     assert len(claimed) == len(set(claimed)) == 300
 
 
@@ -99,7 +99,7 @@ def test_a_claim_no_run_took_up_is_sent_again_after_the_pickup_grace(settings, b
         assert reap(s, now + timedelta(seconds=4)) == []  # within the grace
         later = now + timedelta(seconds=6)
         (again,) = reap(s, later)
-    assert again.stream_id == stream.id and again.token == claim.token
+    assert again.row_id == stream.id and again.token == claim.token
     owner = uuid.uuid4()
     with get_sessionmaker(settings.database_url).begin() as s:
         number, renewed = claims.confirm_claim(s, stream.id, again.token, later, lease=60,
@@ -131,7 +131,7 @@ def test_a_claim_whose_owner_stopped_beating_is_taken_back_in_seconds(settings, 
         # Owners not judged (the dispatcher just came back from an outage): kept.
         assert reap(s, now + timedelta(seconds=30), owner_timeout=None) == []
         (reaped,) = reap(s, now + timedelta(seconds=6))
-    assert reaped.stream_id == stream.id
+    assert reaped.row_id == stream.id
     with get_sessionmaker(settings.database_url)() as s:
         row = s.get(S, stream.id)
         assert row.claim_owner is None and row.claim_token == reaped.token
@@ -147,7 +147,7 @@ def test_a_claim_whose_owner_beats_is_kept_until_its_lease_runs_out(settings, bo
         assert reap(s, now + timedelta(seconds=59)) == []
         lease_end = s.get(S, stream.id).lease_expires_at
         (reaped,) = reap(s, lease_end + timedelta(seconds=1))
-    assert reaped.stream_id == stream.id
+    assert reaped.row_id == stream.id
 
 
 def test_a_row_taken_back_too_often_fails_with_the_reason(settings, book) -> None:

@@ -18,9 +18,9 @@ from tests.conftest import make_due
 from worker import runtime, tasks
 from worker.bookings import booking
 from worker.dispatch import last_tick, tick
-from worker.lease import claims
 from worker.lease.claims import Claim
 from worker.settings import RateLimit, Settings
+from worker.start import claims
 from worker.start.rules import Launch, resend_cap
 from worker.upstream import pacing
 
@@ -42,7 +42,7 @@ def test_tick_claims_due_rows_in_order_and_records_a_heartbeat(settings, book) -
     got: list[Claim] = []
     report = tick(get_sessionmaker(settings.database_url), settings, got.append)
     assert report.claimed == report.enqueued == 5
-    assert [c.stream_id for c in got] == [s.id for s in reversed(streams)]
+    assert [c.row_id for c in got] == [s.id for s in reversed(streams)]
     assert all(c.due_at > report.now for c in got)  # each waits for its own ETA
     with get_sessionmaker(settings.database_url)() as s:
         assert last_tick(s) == report.now
@@ -50,7 +50,11 @@ def test_tick_claims_due_rows_in_order_and_records_a_heartbeat(settings, book) -
 
 def test_starts_go_out_as_launches_one_message_per_token_and_window(settings, book) -> None:
     streams = [book() for _ in range(4)]
-    _due(settings, streams, seconds=1)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        now = db_now(s)
+    # Well inside one launch window (worker.start.rules.launches: whole seconds of instants).
+    into_window = 1.5 - (now.timestamp() % 1)
+    _due(settings, streams, seconds=into_window)
     launches: list[Launch] = []
     single: list[Claim] = []
     report = tick(
@@ -116,7 +120,7 @@ def test_a_failed_enqueue_leaves_the_claim_for_the_reaper(settings, book) -> Non
         (reaped,) = claims.reap(
             s, later, lease=60, batch=10, pickup_grace=settings.pickup_grace, owner_timeout=None
         )
-    assert reaped.stream_id == stream.id
+    assert reaped.row_id == stream.id
 
 
 def test_pacing_claims_no_more_than_the_rate_budget(settings, book) -> None:
@@ -287,7 +291,7 @@ def test_starts_and_stops_come_first_and_checks_leave_room_for_starts_due_soon(
     report = tick(get_sessionmaker(settings.database_url), settings, got.append)
     assert report.claimed == 10 and report.stops == 2
     assert report.checks == 18 - 10 - 2 - 3
-    by_kind = {kind: {c.stream_id for c in got if c.kind == kind} for kind in ("start", "track")}
+    by_kind = {kind: {c.row_id for c in got if c.kind == kind} for kind in ("start", "track")}
     assert by_kind["start"] == {s.id for s in starts_now}
     assert set(stops) <= by_kind["track"] and len(by_kind["track"] & set(checks)) == 3
     # A claimed tracked row keeps its state and its due instant (the task's ETA).
@@ -299,7 +303,7 @@ def test_starts_and_stops_come_first_and_checks_leave_room_for_starts_due_soon(
     # The next tick does not hand the held rows out again.
     again: list[Claim] = []
     tick(get_sessionmaker(settings.database_url), settings, again.append)
-    assert not {c.stream_id for c in again} & (by_kind["track"])
+    assert not {c.row_id for c in again} & (by_kind["track"])
 
 
 def test_a_tracked_claim_no_worker_took_up_is_sent_again_after_the_pickup_grace(
@@ -308,7 +312,7 @@ def test_a_tracked_claim_no_worker_took_up_is_sent_again_after_the_pickup_grace(
     (ident,) = _tracked(settings, book, 1)
     first: list[Claim] = []
     tick(get_sessionmaker(settings.database_url), settings, first.append)
-    assert [c.stream_id for c in first] == [ident]
+    assert [c.row_id for c in first] == [ident]
 
     def back(seconds: float, *, due_too: bool) -> None:
         with get_sessionmaker(settings.database_url).begin() as s:
@@ -327,7 +331,7 @@ def test_a_tracked_claim_no_worker_took_up_is_sent_again_after_the_pickup_grace(
     assert again() == []
     back(settings.pickup_grace + 1, due_too=True)  # due, and the grace has passed
     (second,) = again()
-    assert second.stream_id == ident and second.kind == "track"
+    assert second.row_id == ident and second.kind == "track"
     assert second.token == first[0].token  # the first message, if only late, still counts
 
 

@@ -384,19 +384,21 @@ def test_parse_fault_rejects_others(spec):
 
 def test_holds_200_concurrent_requests():
     with FakeRealtimeKit(token=FAKE_TOKEN) as fake:
-        fake.set_latency(1.0)
+        # Each answer is held 2 s: long enough for a loaded machine to have sent them all
+        # before the first comes back, so the count below does not depend on the load.
+        fake.set_latency(2.0)
         limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)
-        with httpx.Client(headers=AUTH, timeout=10, limits=limits) as http:
-            began = time.monotonic()
-            with ThreadPoolExecutor(200) as pool:
-                codes = list(
-                    pool.map(lambda _: start(http, fake, new_meeting()).status_code, range(200))
-                )
-            elapsed = time.monotonic() - began
+        with (
+            httpx.Client(headers=AUTH, timeout=20, limits=limits) as http,
+            ThreadPoolExecutor(200) as pool,
+        ):
+            codes = list(
+                pool.map(lambda _: start(http, fake, new_meeting()).status_code, range(200))
+            )
         stats = fake.stats()
     assert codes == [201] * 200
-    assert stats["max_in_flight"] >= 150  # they really were held at the same time ...
-    assert elapsed < 8  # ... instead of one after another (200 s)
+    # They really were held at the same time, not one after another.
+    assert stats["max_in_flight"] >= 150
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.com"])

@@ -39,12 +39,12 @@ from models import CLAIMABLE_STATES, AttemptAction, ScheduledStream, StartAttemp
 from models.db import db_now, get_sessionmaker
 from tests.conftest import examples
 from worker.crypto import cipher_for
-from worker.lease import claims
 from worker.settings import Secret, Settings
+from worker.start import claims
 from worker.start.flow import Starter
 from worker.upstream import policy
 from worker.upstream.backoff import Backoff
-from worker.upstream.policy import Next, classify, classify_exception
+from worker.upstream.policy import StartStep, classify, classify_exception
 from worker.upstream.realtimekit import MAX_BODY, RealtimeKitClient, error_for
 from worker.upstream.responses import CallInfo
 
@@ -266,7 +266,7 @@ def first_state(answer: Answer, settings: Settings, deadline: datetime, seed: in
             AttemptAction.START, error, attempts=1, now=at, deadline=deadline,
             window=settings.start_window, backoff=backoff, rand=random.Random(seed),
         )  # fmt: skip
-        decided.add("retrying" if decision.next is Next.RETRY else "failed")
+        decided.add("retrying" if decision.next is StartStep.RETRY else "failed")
     return decided
 
 
@@ -444,8 +444,8 @@ def test_any_answer_ends_in_a_defined_state(settings, book, script: list[Answer]
             claim = _claim(url, stream.id)
             if claim is None:
                 break  # terminal: nothing to hand out again
-            assert claim.stream_id == stream.id
-            word = starter.run(claim.stream_id, claim.token)  # must not raise
+            assert claim.row_id == stream.id
+            word = starter.run(claim.row_id, claim.token)  # must not raise
             assert isinstance(word, str)
             row, tried = _row(url, stream.id)
             assert row.state != "starting", f"left starting after {word!r}"

@@ -15,9 +15,9 @@ from sqlalchemy.exc import OperationalError
 from models import ScheduledStream, StartAttempt, StatusEvent, StreamState, UpstreamPause
 from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
-from worker.lease import claims
+from worker.lease.foreign import Foreign
 from worker.settings import Secret
-from worker.start import claims as start_claims
+from worker.start import claims
 from worker.start.flow import Starter
 from worker.start.launch import Launcher
 from worker.start.results import Results
@@ -39,23 +39,26 @@ def launcher(settings, fake_api, rtk_client):
         starter,
         LaunchTimer(),
         Results(starter.record, settings.first_check, settings.lease),
+        Foreign(factory),
     )
     yield launcher
     launcher.close(10.0)
 
 
-def claim_all(settings, ids, in_seconds: float) -> tuple[uuid.UUID, dict[uuid.UUID, float]]:
-    """Make the bookings due ``in_seconds`` from now (a tenth of a second apart) and claim
+def claim_all(
+    settings, ids, in_seconds: float, apart: float = 0.1
+) -> tuple[uuid.UUID, dict[uuid.UUID, float]]:
+    """Make the bookings due ``in_seconds`` from now (``apart`` seconds apart) and claim
     them as one tick would: one token. Returns it and each booking's instant (epoch s)."""
     factory = get_sessionmaker(settings.database_url)
     instants = {}
     with factory.begin() as s:
         now = db_now(s)
         for n, ident in enumerate(ids):
-            instants[ident] = make_due(s, ident, now + timedelta(seconds=in_seconds + n / 10))
+            instants[ident] = make_due(s, ident, now + timedelta(seconds=in_seconds + n * apart))
     with factory.begin() as s:
         got = claims.claim_due(s, db_now(s), lookahead=in_seconds + 5, lease=60, batch=100)
-    assert {c.stream_id for c in got} == set(ids) and len({c.token for c in got}) == 1
+    assert {c.row_id for c in got} == set(ids) and len({c.token for c in got}) == 1
     return got[0].token, {i: at.timestamp() for i, at in instants.items()}
 
 
@@ -151,14 +154,37 @@ def test_a_paused_token_sends_nothing_and_the_booking_keeps_its_place(
     assert fake_api.starts_received == 0
 
 
+def test_starts_prepared_before_a_429_are_not_sent_into_its_pause(
+    settings, launcher, book, fake_api
+) -> None:
+    first, *rest = streams = [book() for _ in range(3)]
+    ids = [s.id for s in streams]
+    # The first instant's answer is a 429 that pauses the token for 30 s; the two others
+    # were prepared with it, due 0.6 s and 1.2 s later.
+    fake_api.script("start", {"status": 429, "retry_after": "30"}, meeting_id=str(first.meeting_id))
+    token, _ = claim_all(settings, ids, in_seconds=0.3, apart=0.6)
+    assert launcher.run(token, ids).confirmed == 3
+    assert launcher.drain(15.0)
+    assert fake_api.starts_received == 1  # only the first went out
+    got = rows(settings, ids)
+    for stream in rest:
+        row = got[stream.id]
+        assert row.state == StreamState.RETRYING
+        assert "not sent: the API token is paused" in row.last_error
+        # Due again when the pause ends, not before.
+        assert row.due_at >= got[first.id].due_at - timedelta(seconds=1)
+        assert attempts(settings, stream.id) == [("start", "retryable")]
+    assert attempts(settings, first.id) == [("start", "retryable")]
+
+
 def test_a_launch_this_database_never_heard_of_names_the_likely_cause_once_a_minute(
     settings, launcher, caplog
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="worker.start.launch")
+    caplog.set_level(logging.WARNING, logger="worker.lease.foreign")
     for _ in range(3):
         report = launcher.run(uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()])
         assert (report.confirmed, report.single, report.stale) == (0, 0, 2)
-    lines = [r.getMessage() for r in caplog.records if r.name == "worker.start.launch"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "worker.lease.foreign"]
     assert len(lines) == 1
     assert "another deployment probably shares this broker database" in lines[0]
 
@@ -183,7 +209,7 @@ def test_results_are_written_together_and_a_lost_claim_is_left_to_its_next_claim
     token, _ = claim_all(settings, [kept.id, lost.id], in_seconds=0)
     factory = get_sessionmaker(settings.database_url)
     with factory.begin() as s:
-        renewed, confirmed = start_claims.confirm_launch(
+        renewed, confirmed = claims.confirm_launch(
             s, token, [kept.id, lost.id], db_now(s), lead=5, lease=60,
             owner=launcher.starter.owner, token_key="k",
         )  # fmt: skip

@@ -28,15 +28,15 @@ from tests.lifecycle_rows import follow
 from tests.outbound_receiver import PlatformReceiver
 from worker.bookings import booking, observe, transitions
 from worker.crypto import cipher_for
-from worker.dispatch import tick
+from worker.dispatch import Queue, share, tick
 from worker.errors import BookingError, UnsafeWebhookURL
 from worker.follow import claims as tracking
-from worker.lease import claims
 from worker.lease.claims import Claim
 from worker.notify import claims as webhook_claims
 from worker.notify import endpoints, ssrf
 from worker.notify.sender import Sender, SendResult
 from worker.settings import Secret
+from worker.start import claims
 from worker.upstream.responses import Livestream
 
 STREAM_KEY = "sk-live-do-not-leak-0123456789"
@@ -83,9 +83,9 @@ def deliver_due(factory, settings, cipher, **kw) -> list[SendResult]:
     """One dispatch tick, then each webhook claim it made run in this process."""
     claimed: list[Claim] = []
     tick(factory, settings, claimed.append)
-    sender = Sender(factory, settings, cipher, rand=lambda: 0.5, **kw)
+    sender = Sender(factory, settings, cipher, owner=uuid.uuid4(), rand=lambda: 0.5, **kw)
     try:
-        return [sender.run(c.stream_id, c.token) for c in claimed if c.kind == "webhook"]
+        return [sender.run(c.row_id, c.token) for c in claimed if c.kind == "webhook"]
     finally:
         sender.close()
 
@@ -288,9 +288,9 @@ def test_410_disables_the_endpoint_and_later_events_are_not_queued_for_it(
     with factory.begin() as s:
         claimed = webhook_claims.claim(s, db_now(s), lease=60, batch=10)
         booking.cancel(s, booking.find(s, second.id))  # due after the claim: waits
-    sender = Sender(factory, open_settings, cipher)
+    sender = Sender(factory, open_settings, cipher, owner=uuid.uuid4())
     try:
-        assert sender.run(claimed[0].stream_id, claimed[0].token) is SendResult.DISABLED
+        assert sender.run(claimed[0].row_id, claimed[0].token) is SendResult.DISABLED
     finally:
         sender.close()
     with factory() as s:
@@ -339,9 +339,9 @@ def test_a_claimed_delivery_of_an_endpoint_disabled_meanwhile_is_not_sent(
         (claim,) = webhook_claims.claim(s, db_now(s), lease=60, batch=10)
     with factory.begin() as s:
         endpoints.set_enabled(s, endpoint_id, False)
-    sender = Sender(factory, open_settings, cipher)
+    sender = Sender(factory, open_settings, cipher, owner=uuid.uuid4())
     try:
-        assert sender.run(claim.stream_id, claim.token) is SendResult.STALE
+        assert sender.run(claim.row_id, claim.token) is SendResult.STALE
     finally:
         sender.close()
     assert [d.state for d in deliveries(factory)] == ["held"] and receiver.got == []
@@ -444,17 +444,22 @@ def test_a_run_that_died_mid_delivery_is_claimed_again_after_its_lease(
         now = db_now(s)
         (lost,) = webhook_claims.claim(s, now, lease=60, batch=10)
     with factory.begin() as s:  # the run confirmed and wrote its attempt, then died
-        assert webhook_claims.confirm(s, lost.stream_id, lost.token, db_now(s), 60) is not None
+        assert (
+            webhook_claims.confirm(
+                s, lost.row_id, lost.token, db_now(s), lease=60, owner=uuid.uuid4()
+            )
+            is not None
+        )
     # Its message is gone with the broker (or the worker): nothing is claimable in the lease.
     with factory.begin() as s:
         assert webhook_claims.claim(s, db_now(s), lease=60, batch=10) == []
         again = webhook_claims.claim(s, db_now(s) + timedelta(seconds=61), lease=60, batch=10)
-    assert [c.stream_id for c in again] == [lost.stream_id]
-    sender = Sender(factory, open_settings, cipher)
+    assert [c.row_id for c in again] == [lost.row_id]
+    sender = Sender(factory, open_settings, cipher, owner=uuid.uuid4())
     try:
-        assert sender.run(again[0].stream_id, again[0].token) is SendResult.DELIVERED
+        assert sender.run(again[0].row_id, again[0].token) is SendResult.DELIVERED
         # The dead run's token, if it ever came back, changes nothing.
-        assert sender.run(lost.stream_id, lost.token) is SendResult.STALE
+        assert sender.run(lost.row_id, lost.token) is SendResult.STALE
     finally:
         sender.close()
     with factory() as s:
@@ -485,14 +490,21 @@ def test_the_claim_holds_at_most_a_batch_at_once(factory, open_settings, cipher,
     with factory.begin() as s:
         for stream in streams:
             booking.cancel(s, booking.find(s, stream.id))
+
+    def hand_out(s, now) -> list[Claim]:
+        """What a tick with a claim batch of 2 hands out (worker.dispatch.share)."""
+        held = webhook_claims.held(s, now)
+        queue = Queue(budget=0, cap=2, starts=0, follow_ups=0, deliveries=held)
+        return webhook_claims.claim(s, now, lease=60, batch=share(queue).deliveries)
+
     with factory.begin() as s:
         now = db_now(s)
-        first = webhook_claims.claim(s, now, lease=60, batch=2)
+        first = hand_out(s, now)
         assert len(first) == 2
-        assert webhook_claims.claim(s, now, lease=60, batch=2) == []  # two held already
+        assert hand_out(s, now) == []  # two held already
         done = webhook_claims.finish(
-            s, first[0].stream_id, first[0].token, now, state=DeliveryState.DELIVERED,
+            s, first[0].row_id, first[0].token, now, state=DeliveryState.DELIVERED,
             status=200, error=None,
         )  # fmt: skip
         assert done
-        assert len(webhook_claims.claim(s, now, lease=60, batch=2)) == 1
+        assert len(hand_out(s, now)) == 1

@@ -15,8 +15,8 @@ from models.db import db_now, get_sessionmaker
 from tests.conftest import make_due
 from worker.crypto import cipher_for
 from worker.errors import NotDueYet
-from worker.lease import claims
 from worker.settings import Secret
+from worker.start import claims
 from worker.start.flow import Starter
 from worker.upstream.realtimekit import RealtimeKitClient
 
@@ -174,6 +174,34 @@ def test_another_callers_older_livestream_is_not_adopted(settings, starter, book
     got = row(settings, stream.id)
     assert "not adopting another caller's livestream" in got.last_error
     assert len(fake_api.created[meeting]) == 1
+
+
+def test_another_callers_later_livestream_under_another_name_is_not_adopted(
+    settings, starter, book, fake_api
+) -> None:
+    """Created after our unclear call, so the instant cannot tell; the name can."""
+    stream = book(name="town-hall")
+    meeting = str(stream.meeting_id)
+    token = claim(settings, stream.id)
+    with get_sessionmaker(settings.database_url).begin() as s:
+        # Our first unclear call, an hour before the other caller's livestream began.
+        s.add(
+            StartAttempt(
+                stream_id=stream.id,
+                number=0,
+                action="start",
+                claim_token=token,
+                sent_at=db_now(s) - timedelta(hours=1),
+                outcome="ambiguous",
+            )
+        )
+    theirs = fake_api.start_foreign(meeting, "other-show")["id"]
+    assert starter.run(stream.id, token) == "failed"
+    got = row(settings, stream.id)
+    assert got.livestream_id is None
+    assert f"livestream {theirs}, named 'other-show', not 'town-hall'" in got.last_error
+    assert fake_api.created.get(meeting, []) == []  # and no start of ours was sent
+    assert outcomes(settings, stream.id)[-1] == ("reconcile", "fatal")
 
 
 def test_a_run_before_its_instant_by_the_database_clock_does_nothing(

@@ -17,7 +17,7 @@ from tests.conftest import make_due
 from worker.bookings import booking
 from worker.follow import claims as tracking
 from worker.follow.flow import Tracker
-from worker.lease import claims
+from worker.start import claims
 from worker.start.flow import Starter
 
 S = ScheduledStream
@@ -55,7 +55,7 @@ def track(settings, tracker: Tracker, stream_id: uuid.UUID) -> str:
         now = db_now(s)
         got = tracking.claim(s, now, lookahead=0, lease=60, batch=10, stops=True)
         got += tracking.claim(s, now, lookahead=0, lease=60, batch=10, stops=False)
-    (mine,) = [c for c in got if c.stream_id == stream_id]
+    (mine,) = [c for c in got if c.row_id == stream_id]
     assert mine.kind == "track"
     return tracker.run(stream_id, mine.token)
 

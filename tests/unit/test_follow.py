@@ -13,11 +13,13 @@ from worker.follow.rules import (
     MAX_STOP_TRIES,
     Cadence,
     Facts,
-    Next,
     after_check,
     after_error,
     next_check,
     stop_due,
+)
+from worker.follow.rules import (
+    FollowStep as Step,
 )
 from worker.upstream.responses import Livestream
 
@@ -84,28 +86,28 @@ def ls(ident: str = OURS, status: str = "INVOKED") -> Livestream:
 @pytest.mark.parametrize(
     ("changes", "found", "stop_sent", "now", "next_", "reason", "problem"),
     [
-        ({}, ls(), False, 10, Next.CONTINUE, None, None),
-        ({}, ls(status="LIVE"), False, 400, Next.CONTINUE, None, None),
-        ({}, ls(), False, 299, Next.CONTINUE, None, None),
-        ({}, ls(), False, 300, Next.CONTINUE, None, Problem.NOT_LIVE),
-        ({"problem": "not_live"}, ls(), False, 400, Next.CONTINUE, None, None),  # flagged once
-        ({"state": "live"}, ls(status="IDLE"), False, 400, Next.CONTINUE, None, None),
-        ({}, None, False, 10, Next.END, EndReason.ENDED_UPSTREAM, None),
-        ({}, ls("someone-else"), False, 10, Next.END, EndReason.ENDED_UPSTREAM, None),
-        ({"ends_at": s(5)}, ls(), False, 10, Next.STOP, EndReason.SCHEDULED_STOP, None),
+        ({}, ls(), False, 10, Step.CONTINUE, None, None),
+        ({}, ls(status="LIVE"), False, 400, Step.CONTINUE, None, None),
+        ({}, ls(), False, 299, Step.CONTINUE, None, None),
+        ({}, ls(), False, 300, Step.CONTINUE, None, Problem.NOT_LIVE),
+        ({"problem": "not_live"}, ls(), False, 400, Step.CONTINUE, None, None),  # flagged once
+        ({"state": "live"}, ls(status="IDLE"), False, 400, Step.CONTINUE, None, None),
+        ({}, None, False, 10, Step.END, EndReason.ENDED_UPSTREAM, None),
+        ({}, ls("someone-else"), False, 10, Step.END, EndReason.ENDED_UPSTREAM, None),
+        ({"ends_at": s(5)}, ls(), False, 10, Step.STOP, EndReason.SCHEDULED_STOP, None),
         (
             {"ends_at": s(5)},
             ls("someone-else"),
             False,
             10,
-            Next.END,
+            Step.END,
             EndReason.ENDED_UPSTREAM,
             None,
         ),
         # Our unclear stop, then nothing of ours active: our stop most likely did it.
-        ({"ends_at": s(5)}, None, True, 10, Next.END, EndReason.SCHEDULED_STOP, None),
-        ({"stop_requested_at": s(5)}, None, True, 10, Next.END, EndReason.OPS_STOP, None),
-        ({"stop_requested_at": s(5)}, ls(), True, 10, Next.STOP, EndReason.OPS_STOP, None),
+        ({"ends_at": s(5)}, None, True, 10, Step.END, EndReason.SCHEDULED_STOP, None),
+        ({"stop_requested_at": s(5)}, None, True, 10, Step.END, EndReason.OPS_STOP, None),
+        ({"stop_requested_at": s(5)}, ls(), True, 10, Step.STOP, EndReason.OPS_STOP, None),
     ],
 )
 def test_after_check(changes, found, stop_sent, now, next_, reason, problem) -> None:
@@ -113,7 +115,7 @@ def test_after_check(changes, found, stop_sent, now, next_, reason, problem) -> 
         facts(**changes), found, s(now), CADENCE, webhooks_flowing=False, stop_sent=stop_sent
     )
     assert (decision.next, decision.end_reason, decision.problem) == (next_, reason, problem)
-    if next_ is Next.CONTINUE:
+    if next_ is Step.CONTINUE:
         assert decision.due_at is not None and decision.due_at > s(now)
 
 
@@ -145,7 +147,7 @@ def test_after_error(error, stopping, failures, problem) -> None:
         facts(ends_at=s(5)), error, s(10), CADENCE, stopping=stopping,
         stop_failures=failures, rand=RAND,
     )  # fmt: skip
-    assert decision.next is Next.CONTINUE and decision.problem == problem
+    assert decision.next is Step.CONTINUE and decision.problem == problem
     assert decision.due_at is not None and decision.due_at >= s(10 + CADENCE.first_check)
     if problem is Problem.STOP_FAILED:
         assert decision.reason and decision.reason.startswith("stop ")

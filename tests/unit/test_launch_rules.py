@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.lease.claims import Claim
+from worker.lease.claims import Claim, ClaimKind
 from worker.start.rules import launches, resend_cap, seconds_until
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -15,7 +15,7 @@ A, B = uuid.UUID(int=1), uuid.UUID(int=2)
 
 
 def claim(n: int, token: uuid.UUID, at: float) -> Claim:
-    return Claim(uuid.UUID(int=100 + n), token, T0 + timedelta(seconds=at))
+    return Claim(uuid.UUID(int=100 + n), token, T0 + timedelta(seconds=at), ClaimKind.START)
 
 
 @pytest.mark.parametrize(
@@ -45,10 +45,10 @@ def claim(n: int, token: uuid.UUID, at: float) -> Claim:
 )  # fmt: skip
 def test_claims_are_grouped_into_launches(claims, size, expected) -> None:
     got = launches(claims, size=size)
-    assert [[c.stream_id.int - 100 for c in launch.claims] for launch in got] == expected
+    assert [[c.row_id.int - 100 for c in launch.claims] for launch in got] == expected
     for launch in got:
         assert {c.token for c in launch.claims} == {launch.token}
-        assert launch.stream_ids == [c.stream_id for c in launch.claims]
+        assert launch.stream_ids == [c.row_id for c in launch.claims]
         assert launch.first_due == min(c.due_at for c in launch.claims)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.webhook_signing import public_pem, sign, signing_key
 from worker.errors import BadDelivery, BadSignature, SettingsError, WebhookKeyUnavailable
-from worker.inbound.intake import Result, expected
+from worker.inbound.intake import IntakeResult, expected
 from worker.inbound.signature import (
     STATUS_UPDATE,
     Delivery,
@@ -308,10 +308,10 @@ def test_settings_refuse_a_configured_key_that_is_not_an_rsa_public_key(tmp_path
 @pytest.mark.parametrize(
     ("delivery", "found", "result"),
     [
-        (Delivery("meeting.started"), False, Result.IGNORED),
-        (Delivery("meeting.started"), True, Result.IGNORED),
-        (Delivery(STATUS_UPDATE, "ls-1", "LIVE"), False, Result.UNKNOWN_STREAM),
-        (Delivery(STATUS_UPDATE, "ls-1", "LIVE"), True, Result.APPLIED),
+        (Delivery("meeting.started"), False, IntakeResult.IGNORED),
+        (Delivery("meeting.started"), True, IntakeResult.IGNORED),
+        (Delivery(STATUS_UPDATE, "ls-1", "LIVE"), False, IntakeResult.UNKNOWN_STREAM),
+        (Delivery(STATUS_UPDATE, "ls-1", "LIVE"), True, IntakeResult.APPLIED),
     ],
 )
 def test_what_a_first_delivery_comes_to(delivery, found, result) -> None:

@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from worker.errors import UnsafeWebhookURL
 from worker.notify import signing as webhook_signing
 from worker.notify import ssrf
-from worker.notify.rules import SCHEDULE, Next, decide, delay_after
+from worker.notify.rules import SCHEDULE, DeliveryStep, decide, delay_after
 from worker.settings import Secret
 
 
@@ -24,21 +24,21 @@ def mid() -> float:
 @pytest.mark.parametrize(
     ("status", "error", "attempts", "expected"),
     [
-        (200, None, 1, Next.DELIVERED),
-        (204, None, 9, Next.DELIVERED),
-        (299, None, 10, Next.DELIVERED),
-        (410, None, 1, Next.DISABLE),
-        (410, None, 10, Next.DISABLE),
-        (400, None, 1, Next.RETRY),
-        (404, None, 1, Next.RETRY),
-        (429, None, 3, Next.RETRY),
-        (500, None, 1, Next.RETRY),
-        (503, None, 9, Next.RETRY),
-        (301, None, 1, Next.RETRY),  # redirects are not followed
-        (None, "ConnectError: refused", 1, Next.RETRY),
-        (None, "timed out", 9, Next.RETRY),
-        (500, None, 10, Next.GIVE_UP),
-        (None, "timed out", 10, Next.GIVE_UP),
+        (200, None, 1, DeliveryStep.DELIVERED),
+        (204, None, 9, DeliveryStep.DELIVERED),
+        (299, None, 10, DeliveryStep.DELIVERED),
+        (410, None, 1, DeliveryStep.DISABLE),
+        (410, None, 10, DeliveryStep.DISABLE),
+        (400, None, 1, DeliveryStep.RETRY),
+        (404, None, 1, DeliveryStep.RETRY),
+        (429, None, 3, DeliveryStep.RETRY),
+        (500, None, 1, DeliveryStep.RETRY),
+        (503, None, 9, DeliveryStep.RETRY),
+        (301, None, 1, DeliveryStep.RETRY),  # redirects are not followed
+        (None, "ConnectError: refused", 1, DeliveryStep.RETRY),
+        (None, "timed out", 9, DeliveryStep.RETRY),
+        (500, None, 10, DeliveryStep.GIVE_UP),
+        (None, "timed out", 10, DeliveryStep.GIVE_UP),
     ],
 )
 def test_what_an_answer_means(status, error, attempts, expected) -> None:
@@ -48,7 +48,7 @@ def test_what_an_answer_means(status, error, attempts, expected) -> None:
 @pytest.mark.parametrize("attempts", [1, 5, 10])
 def test_a_refusal_by_the_ssrf_guard_is_never_retried(attempts) -> None:
     decision = decide(None, "refused: its host resolves to ::7f00:1", attempts, mid, refused=True)
-    assert decision.next is Next.GIVE_UP and decision.delay is None
+    assert decision.next is DeliveryStep.GIVE_UP and decision.delay is None
     assert "::7f00:1" in (decision.reason or "") and "not retried" in (decision.reason or "")
 
 

@@ -2,7 +2,7 @@
 
 A start run ends with exactly one of ``finish_started``, ``finish_failed``, ``finish_retrying``
 or ``finish_missed``; each writes only while the run still holds its claim
-(``worker.lease.claims.CLAIM_HELD``) and releases it. Ops commands (cancel, retry, reschedule) use
+(:data:`CLAIM_HELD`) and releases it. Ops commands (cancel, retry, reschedule) use
 ``transition``, which applies only from the states it names. Whoever's condition still holds
 when the database applies the statement wins; everyone else changes nothing.
 """
@@ -18,11 +18,15 @@ from sqlalchemy import ColumnElement, Update, and_, bindparam, update
 from sqlalchemy.orm import Session
 
 from models import EventType, ScheduledStream, StreamState
-from worker.lease.claims import CLAIM_HELD
+from worker.lease import claims as leasing
 from worker.notify import outbox
 from worker.upstream.responses import Livestream
 
 S = ScheduledStream
+
+# The start's claim is still held: the row is ``starting`` under the run's token. Every write
+# of a start run is conditional on it (worker.start.claims confirms and takes back under it).
+CLAIM_HELD = leasing.held(S, S.state == StreamState.STARTING.value)
 
 
 def finish_started(
@@ -41,11 +45,18 @@ def finish_started(
     ``started`` without the call that started it, nor the reverse.
     """
     written = _finish(
-        session, stream_id, token, now,
-        state=StreamState.STARTED.value, started_at=now, last_error=None,
-        stream_key_ciphertext=stream_key, due_at=first_check, status_observed_at=now,
+        session,
+        stream_id,
+        token,
+        now,
+        state=StreamState.STARTED.value,
+        started_at=now,
+        last_error=None,
+        stream_key_ciphertext=stream_key,
+        due_at=first_check,
+        status_observed_at=now,
         **_livestream_columns(livestream),
-    )  # fmt: skip
+    )
     return outbox.after(written, session, EventType.BOOKING_STARTED, stream_id, now)
 
 
@@ -64,10 +75,14 @@ def finish_started_many(
     rows = []
     for stream_id, token, livestream, ciphertext in started:
         values = {
-            "state": StreamState.STARTED.value, "started_at": now, "last_error": None,
-            "stream_key_ciphertext": ciphertext, "due_at": first_check,
-            "status_observed_at": now, **_livestream_columns(livestream),
-        }  # fmt: skip
+            "state": StreamState.STARTED.value,
+            "started_at": now,
+            "last_error": None,
+            "stream_key_ciphertext": ciphertext,
+            "due_at": first_check,
+            "status_observed_at": now,
+            **_livestream_columns(livestream),
+        }
         rows.append(
             {
                 "p_id": stream_id,
@@ -95,9 +110,14 @@ def finish_failed(
     """
     columns = _livestream_columns(livestream) if livestream is not None else {}
     written = _finish(
-        session, stream_id, token, now, state=StreamState.FAILED.value, last_error=reason,
+        session,
+        stream_id,
+        token,
+        now,
+        state=StreamState.FAILED.value,
+        last_error=reason,
         **columns,
-    )  # fmt: skip
+    )
     return outbox.after(written, session, EventType.BOOKING_FAILED, stream_id, now)
 
 
@@ -118,9 +138,15 @@ def finish_retrying(
     """
     columns = _livestream_columns(livestream) if livestream is not None else {}
     return _finish(
-        session, stream_id, token, now,
-        state=StreamState.RETRYING.value, due_at=due_at, last_error=reason, **columns,
-    )  # fmt: skip
+        session,
+        stream_id,
+        token,
+        now,
+        state=StreamState.RETRYING.value,
+        due_at=due_at,
+        last_error=reason,
+        **columns,
+    )
 
 
 def finish_missed(

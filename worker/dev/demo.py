@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import (
-    TERMINAL_STATES,
+    START_SETTLED_STATES,
     DeliveryState,
     EventType,
     ScheduledStream,
@@ -232,7 +232,7 @@ def _watch(
         with factory() as session:
             query = select(ScheduledStream).where(ScheduledStream.id.in_(list(labels)))
             for row in session.scalars(query):
-                if seen.get(row.id) == row.state or row.state not in TERMINAL_STATES:
+                if seen.get(row.id) == row.state or row.state not in START_SETTLED_STATES:
                     continue
                 _show(session, row, labels[row.id], cipher, echo, first=row.id not in seen)
                 seen[row.id] = row.state

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from models import (
@@ -27,20 +27,17 @@ from models import (
     ScheduledStream,
     StreamState,
 )
-from worker.lease.claims import Claim, confirm_with, owner_died, take
-from worker.lease.resend import redeliver
+from worker.lease import claims as leasing
+from worker.lease.claims import RELEASED, Claim, ClaimKind
 from worker.notify import outbox
 
 S = ScheduledStream
 _TRACKED = [s.value for s in TRACKED_STATES]
-TRACK = "track"
+TRACK = ClaimKind.TRACK
+_IS_TRACKED = S.state.in_(_TRACKED)
 
 # The run still holds the row: tracked, under its token.
-TRACK_HELD = and_(
-    S.id == bindparam("p_id"),
-    S.state.in_(_TRACKED),
-    S.claim_token == bindparam("p_token"),
-)
+TRACK_HELD = leasing.held(S, _IS_TRACKED)
 # The event a flag set by ``finish`` tells the platform (follow.py sets each flag once).
 _FLAG_EVENTS = {
     Problem.NOT_LIVE: EventType.STREAM_NOT_LIVE,
@@ -70,20 +67,19 @@ def claim(
 ) -> list[Claim]:
     """Claim up to ``batch`` tracked rows due by ``now + lookahead``, oldest first: those
     whose stop is due (``stops``), or the others (status checks)."""
-    if batch <= 0:
-        return []
     horizon = now + timedelta(seconds=lookahead)
     handed_out = max(now, not_before) if not_before is not None else now
     kind = _STOP_PENDING if stops else ~_STOP_PENDING
-    claimed = take(
+    claimed = leasing.take(
         session,
+        S,
+        TRACK,
         [
-            S.state.in_(_TRACKED),
+            _IS_TRACKED,
             S.due_at <= horizon,
             or_(S.claim_token.is_(None), S.lease_expires_at < now),
             kind,
         ],
-        S.due_at,
         batch,
         params={"horizon": horizon},
         lease_expires_at=horizon + timedelta(seconds=lease),
@@ -91,7 +87,7 @@ def claim(
         claimed_at=handed_out,
         updated_at=now,
     )
-    return [replace(c, due_at=max(c.due_at, handed_out), kind=TRACK) for c in claimed]
+    return [replace(c, due_at=max(c.due_at, handed_out)) for c in claimed]
 
 
 def reap(
@@ -105,47 +101,41 @@ def reap(
     owner_timeout: float | None,
 ) -> list[Claim]:
     """Hand out again held tracked rows that no run took up within ``pickup_grace`` of their
-    instant (worker.lease.resend: same token, less and less often), and take back those whose
+    instant (worker.lease.claims.resend: same token, less and less often), and take back those whose
     owner stopped beating before their lease ran out. (At the lease's end ``claim`` takes them
     again.) Held rows are due by the lookahead, so the (state, due_at) index bounds the scan."""
-    tracked = [S.state.in_(_TRACKED), S.lease_expires_at >= now]  # past its lease, claim() does
+    tracked = [_IS_TRACKED, S.lease_expires_at >= now]  # past its lease, claim() does
     again = [
-        Claim(ident, token, now, kind=TRACK)
-        for ident, token, _ in redeliver(
-            session, now, tracked, lease=lease, batch=batch, pickup_grace=pickup_grace
+        replace(c, due_at=now)
+        for c in leasing.resend(
+            session, S, TRACK, now, tracked, lease=lease, batch=batch, pickup_grace=pickup_grace
         )
     ]
     if owner_timeout is None:
         return again
-    taken = take(
+    taken = leasing.take(
         session,
+        S,
+        TRACK,
         [
             *tracked,
             S.due_at <= now + timedelta(seconds=lookahead),
             S.claim_token.is_not(None),
-            owner_died(now, owner_timeout),
+            leasing.owner_died(S, now, owner_timeout),
         ],
-        S.due_at,
         batch - len(again),
         lease_expires_at=now + timedelta(seconds=lease),
         claim_owner=None,
         claimed_at=now,
         updated_at=now,
     )
-    return [*again, *(replace(c, due_at=now, kind=TRACK) for c in taken)]
+    return [*again, *(replace(c, due_at=now) for c in taken)]
 
 
 def unconfirmed(session: Session, now: datetime) -> int:
     """Tracked claims handed out for now or earlier that no run has confirmed yet: their
     messages wait in the broker (held rows are due by now, so the index bounds the scan)."""
-    query = select(func.count()).where(
-        S.state.in_(_TRACKED),
-        S.due_at <= now,
-        S.claim_token.is_not(None),
-        S.claim_owner.is_(None),
-        S.claimed_at <= now,
-    )
-    return session.scalar(query) or 0
+    return leasing.unconfirmed(session, S, _IS_TRACKED, now)
 
 
 def starts_due_within(session: Session, now: datetime, seconds: float) -> int:
@@ -157,22 +147,24 @@ def starts_due_within(session: Session, now: datetime, seconds: float) -> int:
     return session.scalar(query) or 0
 
 
-_CONFIRM = (
-    update(S)
-    .where(TRACK_HELD)
-    .values(
-        attempts=S.attempts + 1,
-        claim_token=bindparam("renewed"),
-        claim_owner=bindparam("owner"),
-        lease_expires_at=bindparam("lease_until"),
-        updated_at=bindparam("now"),
-    )
-    .returning(
-        S.attempts, S.state, S.account_id, S.app_id, S.meeting_id, S.livestream_id,
-        S.livestream_status, S.started_at, S.live_at, S.ends_at, S.stop_requested_at,
+_CONFIRM = leasing.confirm_statement(
+    S,
+    TRACK_HELD,
+    returning=[
+        S.attempts,
+        S.state,
+        S.account_id,
+        S.app_id,
+        S.meeting_id,
+        S.livestream_id,
+        S.livestream_status,
+        S.started_at,
+        S.live_at,
+        S.ends_at,
+        S.stop_requested_at,
         S.problem,
-    )
-)  # fmt: skip
+    ],
+)
 
 
 def confirm(
@@ -186,7 +178,7 @@ def confirm(
 ) -> tuple[uuid.UUID, Any] | None:
     """Take the claim for one call (attempt number and the row's facts with it), renewing
     its token and lease; None if the claim is gone."""
-    return confirm_with(session, _CONFIRM, stream_id, token, now, lease, owner)
+    return leasing.confirm_with(session, _CONFIRM, stream_id, token, now, lease, owner)
 
 
 def finish(
@@ -206,9 +198,7 @@ def finish(
     now, so it is not left waiting for a check that may be an hour away.
     """
     values: dict[str, Any] = {
-        "claim_token": None,
-        "claim_owner": None,
-        "lease_expires_at": None,
+        **RELEASED,
         "updated_at": now,
         "due_at": case((S.stop_requested_at > began, now), else_=due_at),
     }
@@ -231,16 +221,19 @@ def end(
 ) -> bool:
     """``ended`` for ``reason``: stopped by us, or no longer ours upstream. True if written."""
     written = _while_held(
-        session, stream_id, token,
-        state=StreamState.ENDED.value, ended_at=now, end_reason=reason.value,
-        claim_token=None, claim_owner=None, lease_expires_at=None, updated_at=now,
+        session,
+        stream_id,
+        token,
+        state=StreamState.ENDED.value,
+        ended_at=now,
+        end_reason=reason.value,
+        **RELEASED,
+        updated_at=now,
         # A stop that had failed is moot once the stream has ended.
         problem=case((S.problem == Problem.STOP_FAILED.value, None), else_=S.problem),
-    )  # fmt: skip
+    )
     return outbox.after(written, session, EventType.STREAM_ENDED, stream_id, now)
 
 
 def _while_held(session: Session, stream_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
-    """The UPDATE of a run's finish or end: applied only while TRACK_HELD. True if written."""
-    stmt = update(S).where(TRACK_HELD).values(**values).execution_options(synchronize_session=False)
-    return bool(session.execute(stmt, {"p_id": stream_id, "p_token": token}).rowcount)  # type: ignore[attr-defined]
+    return leasing.while_held(session, S, TRACK_HELD, stream_id, token, **values)

@@ -38,7 +38,7 @@ from worker.bookings import observe
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.follow import claims as follow_claims
 from worker.follow import rules as follow_rules
-from worker.follow.rules import Cadence, Decision, Facts, Next
+from worker.follow.rules import Cadence, Facts, FollowDecision, FollowStep
 from worker.settings import Settings
 from worker.start.recorder import RESULT_WRITE_TRIES
 from worker.upstream import attempts, pacing, policy
@@ -120,14 +120,18 @@ class Tracker:
             return self._failed(run, number, _unexpected(exc), started, stopping=None)
         duration = time.monotonic() - started
         decision = follow_rules.after_check(
-            run.facts, found, run.began, self.cadence,
-            webhooks_flowing=run.webhooks_flowing, stop_sent=run.stop_sent,
-        )  # fmt: skip
+            run.facts,
+            found,
+            run.began,
+            self.cadence,
+            webhooks_flowing=run.webhooks_flowing,
+            stop_sent=run.stop_sent,
+        )
         close = self._close_check(run, number, found, duration)
-        if decision.next is Next.END:
+        if decision.next is FollowStep.END:
             assert decision.end_reason is not None
             return self._end(run, decision.end_reason, close)
-        if decision.next is Next.CONTINUE:
+        if decision.next is FollowStep.CONTINUE:
             return self._continue(run, decision, close)
         assert decision.end_reason is not None
         return self._stop(run, decision.end_reason, close)
@@ -192,12 +196,16 @@ class Tracker:
             if found is not None and not ours:
                 message = f"the meeting's active livestream is another one ({found.id})"
             attempts.finish_attempt(
-                session, run.stream_id, number, now,
+                session,
+                run.stream_id,
+                number,
+                now,
                 AttemptOutcome.OBSERVED if ours else AttemptOutcome.ABSENT,
-                error_message=message, duration=duration,
+                error_message=message,
+                duration=duration,
                 livestream_id=found.id if found is not None else None,
                 call=found.call if found is not None else None,
-            )  # fmt: skip
+            )
             if ours and found is not None and found.status:
                 # A status the docs do not list is stored as it came: a new value must not
                 # stop the tracking of a stream.
@@ -207,7 +215,7 @@ class Tracker:
         return close
 
     def _continue(
-        self, run: _Run, decision: Decision, close: Callable[[Session, datetime], None]
+        self, run: _Run, decision: FollowDecision, close: Callable[[Session, datetime], None]
     ) -> TrackResult:
         assert decision.due_at is not None
         due_at = decision.due_at
@@ -217,19 +225,30 @@ class Tracker:
             if decision.pause_until is not None:
                 pacing.pause(session, self.token_key, decision.pause_until)
             return follow_claims.finish(
-                session, run.stream_id, run.token, now, due_at=due_at, began=run.began,
-                problem=decision.problem, reason=decision.reason,
-            )  # fmt: skip
+                session,
+                run.stream_id,
+                run.token,
+                now,
+                due_at=due_at,
+                began=run.began,
+                problem=decision.problem,
+                reason=decision.reason,
+            )
 
         if not self._write(write):
             return TrackResult.STALE
         if decision.problem is not None:
             log.warning(
-                "booking %s flagged %s%s", run.stream_id, decision.problem.value,
+                "booking %s flagged %s%s",
+                run.stream_id,
+                decision.problem.value,
                 f": {decision.reason}" if decision.reason else "",
-                extra={"action": "stream_flagged", "stream_id": str(run.stream_id),
-                       "problem": decision.problem.value},
-            )  # fmt: skip
+                extra={
+                    "action": "stream_flagged",
+                    "stream_id": str(run.stream_id),
+                    "problem": decision.problem.value,
+                },
+            )
         return TrackResult.RETRYING if decision.reason else TrackResult.CHECKED
 
     def _end(
@@ -242,10 +261,12 @@ class Tracker:
         if not self._write(write):
             return TrackResult.STALE
         log.info(
-            "livestream %s of booking %s ended (%s)", run.facts.livestream_id, run.stream_id,
+            "livestream %s of booking %s ended (%s)",
+            run.facts.livestream_id,
+            run.stream_id,
             reason.value,
             extra={"action": "stream_ended", "livestream_id": run.facts.livestream_id},
-        )  # fmt: skip
+        )
         return TrackResult.STOPPED if reason is not EndReason.ENDED_UPSTREAM else TrackResult.ENDED
 
     def _stop(
@@ -267,9 +288,14 @@ class Tracker:
 
         def close_stop(session: Session, now: datetime) -> None:
             attempts.finish_attempt(
-                session, run.stream_id, number, now, AttemptOutcome.STOPPED,
-                duration=duration, livestream_id=run.facts.livestream_id,
-            )  # fmt: skip
+                session,
+                run.stream_id,
+                number,
+                now,
+                AttemptOutcome.STOPPED,
+                duration=duration,
+                livestream_id=run.facts.livestream_id,
+            )
 
         return self._end(stop_run, reason, close_stop)
 
@@ -284,32 +310,51 @@ class Tracker:
     ) -> TrackResult:
         duration = time.monotonic() - started
 
-        def write(session: Session, now: datetime) -> Decision:
+        def write(session: Session, now: datetime) -> FollowDecision:
             failures = _stop_failures(session, run.stream_id) if stopping is not None else 0
             decision = follow_rules.after_error(
-                run.facts, error, now, self.cadence, stopping=stopping,
-                stop_failures=failures, rand=self.rand,
-            )  # fmt: skip
+                run.facts,
+                error,
+                now,
+                self.cadence,
+                stopping=stopping,
+                stop_failures=failures,
+                rand=self.rand,
+            )
             if decision.pause_until is not None:
                 pacing.pause(session, self.token_key, decision.pause_until)
             attempts.finish_attempt(
-                session, run.stream_id, number, now, _outcome(error),
-                error=error, error_message=policy.error_text(error), duration=duration,
-            )  # fmt: skip
+                session,
+                run.stream_id,
+                number,
+                now,
+                _outcome(error),
+                error=error,
+                error_message=policy.error_text(error),
+                duration=duration,
+            )
             assert decision.due_at is not None
             follow_claims.finish(
-                session, run.stream_id, run.token, now, due_at=decision.due_at,
-                began=run.began, problem=decision.problem, reason=decision.reason,
-            )  # fmt: skip
+                session,
+                run.stream_id,
+                run.token,
+                now,
+                due_at=decision.due_at,
+                began=run.began,
+                problem=decision.problem,
+                reason=decision.reason,
+            )
             return decision
 
         decision = self._write(write)
         log.info(
-            "booking %s: %s failed (%s); next at %s", run.stream_id,
-            "stop" if stopping is not None else "status check", error,
+            "booking %s: %s failed (%s); next at %s",
+            run.stream_id,
+            "stop" if stopping is not None else "status check",
+            error,
             decision.due_at.isoformat() if decision.due_at else "-",
             extra={"action": "track_retry", "stream_id": str(run.stream_id)},
-        )  # fmt: skip
+        )
         return TrackResult.RETRYING
 
     def _write(self, write: Callable[[Session, datetime], Any]) -> Any:

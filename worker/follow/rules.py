@@ -56,15 +56,15 @@ class Facts:
     problem: str | None
 
 
-class Next(enum.StrEnum):
+class FollowStep(enum.StrEnum):
     CONTINUE = "continue"  # still ours and running: check again at due_at
     STOP = "stop"  # ours and its stop is due: send the stop now
     END = "end"  # no longer ours upstream: the row is ended
 
 
 @dataclass(frozen=True)
-class Decision:
-    next: Next
+class FollowDecision:
+    next: FollowStep
     due_at: datetime | None = None  # CONTINUE: the next tracking action
     end_reason: EndReason | None = None  # STOP / END
     problem: Problem | None = None  # a flag to set (None: leave it as it is)
@@ -112,7 +112,7 @@ def after_check(
     *,
     webhooks_flowing: bool,
     stop_sent: bool,
-) -> Decision:
+) -> FollowDecision:
     """What to do once the meeting's active livestream is known (``found``; None: none).
 
     ``stop_sent``: a stop call of ours was sent for this row before (its effect unclear).
@@ -120,16 +120,16 @@ def after_check(
     stop = stop_due(facts, now)
     if found is None or found.id != facts.livestream_id:
         reason = stop if stop is not None and stop_sent else EndReason.ENDED_UPSTREAM
-        return Decision(Next.END, end_reason=reason)
+        return FollowDecision(FollowStep.END, end_reason=reason)
     if stop is not None:
-        return Decision(Next.STOP, end_reason=stop)
+        return FollowDecision(FollowStep.STOP, end_reason=stop)
     live = facts.state == StreamState.LIVE.value or found.status == LIVE
     problem = None
     deadline = facts.started_at + timedelta(seconds=cadence.live_deadline)
     if not live and now >= deadline and facts.problem is None:
         problem = Problem.NOT_LIVE
     due = next_check(facts, now, cadence, live=live, webhooks_flowing=webhooks_flowing)
-    return Decision(Next.CONTINUE, due_at=due, problem=problem)
+    return FollowDecision(FollowStep.CONTINUE, due_at=due, problem=problem)
 
 
 def after_error(
@@ -141,7 +141,7 @@ def after_error(
     stopping: EndReason | None,
     stop_failures: int,
     rand: random.Random,
-) -> Decision:
+) -> FollowDecision:
     """A status check (``stopping`` None) or a stop call raised ``error``.
 
     Any check is simply tried again: it is a read. A stop that may have worked is checked
@@ -163,12 +163,12 @@ def after_error(
             reason = f"stop {why}: {str(error)[:400]}"
             flagged = replace(facts, problem=Problem.STOP_FAILED.value)
             later = next_check(flagged, now, cadence, live=True, webhooks_flowing=False)
-            return Decision(
-                Next.CONTINUE, due_at=max(due, later), problem=Problem.STOP_FAILED,
+            return FollowDecision(
+                FollowStep.CONTINUE, due_at=max(due, later), problem=Problem.STOP_FAILED,
                 reason=reason, pause_until=pause,
             )  # fmt: skip
         # A 404 (none active), a timeout or a 5xx: the next run checks whose stream is active.
     elif facts.ends_at is not None and stop_due(facts, now) is None:
         due = min(due, max(facts.ends_at, now))
     # The attempt row keeps the error; the row's last_error is for what ops must act on.
-    return Decision(Next.CONTINUE, due_at=due, pause_until=pause)
+    return FollowDecision(FollowStep.CONTINUE, due_at=due, pause_until=pause)

@@ -32,7 +32,7 @@ from worker.inbound.signature import Delivery
 W = ProviderWebhook
 
 
-class Result(enum.StrEnum):
+class IntakeResult(enum.StrEnum):
     """What a delivery did; all but ``duplicate`` are stored in its row."""
 
     APPLIED = "applied"  # the newest word on a livestream of ours: stored on its booking
@@ -44,15 +44,15 @@ class Result(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Receipt:
-    result: Result
+    result: IntakeResult
     stream_id: uuid.UUID | None = None  # the booking it applied to
 
 
-def expected(delivery: Delivery, stream_id: uuid.UUID | None) -> Result:
+def expected(delivery: Delivery, stream_id: uuid.UUID | None) -> IntakeResult:
     """What a first delivery comes to, before observe.apply may find it stale."""
     if not delivery.is_status_update:
-        return Result.IGNORED
-    return Result.UNKNOWN_STREAM if stream_id is None else Result.APPLIED
+        return IntakeResult.IGNORED
+    return IntakeResult.UNKNOWN_STREAM if stream_id is None else IntakeResult.APPLIED
 
 
 def _fit(value: str | None, column: object) -> str | None:
@@ -73,7 +73,7 @@ def receive(
     result = expected(delivery, stream_id)
     status = _fit(delivery.status, W.status)
     if not _claim(session, delivery_id, body_sha256, delivery, status, stream_id, result, now):
-        return Receipt(Result.DUPLICATE)
+        return Receipt(IntakeResult.DUPLICATE)
     if stream_id is None:
         return Receipt(result)
     assert delivery.livestream_id is not None and status is not None  # a statusUpdate's
@@ -84,7 +84,7 @@ def receive(
         source=StatusSource.WEBHOOK,
     )
     if observe.apply(session, stream_id, seen, now) is not observe.Applied.APPLIED:
-        result = Result.STALE
+        result = IntakeResult.STALE
         session.execute(
             update(W)  # RECORD_STALE
             .where(W.delivery_id == delivery_id)
@@ -101,7 +101,7 @@ def _claim(
     delivery: Delivery,
     status: str | None,
     stream_id: uuid.UUID | None,
-    result: Result,
+    result: IntakeResult,
     now: datetime,
 ) -> bool:
     """CLAIM_DELIVERY: True if this delivery id and this body are new (its row is now in the
@@ -131,7 +131,7 @@ def _claim(
 def counts_since(session: Session, since: datetime) -> dict[str, int]:
     """Deliveries received since ``since`` by result, every stored result named (a range of
     the received_at index)."""
-    counts = {r.value: 0 for r in Result if r is not Result.DUPLICATE}
+    counts = {r.value: 0 for r in IntakeResult if r is not IntakeResult.DUPLICATE}
     query = select(W.result, func.count()).where(W.received_at >= since).group_by(W.result)
     for result, count in session.execute(query):
         counts[result] = count

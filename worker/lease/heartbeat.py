@@ -75,16 +75,23 @@ class Heartbeat:
             except Exception:  # never let the thread die: a silent owner loses its claims
                 if not self._failing:  # a database blink: the next beat tries again
                     log.warning(
-                        "heartbeat not written; trying again every %g s", self._interval,
-                        exc_info=True, extra={"action": "heartbeat_failed"},
-                    )  # fmt: skip
+                        "heartbeat not written; trying again every %g s",
+                        self._interval,
+                        exc_info=True,
+                        extra={"action": "heartbeat_failed"},
+                    )
                 self._failing = True
             else:
                 self._failing = False
 
     def _beat(self, session: Session) -> None:
         upsert_newer(
-            session, WorkerHeartbeat, "id", "beat_at",
-            id=self.id, hostname=socket.gethostname()[:255], pid=self.pid,
+            session,
+            WorkerHeartbeat,
+            "id",
+            "beat_at",
+            id=self.id,
+            hostname=socket.gethostname()[:255],
+            pid=self.pid,
             beat_at=db_now(session),
-        )  # fmt: skip
+        )

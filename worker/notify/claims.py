@@ -1,21 +1,25 @@
-"""The conditional statements of a webhook delivery: claim, confirm, finish; endpoint health.
+"""The conditional statements of a webhook delivery: claim, take back, confirm, finish;
+endpoint health.
 
-A delivery is claimed like a start (worker.lease.claims): one UPDATE sets a fresh claim token and a
-lease on due ``pending`` rows, with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so concurrent
-ticks take disjoint rows. The run confirms the claim (a new token: a message delivered twice
-confirms once) in the transaction that writes its attempt ahead of the POST, and finishes it
-under that token. A run that vanished (killed worker, lost message, flushed broker) leaves
-the row ``pending`` with a lease that runs out: the next tick after that claims it again, so
-every event is delivered at least once.
+A delivery is leased like a start, by the one claim machinery (worker.lease.claims): one UPDATE
+sets a fresh claim token and a lease on due ``pending`` rows (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so concurrent ticks take disjoint rows). The run confirms the claim (a new token:
+a message delivered twice confirms once, and this process's heartbeat as its owner) in the
+transaction that writes its attempt ahead of the POST, and finishes it under that token. A run
+that vanished leaves the row ``pending``: a claim no run took up within the pickup grace (a lost
+message, a flushed broker) is sent again, one whose owner stopped beating (a killed worker) is
+taken back within seconds, and one whose lease ran out is claimed again, so every event is
+delivered at least once, and soon.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -25,102 +29,121 @@ from models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from worker.lease.claims import Claim
+from worker.lease import claims as leasing
+from worker.lease.claims import RELEASED, Claim, ClaimKind
 
 D = WebhookDelivery
 E = WebhookEndpoint
-WEBHOOK = "webhook"  # Claim.kind: run by livestreams.deliver_webhook
+WEBHOOK = ClaimKind.WEBHOOK
 PENDING = DeliveryState.PENDING.value
 HELD = DeliveryState.HELD.value
+_PENDING = D.state == PENDING
 
 # The run still holds the delivery: pending, under its token.
-DELIVERY_HELD = and_(
-    D.id == bindparam("p_id"),
-    D.state == PENDING,
-    D.claim_token == bindparam("p_token"),
-)
+DELIVERY_HELD = leasing.held(D, _PENDING)
+
+
+def held(session: Session, now: datetime) -> int:
+    """Deliveries due and held by a run, or handed out to one, and not finished."""
+    query = select(func.count()).where(
+        _PENDING, D.due_at <= now, D.claim_token.is_not(None), D.lease_expires_at >= now
+    )
+    return session.scalar(query) or 0
 
 
 def claim(session: Session, now: datetime, *, lease: float, batch: int) -> list[Claim]:
     """CLAIM_DELIVERIES: up to ``batch`` pending deliveries due by ``now``, oldest first,
     not held by a live run, to an enabled endpoint. Their lease runs ``lease`` seconds.
 
-    At most ``batch`` are held at once, counting those claimed before and not finished: a
-    backlog (an endpoint back after a day) waits in the database, in order, rather than in a
-    broker queue so long that leases run out in it and the same messages are queued again.
+    The tick asks for at most what the claim batch leaves beside those :func:`held`
+    (worker.dispatch.share): a backlog (an endpoint back after a day) waits in the database, in
+    order, rather than in a broker queue so long that leases run out in it.
     """
-    held = session.scalar(
-        select(func.count()).where(
-            D.state == PENDING,
-            D.due_at <= now,
-            D.claim_token.is_not(None),
-            D.lease_expires_at >= now,
-        )
-    )
-    batch -= held or 0
-    if batch <= 0:
-        return []
-    token = uuid.uuid4()
     enabled = exists().where(E.id == D.endpoint_id, E.enabled.is_(True))
-    pick = (
-        select(D.id)
-        .where(
-            D.state == PENDING,
+    claimed = leasing.take(
+        session,
+        D,
+        WEBHOOK,
+        [
+            _PENDING,
             D.due_at <= now,
             or_(D.claim_token.is_(None), D.lease_expires_at < now),
             enabled,
-        )
-        .order_by(D.due_at)
-        .limit(batch)
+        ],
+        batch,
+        lease_expires_at=now + timedelta(seconds=lease),
+        claim_owner=None,
+        claimed_at=now,
+        updated_at=now,
     )
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    stmt = (
-        update(D)
-        .where(D.id.in_(pick.scalar_subquery()))
-        .values(
-            claim_token=token,
-            lease_expires_at=now + timedelta(seconds=lease),
-            updated_at=now,
-        )
-        .returning(D.id, D.due_at)
-        .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(stmt).all()
-    return [Claim(r[0], token, now, kind=WEBHOOK) for r in sorted(rows, key=lambda r: r[1])]
+    return [replace(c, due_at=now) for c in claimed]
 
 
-_CONFIRM = (
-    update(D)
-    .where(DELIVERY_HELD)
-    .values(
-        attempts=D.attempts + 1,
-        claim_token=bindparam("renewed"),
-        lease_expires_at=bindparam("lease_until"),
-        updated_at=bindparam("now"),
+def reap(
+    session: Session,
+    now: datetime,
+    *,
+    lease: float,
+    batch: int,
+    pickup_grace: float,
+    owner_timeout: float | None,
+) -> list[Claim]:
+    """Hand out again the deliveries no run took up within ``pickup_grace`` (a lost message:
+    same token, less and less often), and take back those whose owner stopped beating (a
+    killed worker) before their lease ran out. (At the lease's end ``claim`` takes them.)"""
+    held = [_PENDING, D.lease_expires_at >= now]
+    again = leasing.resend(
+        session, D, WEBHOOK, now, held, lease=lease, batch=batch, pickup_grace=pickup_grace
     )
-    .returning(D.attempts, D.event_id, D.endpoint_id)
+    if owner_timeout is None:
+        return [replace(c, due_at=now) for c in again]
+    taken = leasing.take(
+        session,
+        D,
+        WEBHOOK,
+        [
+            *held,
+            D.due_at <= now,
+            D.claim_token.is_not(None),
+            leasing.owner_died(D, now, owner_timeout),
+        ],
+        batch - len(again),
+        lease_expires_at=now + timedelta(seconds=lease),
+        claim_owner=None,
+        claimed_at=now,
+        updated_at=now,
+    )
+    return [replace(c, due_at=now) for c in [*again, *taken]]
+
+
+def unconfirmed(session: Session, now: datetime) -> int:
+    """Deliveries handed out that no run has confirmed yet: their messages wait in the broker."""
+    return leasing.unconfirmed(session, D, _PENDING, now)
+
+
+_CONFIRM = leasing.confirm_statement(
+    D, DELIVERY_HELD, returning=[D.attempts, D.event_id, D.endpoint_id]
 )
 
 
 def confirm(
-    session: Session, delivery_id: uuid.UUID, token: uuid.UUID, now: datetime, lease: float
+    session: Session,
+    delivery_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    *,
+    lease: float,
+    owner: uuid.UUID,
 ) -> tuple[uuid.UUID, Any] | None:
-    """CONFIRM_DELIVERY: take the claim for one POST, and write its attempt row ahead of it.
+    """CONFIRM_DELIVERY: take the claim for one POST, owned by this process's heartbeat
+    ``owner``, and write its attempt row ahead of it.
 
     Returns the token that now holds it and (attempts, event_id, endpoint_id); None if the
     claim is gone (another run has it, or it was finished)."""
-    renewed = uuid.uuid4()
-    params = {
-        "p_id": delivery_id,
-        "p_token": token,
-        "renewed": renewed,
-        "now": now,
-        "lease_until": now + timedelta(seconds=lease),
-    }
-    row = session.connection().execute(_CONFIRM, params).one_or_none()
-    if row is None:
+    confirmed = leasing.confirm_with(session, _CONFIRM, delivery_id, token, now, lease, owner)
+    if confirmed is None:
         return None
+    renewed, row = confirmed
     session.execute(
         insert(WebhookAttempt).values(delivery_id=delivery_id, number=row.attempts, sent_at=now)
     )
@@ -131,14 +154,19 @@ def load(session: Session, delivery_id: uuid.UUID) -> Any:
     """What the POST needs: the event's body and type, the endpoint's URL and secrets."""
     return session.execute(
         select(
-            WebhookEvent.payload, WebhookEvent.type, E.url, E.enabled, E.secret_ciphertext,
-            E.previous_secret_ciphertext, E.previous_secret_expires_at,
+            WebhookEvent.payload,
+            WebhookEvent.type,
+            E.url,
+            E.enabled,
+            E.secret_ciphertext,
+            E.previous_secret_ciphertext,
+            E.previous_secret_expires_at,
         )
         .select_from(D)
         .join(WebhookEvent, WebhookEvent.id == D.event_id)
         .join(E, E.id == D.endpoint_id)
         .where(D.id == delivery_id)
-    ).one()  # fmt: skip
+    ).one()
 
 
 def finish_attempt(
@@ -181,8 +209,7 @@ def finish(
     retry). True if this run still held it."""
     values: dict[str, Any] = {
         "state": state.value,
-        "claim_token": None,
-        "lease_expires_at": None,
+        **RELEASED,
         "last_status": status,
         "last_error": error,
         "updated_at": now,
@@ -191,11 +218,7 @@ def finish(
         values["due_at"] = due_at
     if state is DeliveryState.DELIVERED:
         values["delivered_at"] = now
-    stmt = update(D).where(DELIVERY_HELD).values(**values)
-    result = session.execute(
-        stmt.execution_options(synchronize_session=False), {"p_id": delivery_id, "p_token": token}
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return leasing.while_held(session, D, DELIVERY_HELD, delivery_id, token, **values)
 
 
 def park(session: Session, endpoint_id: uuid.UUID, now: datetime) -> int:
@@ -205,7 +228,7 @@ def park(session: Session, endpoint_id: uuid.UUID, now: datetime) -> int:
     stmt = (
         update(D)
         .where(D.endpoint_id == endpoint_id, D.state == PENDING)
-        .values(state=HELD, claim_token=None, lease_expires_at=None, updated_at=now)
+        .values(state=HELD, **RELEASED, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]

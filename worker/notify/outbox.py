@@ -31,9 +31,16 @@ S = ScheduledStream
 
 # What the platform is told about the booking: never the stream key or the ingest server.
 _COLUMNS = (
-    S.id, S.external_ref, S.meeting_id, S.state, S.livestream_id, S.playback_url,
-    S.last_error, S.end_reason, S.problem,
-)  # fmt: skip
+    S.id,
+    S.external_ref,
+    S.meeting_id,
+    S.state,
+    S.livestream_id,
+    S.playback_url,
+    S.last_error,
+    S.end_reason,
+    S.problem,
+)
 
 
 def payload(event_id: uuid.UUID, type_: EventType, now: datetime, row: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ TIMEOUT = 15.0  # the whole POST, connect to last byte
 EXCERPT = 500  # characters of a response body kept with its attempt
 
 
-class Next(enum.StrEnum):
+class DeliveryStep(enum.StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
     GIVE_UP = "give_up"  # the schedule ran out
@@ -33,8 +33,8 @@ class Next(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Decision:
-    next: Next
+class DeliveryDecision:
+    next: DeliveryStep
     delay: float | None = None  # seconds until the next attempt (RETRY only)
     reason: str | None = None
 
@@ -57,18 +57,22 @@ def decide(
     rand: Callable[[], float],
     *,
     refused: bool = False,
-) -> Decision:
+) -> DeliveryDecision:
     """What an attempt's answer (``status``; None with ``error`` when none came) means,
     after ``attempts`` attempts of this delivery; ``refused``: the SSRF guard refused the
     address, which three days of retries would only hammer."""
     if refused:
-        return Decision(Next.GIVE_UP, reason=f"{error or 'refused by the SSRF guard'}; not retried")
+        return DeliveryDecision(
+            DeliveryStep.GIVE_UP, reason=f"{error or 'refused by the SSRF guard'}; not retried"
+        )
     if status is not None and 200 <= status < 300:
-        return Decision(Next.DELIVERED)
+        return DeliveryDecision(DeliveryStep.DELIVERED)
     if status == 410:
-        return Decision(Next.DISABLE, reason="the endpoint answered 410 Gone")
+        return DeliveryDecision(DeliveryStep.DISABLE, reason="the endpoint answered 410 Gone")
     reason = f"HTTP {status}" if status is not None else (error or "no answer")
     delay = delay_after(attempts, rand)
     if delay is None:
-        return Decision(Next.GIVE_UP, reason=f"{reason}; gave up after {attempts} attempts")
-    return Decision(Next.RETRY, delay=delay, reason=reason)
+        return DeliveryDecision(
+            DeliveryStep.GIVE_UP, reason=f"{reason}; gave up after {attempts} attempts"
+        )
+    return DeliveryDecision(DeliveryStep.RETRY, delay=delay, reason=reason)

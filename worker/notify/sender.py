@@ -29,7 +29,7 @@ from worker.crypto import StreamKeyCipher
 from worker.errors import UnsafeWebhookURL
 from worker.notify import claims as notify_claims
 from worker.notify import signing, ssrf
-from worker.notify.rules import EXCERPT, TIMEOUT, Decision, Next, decide
+from worker.notify.rules import EXCERPT, TIMEOUT, DeliveryDecision, DeliveryStep, decide
 from worker.settings import Secret, Settings
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,10 @@ class SendResult(enum.StrEnum):
 
 
 _RESULTS = {
-    Next.DELIVERED: SendResult.DELIVERED,
-    Next.RETRY: SendResult.RETRYING,
-    Next.GIVE_UP: SendResult.FAILED,
-    Next.DISABLE: SendResult.DISABLED,
+    DeliveryStep.DELIVERED: SendResult.DELIVERED,
+    DeliveryStep.RETRY: SendResult.RETRYING,
+    DeliveryStep.GIVE_UP: SendResult.FAILED,
+    DeliveryStep.DISABLE: SendResult.DISABLED,
 }
 
 
@@ -65,6 +65,7 @@ class Sender:
         settings: Settings,
         cipher: StreamKeyCipher,
         *,
+        owner: uuid.UUID,
         transport: httpx.BaseTransport | None = None,
         resolver: ssrf.Resolver = ssrf.resolve,
         rand: Callable[[], float] = random.random,
@@ -74,6 +75,7 @@ class Sender:
         self.cipher = cipher
         self.rand = rand
         self.lease = settings.webhook_lease
+        self.owner = owner  # this process's heartbeat id: named on every claim it confirms
         if transport is None:
             allow = settings.webhooks_allow_private
             transport = ssrf.transport(allow_private=allow, resolver=resolver)
@@ -88,7 +90,9 @@ class Sender:
         """Deliver ``delivery_id`` once, if ``token`` still holds it."""
         with self.factory.begin() as session:
             now = db_now(session)
-            confirmed = notify_claims.confirm(session, delivery_id, token, now, self.lease)
+            confirmed = notify_claims.confirm(
+                session, delivery_id, token, now, lease=self.lease, owner=self.owner
+            )
             if confirmed is None:
                 return SendResult.STALE
             held_by, row = confirmed
@@ -103,9 +107,15 @@ class Sender:
 
         def write(session: Session, now: datetime) -> bool:
             notify_claims.finish_attempt(
-                session, delivery_id, row.attempts, now,
-                status=status, duration=duration, excerpt=excerpt, error=error,
-            )  # fmt: skip
+                session,
+                delivery_id,
+                row.attempts,
+                now,
+                status=status,
+                duration=duration,
+                excerpt=excerpt,
+                error=error,
+            )
             return self._finish(
                 session, now, delivery_id, held_by, row.endpoint_id, decision, status
             )
@@ -114,12 +124,19 @@ class Sender:
             return SendResult.STALE
         result = _RESULTS[decision.next]
         log.info(
-            "webhook delivery %s: %s (%s)", delivery_id, result.value,
+            "webhook delivery %s: %s (%s)",
+            delivery_id,
+            result.value,
             f"HTTP {status}" if status is not None else error,
-            extra={"action": "webhook_" + result.value, "delivery_id": str(delivery_id),
-                   "event_id": str(row.event_id), "endpoint_id": str(row.endpoint_id),
-                   "status": status, "attempt": row.attempts},
-        )  # fmt: skip
+            extra={
+                "action": "webhook_" + result.value,
+                "delivery_id": str(delivery_id),
+                "event_id": str(row.event_id),
+                "endpoint_id": str(row.endpoint_id),
+                "status": status,
+                "attempt": row.attempts,
+            },
+        )
         return result
 
     def _keys(self, job: Any, now: datetime) -> list[Secret]:
@@ -162,29 +179,40 @@ class Sender:
         delivery_id: uuid.UUID,
         token: uuid.UUID,
         endpoint_id: uuid.UUID,
-        decision: Decision,
+        decision: DeliveryDecision,
         status: int | None,
     ) -> bool:
-        if decision.next is Next.DELIVERED:
+        if decision.next is DeliveryStep.DELIVERED:
             done = notify_claims.finish(
-                session, delivery_id, token, now, state=DeliveryState.DELIVERED, status=status,
+                session,
+                delivery_id,
+                token,
+                now,
+                state=DeliveryState.DELIVERED,
+                status=status,
                 error=None,
-            )  # fmt: skip
+            )
             if done:
                 notify_claims.endpoint_succeeded(session, endpoint_id, now)
             return done
-        if decision.next is Next.RETRY:
+        if decision.next is DeliveryStep.RETRY:
             assert decision.delay is not None
             due = now + timedelta(seconds=decision.delay)
             state = DeliveryState.PENDING
         else:
             due, state = None, DeliveryState.FAILED
         done = notify_claims.finish(
-            session, delivery_id, token, now, state=state, status=status, error=decision.reason,
+            session,
+            delivery_id,
+            token,
+            now,
+            state=state,
+            status=status,
+            error=decision.reason,
             due_at=due,
-        )  # fmt: skip
+        )
         if done:
-            disable = decision.reason if decision.next is Next.DISABLE else None
+            disable = decision.reason if decision.next is DeliveryStep.DISABLE else None
             notify_claims.endpoint_failed(session, endpoint_id, now, disable=disable)
         return done
 
@@ -196,13 +224,24 @@ class Sender:
         def write(session: Session, now: datetime) -> bool:
             error = "not sent: the endpoint is disabled"
             notify_claims.finish_attempt(
-                session, delivery_id, number, now, status=None, duration=0.0, excerpt=None,
+                session,
+                delivery_id,
+                number,
+                now,
+                status=None,
+                duration=0.0,
+                excerpt=None,
                 error=error,
-            )  # fmt: skip
+            )
             return notify_claims.finish(
-                session, delivery_id, token, now, state=DeliveryState.HELD, status=None,
+                session,
+                delivery_id,
+                token,
+                now,
+                state=DeliveryState.HELD,
+                status=None,
                 error=error,
-            )  # fmt: skip
+            )
 
         write_with_retries(self.factory, write, WRITE_TRIES)
         return SendResult.HELD

@@ -1,27 +1,164 @@
-"""The statements of a launch: confirm all its claims in one UPDATE, write all their attempts
-ahead in one INSERT, and read which of the rest are still held (they take the single-start
-path at their instant).
+"""The statements of a start: claim due bookings, hand out again or take back lost claims,
+confirm a claim for one call (one booking, or a whole launch in one UPDATE with its attempts
+written ahead in one INSERT), and expire or fail what can no longer start.
 
-These follow ``worker.lease.claims`` (the claim and its lease) and ``worker.upstream.attempts``
-(written ahead): a launch confirms ahead of the instant what a start run confirmed at it, under the
-same conditions, so every rule of docs/DESIGN.md "Exactly one start per booking" holds.
+Each is one conditional UPDATE on the claim machinery of ``worker.lease.claims`` (token, lease,
+owner), and the calls are written ahead (``worker.upstream.attempts``): a launch confirms ahead of
+the instant what a start run confirms at it, under the same conditions, so every rule of
+docs/DESIGN.md "Exactly one start per booking" holds.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, exists, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    bindparam,
+    case,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from models import AttemptAction, ScheduledStream, StartAttempt, StreamState, UpstreamPause
+from models import (
+    CLAIMABLE_STATES,
+    AttemptAction,
+    EventType,
+    ScheduledStream,
+    StartAttempt,
+    StreamState,
+    UpstreamPause,
+)
+from worker.bookings.transitions import CLAIM_HELD
+from worker.lease import claims as leasing
+from worker.lease.claims import Claim, ClaimKind
+from worker.notify import outbox
 from worker.upstream.attempts import UNCLEAR_START_CALL
 
 S = ScheduledStream
 A = StartAttempt
+START = ClaimKind.START
+_STARTING = S.state == StreamState.STARTING.value
+
+
+def claim_due(
+    session: Session,
+    now: datetime,
+    *,
+    lookahead: float,
+    lease: float,
+    batch: int,
+    not_before: datetime | None = None,
+) -> list[Claim]:
+    """CLAIM_STARTS: up to ``batch`` rows due by ``now + lookahead``, oldest first.
+
+    ``now`` must be the database's clock (models.db.db_now) so that beats on different hosts
+    agree. Rows are claimed ahead of their instant so their launch is prepared before it,
+    although the tick is coarse. The lease runs from the end of the lookahead, so it cannot run
+    out before the instant even for a row claimed early. ``not_before`` (the end of a
+    rate-limit pause within the lookahead) holds every claim until then: the starts leave as
+    the pause ends, not at the first tick after it.
+    """
+    horizon = now + timedelta(seconds=lookahead)
+    handed_out = max(now, not_before) if not_before is not None else now
+    claimed = _take(
+        session,
+        [S.state.in_([s.value for s in CLAIMABLE_STATES]), S.due_at <= horizon],
+        batch,
+        state=StreamState.STARTING.value,
+        lease_expires_at=horizon + timedelta(seconds=lease),
+        claim_owner=None,
+        claimed_at=handed_out,  # the pickup grace runs from when the run is expected
+        updated_at=now,
+    )
+    return [replace(c, due_at=max(c.due_at, handed_out)) for c in claimed]
+
+
+def _take(
+    session: Session, where: list[ColumnElement[bool]], batch: int, **values: Any
+) -> list[Claim]:
+    return leasing.take(session, S, START, where, batch, **values)
+
+
+# A claim is taken back after this many vanished runs: the booking then fails with a reason
+# instead of being handed out for ever to runs that die (a poison row, a crashing process).
+# Only a run that took the claim up (confirmed it: claim_owner set) and vanished counts. A
+# claim no run took up in time (its message lost, or still queued behind a slow pool) says
+# nothing about the booking: it is handed out again, uncounted, for as long as the start's
+# own deadline allows; counting those failed whole bursts on an overloaded machine.
+MAX_RECLAIMS = 5
+# The row's run had taken the claim up when it was lost.
+_RUN_VANISHED = S.claim_owner.is_not(None)
+
+
+def _lost(now: datetime, owner_timeout: float | None) -> ColumnElement[bool]:
+    """A ``starting`` row whose run has vanished: its lease ran out, or the run that took it
+    up stopped beating (``owner_timeout``; None: do not judge owners now). An owner that beats
+    keeps its claim until the lease runs out, and the lease outlives the longest call, so a
+    call in flight is never taken over. (A claim no run took up is not lost but sent again:
+    worker.lease.claims.resend.)"""
+    lost = [S.lease_expires_at < now]
+    if owner_timeout is not None:
+        lost.append(leasing.owner_died(S, now, owner_timeout))
+    return and_(_STARTING, or_(*lost))
+
+
+def unconfirmed(session: Session, now: datetime) -> int:
+    """Start claims handed out for now or earlier that no run has confirmed yet: the queue in
+    the broker."""
+    return leasing.unconfirmed(session, S, _STARTING, now)
+
+
+def reap(
+    session: Session,
+    now: datetime,
+    *,
+    lease: float,
+    batch: int,
+    pickup_grace: float,
+    owner_timeout: float | None,
+    resend: int | None = None,
+) -> list[Claim]:
+    """Hand out again the claims no run took up within ``pickup_grace`` (a lost message, a
+    killed worker's prefetch: same token), at most ``resend`` of them, and take back the rows
+    whose run vanished (killed worker, dead owner, lease run out).
+
+    A row taken back stays ``starting`` under a fresh token and no owner, so the old run, if it
+    ever comes back, matches nothing. The new run reconciles any unfinished attempt before it
+    posts. Either way the row keeps its due instant, and so its place in the queue.
+    """
+    again = leasing.resend(
+        session,
+        S,
+        START,
+        now,
+        [_STARTING],
+        lease=lease,
+        pickup_grace=pickup_grace,
+        batch=batch if resend is None else min(batch, resend),
+    )
+    taken = _take(
+        session,
+        [_lost(now, owner_timeout), or_(S.reclaims < MAX_RECLAIMS, ~_RUN_VANISHED)],
+        batch - len(again),
+        lease_expires_at=now + timedelta(seconds=lease),
+        claim_owner=None,
+        claimed_at=now,
+        reclaims=S.reclaims + case((_RUN_VANISHED, 1), else_=0),  # the row as it was
+        updated_at=now,
+    )
+    return sorted([*again, *taken], key=lambda c: c.due_at)
+
 
 _HELD = (
     S.id.in_(bindparam("p_ids", expanding=True)),
@@ -57,11 +194,20 @@ _CONFIRM_LAUNCH = (
         updated_at=bindparam("now"),
     )
     .returning(
-        S.id, S.attempts, S.due_at, S.account_id, S.app_id, S.meeting_id, S.name,
-        S.video_width, S.video_height, S.start_deadline, S.scheduled_at,
+        S.id,
+        S.attempts,
+        S.due_at,
+        S.account_id,
+        S.app_id,
+        S.meeting_id,
+        S.name,
+        S.video_width,
+        S.video_height,
+        S.start_deadline,
+        S.scheduled_at,
     )
     .execution_options(synchronize_session=False)
-)  # fmt: skip
+)
 
 _STILL_HELD = select(S.id, S.due_at).where(*_HELD)
 
@@ -128,7 +274,132 @@ def still_held(
     return list(session.execute(_STILL_HELD, {"p_ids": list(stream_ids), "p_token": token}))
 
 
-def known(session: Session, stream_ids: Sequence[uuid.UUID]) -> int:
-    """How many of ``stream_ids`` this database has at all."""
-    query = select(S.id).where(S.id.in_(list(stream_ids)))
-    return len(session.execute(query).all())
+def fail_reclaimed(session: Session, now: datetime, *, owner_timeout: float | None) -> int:
+    """Fail the rows whose run vanished again after runs had vanished :data:`MAX_RECLAIMS`
+    times already.
+
+    Their claim is released; the reason says that an earlier call may have created a
+    livestream, which ``livestreams attempts`` shows.
+    """
+    stmt = (
+        update(S)
+        .where(_lost(now, owner_timeout), S.reclaims >= MAX_RECLAIMS, _RUN_VANISHED)
+        .values(
+            state=StreamState.FAILED.value,
+            **leasing.RELEASED,
+            last_error=f"a run that had taken it up vanished {MAX_RECLAIMS + 1} times (killed"
+            " workers, or a start that takes its process down); not handed out again. An"
+            " earlier call may have created a livestream: see its attempts",
+            updated_at=now,
+        )
+        .returning(S.id)
+        .execution_options(synchronize_session=False)
+    )
+    failed = session.execute(stmt).scalars().all()
+    outbox.emit_many(session, EventType.BOOKING_FAILED, failed, now)
+    return len(failed)
+
+
+def expire_untried(session: Session, now: datetime) -> int:
+    """Mark ``missed`` the rows whose deadline passed before any call was made for them.
+
+    Rows that were tried are left to the start task: an earlier call may have created a
+    livestream, so they must be reconciled before anyone may call them failed.
+    """
+    stmt = (
+        update(S)
+        .where(
+            S.state.in_([s.value for s in CLAIMABLE_STATES]),
+            S.due_at <= now,  # implied by the deadline test; lets the (state, due_at) index work
+            S.start_deadline < now,
+            S.attempts == 0,
+        )
+        .values(
+            state=StreamState.MISSED.value,
+            claim_token=None,
+            lease_expires_at=None,
+            last_error=case(
+                (S.state == StreamState.SCHEDULED.value, "start deadline passed before dispatch"),
+                else_="start deadline passed before the retry was due",
+            ),
+            updated_at=now,
+        )
+        .returning(S.id)
+        .execution_options(synchronize_session=False)
+    )
+    missed = session.execute(stmt).scalars().all()
+    outbox.emit_many(session, EventType.BOOKING_MISSED, missed, now)
+    return len(missed)
+
+
+# Never before the due instant by the database's clock: a worker whose clock runs ahead would
+# otherwise start early (its ETA is read on its own clock).
+_NOT_EARLY = S.due_at <= bindparam("now")
+
+_CONFIRM = leasing.confirm_statement(S, CLAIM_HELD, _NOT_EARLY, returning=[S.attempts])
+
+
+def confirm_claim(
+    session: Session,
+    stream_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    *,
+    lease: float,
+    owner: uuid.UUID,
+) -> tuple[int, uuid.UUID] | None:
+    """Take the claim for one call: the new attempt number and the token that now holds it.
+
+    Called in the transaction that writes the attempt row ahead of the call, so the attempt
+    exists before the request leaves and the lease covers it. ``owner`` is the process's
+    heartbeat id (worker.lease.heartbeat): while it beats, the claim is not taken back.
+    """
+    confirmed = leasing.confirm_with(session, _CONFIRM, stream_id, token, now, lease, owner)
+    return None if confirmed is None else (confirmed[1].attempts, confirmed[0])
+
+
+# The plain case of a start task: besides the claim, the start deadline has not passed, no
+# earlier start call of this booking may have created a livestream, and the API token is not
+# paused. It returns what the call needs, so the run reads nothing else.
+_CONFIRM_PLAIN_START = leasing.confirm_statement(
+    S,
+    CLAIM_HELD,
+    _NOT_EARLY,
+    S.start_deadline >= bindparam("now"),
+    ~exists().where(A.stream_id == S.id, UNCLEAR_START_CALL),
+    ~exists().where(
+        UpstreamPause.token_hash == bindparam("token_key"),
+        UpstreamPause.paused_until > bindparam("now"),
+    ),
+    returning=[
+        S.attempts,
+        S.account_id,
+        S.app_id,
+        S.meeting_id,
+        S.name,
+        S.video_width,
+        S.video_height,
+        S.start_deadline,
+        S.scheduled_at,
+    ],
+)
+
+
+def confirm_plain_start(
+    session: Session,
+    stream_id: uuid.UUID,
+    token: uuid.UUID,
+    now: datetime,
+    *,
+    lease: float,
+    owner: uuid.UUID,
+    token_key: str,
+) -> tuple[uuid.UUID, Row[Any]] | None:
+    """:func:`confirm_claim` for the plain case, returning the booking's fields with it.
+
+    None when anything is not plain (the claim is gone, the deadline passed, an earlier call
+    is unclear, the token is paused): nothing was changed, and the caller looks closer.
+    """
+    return leasing.confirm_with(
+        session, _CONFIRM_PLAIN_START, stream_id, token, now, lease, owner, token_key=token_key
+    )

@@ -34,13 +34,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import AttemptAction, AttemptOutcome, ScheduledStream, StreamState
 from models.db import db_now
 from worker import logformat, metrics
-from worker.errors import AmbiguousError, NotDueYet, UpstreamError
-from worker.lease import claims
+from worker.errors import AmbiguousError, NotDueYet, RetryableError, UpstreamError
 from worker.settings import Settings
+from worker.start import claims
 from worker.start.recorder import Recorder
 from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy
-from worker.upstream.policy import Decision, Next
+from worker.upstream.policy import StartDecision, StartStep
 from worker.upstream.realtimekit import Livestream, RealtimeKitClient
 
 if TYPE_CHECKING:
@@ -76,8 +76,22 @@ class Starter:
     def send_prepared(self, job: Job, number: int, results: Results) -> RunResult:
         """The start call ``number`` of a claim a launch confirmed and wrote ahead
         (worker.start.launch), and its result: at its instant, only the request is left.
-        A clean 201 goes to ``results`` (written in batches), anything else is written here."""
+        A clean 201 goes to ``results`` (written in batches), anything else is written here.
+
+        A start prepared before a 429 answered another start of this process is not sent
+        into the pause it began: its call is closed as not sent, and the booking is due again
+        when the pause ends, as if the API had answered it 429 too (without spending a
+        request). Pauses begun in other processes are seen by each start's next run.
+        """
         with logformat.context(stream_id=str(job.stream_id)):
+            paused = self.record.paused_here_until - time.monotonic()
+            if paused > 0:
+                held = RetryableError(
+                    f"not sent: the API token is paused for {paused:.1f} s more (a 429 answered"
+                    " another start)",
+                    retry_after=paused,
+                )
+                return self.record.settle(job, number, AttemptAction.START, held, time.monotonic())
             call = partial(self._call_start, results=results)
             return self._guarded(job, number, AttemptAction.START, call)
 
@@ -89,7 +103,7 @@ class Starter:
         if isinstance(begun, RunResult):
             return begun
         job, step = begun
-        if step is Next.RECONCILE:
+        if step is StartStep.RECONCILE:
             number = self.record.write_ahead(job, AttemptAction.RECONCILE)
             if number is None:
                 return RunResult.STALE
@@ -119,10 +133,12 @@ class Starter:
             raise
         except Exception as exc:
             log.exception(
-                "booking %s: unexpected %s during its %s call", job.stream_id,
-                type(exc).__name__, action.value,
+                "booking %s: unexpected %s during its %s call",
+                job.stream_id,
+                type(exc).__name__,
+                action.value,
                 extra={"action": "start_crashed", "stream_id": str(job.stream_id)},
-            )  # fmt: skip
+            )
             # Only the type: an exception's text is not known to be free of secrets.
             error = AmbiguousError(f"{action.value}: unexpected {type(exc).__name__} in the worker")
             return self.record.settle(job, number, action, error, started)
@@ -132,9 +148,14 @@ class Starter:
         with self.factory.begin() as session:
             now = db_now(session)
             confirmed = claims.confirm_plain_start(
-                session, stream_id, token, now,
-                lease=self.settings.lease, owner=self.owner, token_key=self.record.token_key,
-            )  # fmt: skip
+                session,
+                stream_id,
+                token,
+                now,
+                lease=self.settings.lease,
+                owner=self.owner,
+                token_key=self.record.token_key,
+            )
             if confirmed is None:
                 return None
             renewed, row = confirmed
@@ -144,7 +165,7 @@ class Starter:
             )
         return job, row.attempts
 
-    def _begin(self, stream_id: uuid.UUID, token: uuid.UUID) -> tuple[Job, Next] | RunResult:
+    def _begin(self, stream_id: uuid.UUID, token: uuid.UUID) -> tuple[Job, StartStep] | RunResult:
         """Is the claim still ours, and what must happen first: a reconcile, a start, or none."""
         with self.factory.begin() as session:
             now = db_now(session)
@@ -163,13 +184,13 @@ class Starter:
                 paused_until=pacing.paused_until(session, self.record.token_key, now),
                 unclear=unclear is not None,
             )
-            if decision.next in (Next.START, Next.RECONCILE):
+            if decision.next in (StartStep.START, StartStep.RECONCILE):
                 return job, decision.next
-            if decision.next is Next.WAIT:
+            if decision.next is StartStep.WAIT:
                 assert decision.retry_at is not None
                 raise NotDueYet((decision.retry_at - now).total_seconds())
             self.record.end(session, now, job, decision)
-        if decision.next is Next.RETRY:
+        if decision.next is StartStep.RETRY:
             return RunResult.PAUSED
         return ENDED[decision.next]
 
@@ -185,26 +206,26 @@ class Starter:
         first_unclear = job.first_unclear
         assert first_unclear is not None  # only an unclear call is reconciled
 
-        def write(session: Session, now: datetime) -> Decision:
+        def write(session: Session, now: datetime) -> StartDecision:
             decision = policy.after_reconcile(
-                found, first_unclear=first_unclear, now=now, deadline=job.deadline
+                found, name=job.name, first_unclear=first_unclear, now=now, deadline=job.deadline
             )
-            if decision.next is Next.STORE:
+            if decision.next is StartStep.STORE:
                 return decision  # the store closes the attempt, with the livestream
             assert decision.outcome is not None
             attempts.finish_attempt(
                 session, job.stream_id, number, now, decision.outcome, duration=duration
             )
-            if decision.next is not Next.START:
+            if decision.next is not StartStep.START:
                 self.record.end(session, now, job, decision)
             return decision
 
         decision = self.record.write(write)
-        found_ours = decision.next is Next.STORE
+        found_ours = decision.next is StartStep.STORE
         metrics.RECONCILES.labels(result="adopted" if found_ours else "absent").inc()
-        if decision.next is Next.STORE and found is not None:
+        if decision.next is StartStep.STORE and found is not None:
             return self._store(job, number, found, AttemptOutcome.ADOPTED, duration)
-        return None if decision.next is Next.START else self.record.report(job, decision)
+        return None if decision.next is StartStep.START else self.record.report(job, decision)
 
     def _call_start(self, job: Job, number: int, results: Results | None = None) -> RunResult:
         """The start call, whose attempt row is already written, and its result."""
@@ -214,13 +235,17 @@ class Starter:
             metrics.START_LATENESS.observe(max(0.0, late))
         try:
             result = self.client.start_livestream(
-                job.account_id, job.app_id, job.meeting_id,
-                name=job.name, width=job.width, height=job.height,
-            )  # fmt: skip
+                job.account_id,
+                job.app_id,
+                job.meeting_id,
+                name=job.name,
+                width=job.width,
+                height=job.height,
+            )
         except UpstreamError as exc:
             return self.record.settle(job, number, AttemptAction.START, exc, started)
         took = time.monotonic() - started
-        if results is not None and policy.after_livestream(result).next is Next.STORE:
+        if results is not None and policy.after_livestream(result).next is StartStep.STORE:
             results.add(job, number, result, took)
             return RunResult.STARTED
         return self._store(job, number, result, AttemptOutcome.STARTED, took)
@@ -234,9 +259,15 @@ class Starter:
 
         def close(session: Session, now: datetime) -> None:
             attempts.finish_attempt(
-                session, job.stream_id, number, now, outcome,
-                duration=duration, livestream_id=found.id, call=found.call,
-            )  # fmt: skip
+                session,
+                job.stream_id,
+                number,
+                now,
+                outcome,
+                duration=duration,
+                livestream_id=found.id,
+                call=found.call,
+            )
 
         if found.stream_key is not None:
             return self.record.finish_store(job, found, RunResult(outcome.value), close)
@@ -254,11 +285,16 @@ class Starter:
 
             def close_fetch(session: Session, now: datetime) -> None:
                 attempts.finish_attempt(
-                    session, job.stream_id, number, now,
+                    session,
+                    job.stream_id,
+                    number,
+                    now,
                     AttemptOutcome.FETCHED if keyed.stream_key else AttemptOutcome.FATAL,
                     error_message=None if keyed.stream_key else "no stream key in the answer",
-                    duration=took, livestream_id=found.id, call=full.call,
-                )  # fmt: skip
+                    duration=took,
+                    livestream_id=found.id,
+                    call=full.call,
+                )
 
             return self.record.finish_store(job, keyed, RunResult(outcome.value), close_fetch)
 

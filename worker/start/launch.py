@@ -11,13 +11,12 @@ launch thread send each one at its instant (docs/DESIGN.md, "Launches").
    single-start path at its instant, which looks closer (reconcile first, and so on).
 4. A claim not held at all is stale (a replayed message, a claim taken back): nothing is done.
    If none of a launch's bookings exist in this database, another deployment most likely
-   shares the broker: that is logged, at most once a minute.
+   shares the broker: that is logged, at most once a minute (``worker.lease.foreign``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -30,6 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import db_now
 from worker import metrics
 from worker.errors import NotDueYet
+from worker.lease.claims import ClaimKind
+from worker.lease.foreign import Foreign, known
 from worker.settings import Settings
 from worker.start import claims, rules
 from worker.start.flow import Starter
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 # A database error in a single start at its instant is tried again this often, a second apart,
 # before the claim is left to recovery (as the start task's retries do).
 DB_RETRIES = 10
-FOREIGN_LOG_EVERY = 60.0  # seconds between two "another deployment" lines
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,15 @@ class Launcher:
         starter: Starter,
         timer: LaunchTimer,
         results: Results,
+        foreign: Foreign,
     ) -> None:
         self.factory = factory
         self.settings = settings
         self.starter = starter
         self.timer = timer
         self.results = results
+        self.foreign = foreign  # names claims from another deployment (worker.lease.foreign)
         self.token_key = pacing.token_hash(settings.api_token)
-        self._foreign_logged = -FOREIGN_LOG_EVERY
-        self._lock = threading.Lock()
 
     def run(self, token: uuid.UUID, stream_ids: Sequence[uuid.UUID]) -> LaunchReport:
         """Prepare the launch of ``stream_ids`` claimed under ``token``."""
@@ -82,13 +82,18 @@ class Launcher:
             now = db_now(session)
             read_at = time.monotonic()  # ``now`` on this process's monotonic clock
             renewed, rows = claims.confirm_launch(
-                session, token, stream_ids, now,
-                lead=self.settings.lookahead, lease=self.settings.lease,
-                owner=self.starter.owner, token_key=self.token_key,
-            )  # fmt: skip
+                session,
+                token,
+                stream_ids,
+                now,
+                lead=self.settings.lookahead,
+                lease=self.settings.lease,
+                owner=self.starter.owner,
+                token_key=self.token_key,
+            )
             confirmed = {row.id for row in rows}
             held = claims.still_held(session, token, [i for i in stream_ids if i not in confirmed])
-            foreign = not rows and not held and claims.known(session, stream_ids) == 0
+            foreign = not rows and not held and known(session, ClaimKind.START, stream_ids) == 0
         for row in rows:
             job = Job.of(row, row.id, renewed, first_unclear=None)
             when = read_at + rules.seconds_until(row.due_at, now)
@@ -98,7 +103,7 @@ class Launcher:
             self.timer.at(when, partial(self._single, row.id, token, DB_RETRIES))
         report = LaunchReport(len(rows), len(held), len(stream_ids) - len(rows) - len(held))
         if foreign:
-            self._say_foreign(token, len(stream_ids))
+            self.foreign.say(ClaimKind.START, len(stream_ids), token)
         return report
 
     def _send(self, job: Job, number: int) -> None:
@@ -108,9 +113,10 @@ class Launcher:
         except OperationalError:  # the result could not be written: recovery reconciles it
             log.warning(
                 "booking %s: its start's result was not written (database error); recovery"
-                " reconciles it", job.stream_id,
+                " reconciles it",
+                job.stream_id,
                 extra={"action": "start_db_error", "stream_id": str(job.stream_id)},
-            )  # fmt: skip
+            )
             return
         metrics.STARTS.labels(outcome=result.value).inc()
 
@@ -128,9 +134,10 @@ class Launcher:
             else:
                 log.warning(
                     "booking %s: start interrupted by database errors; its claim is left to"
-                    " recovery", stream_id,
+                    " recovery",
+                    stream_id,
                     extra={"action": "start_db_error", "stream_id": str(stream_id)},
-                )  # fmt: skip
+                )
             return
         metrics.STARTS.labels(outcome=result.value).inc()
 
@@ -145,16 +152,3 @@ class Launcher:
         sent = self.timer.close(timeout)
         written = self.results.close(timeout)
         return sent and written
-
-    def _say_foreign(self, token: uuid.UUID, count: int) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._foreign_logged < FOREIGN_LOG_EVERY:
-                return
-            self._foreign_logged = now
-        log.warning(
-            "a launch of %d bookings (claim %s) names none that this database has: another"
-            " deployment probably shares this broker database; give each deployment its own"
-            " (LIVESTREAMS_BROKER_URL)", count, token,
-            extra={"action": "foreign_claim"},
-        )  # fmt: skip

@@ -23,12 +23,12 @@ from models.db import db_now, write_with_retries
 from worker.bookings import observe, transitions
 from worker.crypto import StreamKeyCipher, cipher_for
 from worker.errors import UpstreamError
-from worker.lease import claims
 from worker.settings import Settings
+from worker.start import claims
 from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy
 from worker.upstream.backoff import Backoff
-from worker.upstream.policy import Decision, Next
+from worker.upstream.policy import StartDecision, StartStep
 from worker.upstream.responses import Livestream
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ class Recorder:
         self.token_key = pacing.token_hash(settings.api_token)
         self.backoff = Backoff(settings.backoff_base, settings.backoff_cap, settings.backoff_floor)
         self._stream_key_cipher: StreamKeyCipher | None = None
+        # Until when (this process's monotonic clock) a 429 answered here paused the token:
+        # the starts this process prepared ahead are not sent into it (worker.start.flow).
+        self.paused_here_until = 0.0
 
     def write(self, write: Callable[[Session, datetime], T]) -> T:
         """One result transaction, retried if the database blinks."""
@@ -100,18 +103,32 @@ class Recorder:
         is kept on the row (a key fetch failed for it)."""
         duration = time.monotonic() - started
 
-        def write(session: Session, now: datetime) -> Decision:
+        def write(session: Session, now: datetime) -> StartDecision:
             decision = policy.after_error(
-                action, error, attempts=number, now=now, deadline=job.deadline,
-                window=self.settings.start_window, backoff=self.backoff, rand=self.rand,
-            )  # fmt: skip
+                action,
+                error,
+                attempts=number,
+                now=now,
+                deadline=job.deadline,
+                window=self.settings.start_window,
+                backoff=self.backoff,
+                rand=self.rand,
+            )
             if decision.pause_until is not None:
                 pacing.pause(session, self.token_key, decision.pause_until)
+                pause = (decision.pause_until - now).total_seconds()
+                self.paused_here_until = max(self.paused_here_until, time.monotonic() + pause)
             assert decision.outcome is not None
             attempts.finish_attempt(
-                session, job.stream_id, number, now, decision.outcome,
-                error=error, error_message=policy.error_text(error), duration=duration,
-            )  # fmt: skip
+                session,
+                job.stream_id,
+                number,
+                now,
+                decision.outcome,
+                error=error,
+                error_message=policy.error_text(error),
+                duration=duration,
+            )
             self.end(session, now, job, decision, livestream)
             return decision
 
@@ -122,35 +139,40 @@ class Recorder:
         session: Session,
         now: datetime,
         job: Job,
-        decision: Decision,
+        decision: StartDecision,
         livestream: Livestream | None = None,
     ) -> bool:
         """The booking's transition for a decision that ends the run without a usable
         livestream (``livestream``: one that exists, but without its key yet)."""
         stream_id, token, reason = job.stream_id, job.token, decision.reason
-        if decision.next is Next.RETRY:
+        if decision.next is StartStep.RETRY:
             assert decision.retry_at is not None
             return transitions.finish_retrying(
                 session, stream_id, token, now, decision.retry_at, reason, livestream
             )
-        if decision.next is Next.MISS:
+        if decision.next is StartStep.MISS:
             return transitions.finish_missed(session, stream_id, token, now, reason)
         return transitions.finish_failed(session, stream_id, token, now, reason, livestream)
 
-    def report(self, job: Job, decision: Decision) -> RunResult:
+    def report(self, job: Job, decision: StartDecision) -> RunResult:
         extra = {"stream_id": str(job.stream_id)}
-        if decision.next is Next.RETRY:
+        if decision.next is StartStep.RETRY:
             assert decision.retry_at is not None and decision.outcome is not None
             log.info(
-                "booking %s: %s (%s); retry at %s", job.stream_id, decision.outcome.value,
-                decision.reason, decision.retry_at.isoformat(),
+                "booking %s: %s (%s); retry at %s",
+                job.stream_id,
+                decision.outcome.value,
+                decision.reason,
+                decision.retry_at.isoformat(),
                 extra={"action": "stream_retry", **extra},
-            )  # fmt: skip
+            )
         else:
             log.warning(
-                "booking %s failed: %s", job.stream_id, decision.reason,
+                "booking %s failed: %s",
+                job.stream_id,
+                decision.reason,
                 extra={"action": "stream_failed", **extra},
-            )  # fmt: skip
+            )
         return ENDED[decision.next]
 
     def finish_store(
@@ -168,7 +190,7 @@ class Recorder:
 
         def write(session: Session, now: datetime) -> bool:
             close(session, now)
-            if decision.next is Next.STORE and ciphertext is not None:
+            if decision.next is StartStep.STORE and ciphertext is not None:
                 first_check = now + timedelta(seconds=self.settings.first_check)
                 done = transitions.finish_started(
                     session, job.stream_id, job.token, now, found, ciphertext, first_check
@@ -186,20 +208,24 @@ class Recorder:
 
         if not self.write(write):
             return self.claim_lost(job, found)
-        if decision.next is not Next.STORE:
+        if decision.next is not StartStep.STORE:
             return self.report(job, decision)
         log.info(
-            "livestream %s for booking %s (%s)", found.id, job.stream_id, result.value,
+            "livestream %s for booking %s (%s)",
+            found.id,
+            job.stream_id,
+            result.value,
             extra={"action": "stream_started", "livestream_id": found.id},
-        )  # fmt: skip
+        )
         return result
 
     def claim_lost(self, job: Job, found: Livestream) -> RunResult:
         log.warning(
             "livestream %s was created but the claim on %s was lost; the next claim adopts it",
-            found.id, job.stream_id,
+            found.id,
+            job.stream_id,
             extra={"action": "claim_lost", "stream_id": str(job.stream_id)},
-        )  # fmt: skip
+        )
         return RunResult.CLAIM_LOST
 
     def cipher(self) -> StreamKeyCipher:

@@ -105,8 +105,10 @@ class Results:
             except Exception:  # the calls stay unclear: recovery reconciles each one
                 log.exception(
                     "%d started livestreams could not be written; each is reconciled by its"
-                    " next claim", len(batch), extra={"action": "results_not_written"},
-                )  # fmt: skip
+                    " next claim",
+                    len(batch),
+                    extra={"action": "results_not_written"},
+                )
             finally:
                 with self._wake:
                     self._items[:0] = again
@@ -120,14 +122,16 @@ class Results:
         if kept:
             log.warning(
                 "%d started livestreams not written yet (database error); trying again",
-                len(kept), extra={"action": "results_not_written"},
-            )  # fmt: skip
+                len(kept),
+                extra={"action": "results_not_written"},
+            )
         if len(kept) < len(batch):
             log.warning(
                 "%d started livestreams could not be written in time; each is reconciled by"
-                " its next claim", len(batch) - len(kept),
+                " its next claim",
+                len(batch) - len(kept),
                 extra={"action": "results_not_written"},
-            )  # fmt: skip
+            )
 
     def _write(self, batch: list[Started]) -> None:
         written = self.recorder.write(lambda session, now: self._store(session, now, batch))
@@ -135,9 +139,11 @@ class Results:
         for s in batch:
             if s.job.stream_id in written:
                 log.info(
-                    "livestream %s for booking %s (started)", s.found.id, s.job.stream_id,
+                    "livestream %s for booking %s (started)",
+                    s.found.id,
+                    s.job.stream_id,
                     extra={"action": "stream_started", "livestream_id": s.found.id},
-                )  # fmt: skip
+                )
         for s in lost:
             self.recorder.claim_lost(s.job, s.found)
 
@@ -147,17 +153,24 @@ class Results:
             session,
             [
                 attempts.finished(
-                    s.job.stream_id, s.number, now, AttemptOutcome.STARTED,
-                    duration=s.duration, livestream_id=s.found.id, call=s.found.call,
+                    s.job.stream_id,
+                    s.number,
+                    now,
+                    AttemptOutcome.STARTED,
+                    duration=s.duration,
+                    livestream_id=s.found.id,
+                    call=s.found.call,
                 )
                 for s in batch
             ],
-        )  # fmt: skip
+        )
         first_check = now + timedelta(seconds=self.first_check)
         transitions.finish_started_many(
-            session, [(s.job.stream_id, s.job.token, s.found, s.ciphertext) for s in batch],
-            now, first_check,
-        )  # fmt: skip
+            session,
+            [(s.job.stream_id, s.job.token, s.found, s.ciphertext) for s in batch],
+            now,
+            first_check,
+        )
         ours = {s.job.stream_id: s.found.id for s in batch}
         # Which conditional UPDATEs applied: the row holds our livestream, started just now.
         query = select(S.id, S.livestream_id).where(S.id.in_(list(ours)), S.started_at == now)

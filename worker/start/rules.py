@@ -28,7 +28,7 @@ class Launch:
 
     @property
     def stream_ids(self) -> list[uuid.UUID]:
-        return [c.stream_id for c in self.claims]
+        return [c.row_id for c in self.claims]
 
     @property
     def first_due(self) -> datetime:

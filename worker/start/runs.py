@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from worker.upstream.policy import Next
+from worker.upstream.policy import StartStep
 
 
 class RunResult(enum.StrEnum):
@@ -25,9 +25,9 @@ class RunResult(enum.StrEnum):
 
 
 ENDED = {
-    Next.RETRY: RunResult.RETRYING,
-    Next.FAIL: RunResult.FAILED,
-    Next.MISS: RunResult.MISSED,
+    StartStep.RETRY: RunResult.RETRYING,
+    StartStep.FAIL: RunResult.FAILED,
+    StartStep.MISS: RunResult.MISSED,
 }
 
 

@@ -1,7 +1,7 @@
 """The attempt rows: one per call to the upstream API, written ahead of the call.
 
 An attempt row is inserted in the transaction that confirms the claim for its call (see
-``worker.lease.claims.confirm_claim``), so it exists before the request leaves. Its outcome is
+``worker.start.claims.confirm_claim``), so it exists before the request leaves. Its outcome is
 written with the booking's new state, in one transaction. A row left without an outcome
 belongs to a run that died mid-call: the call's effect is unknown, and the next run must
 reconcile before it may start again (docs/DESIGN.md "Exactly one start per booking", step 3).
@@ -45,9 +45,15 @@ UNCLEAR_START_CALL = and_(
 # Built once: each call only binds values.
 _INSERT = insert(A)
 _RESULT_COLUMNS = (
-    "finished_at", "outcome", "http_status", "error_code", "error_message", "ray_id",
-    "duration", "livestream_id",
-)  # fmt: skip
+    "finished_at",
+    "outcome",
+    "http_status",
+    "error_code",
+    "error_message",
+    "ray_id",
+    "duration",
+    "livestream_id",
+)
 _FINISH = (
     update(A)
     .where(A.stream_id == bindparam("p_stream_id"), A.number == bindparam("p_number"))
@@ -93,10 +99,17 @@ def finish_attempt(
     session.connection().execute(
         _FINISH,
         finished(
-            stream_id, number, now, outcome, error=error, error_message=error_message,
-            duration=duration, livestream_id=livestream_id, call=call,
+            stream_id,
+            number,
+            now,
+            outcome,
+            error=error,
+            error_message=error_message,
+            duration=duration,
+            livestream_id=livestream_id,
+            call=call,
         ),
-    )  # fmt: skip
+    )
 
 
 def finish_attempts(session: Session, rows: list[dict[str, Any]]) -> None:

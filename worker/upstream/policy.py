@@ -12,7 +12,7 @@ table test (tests/unit/test_policy_*.py). Two layers:
     final      the API refused for good; sending it again cannot help
 
 ``before_call``, ``after_error``, ``after_reconcile`` and ``after_livestream`` take what a
-start run knows at each step and return a ``Decision``: start or reconcile now, store a
+start run knows at each step and return a ``StartDecision``: start or reconcile now, store a
 livestream, retry at an instant (perhaps pausing the token), or end the booking with a reason.
 The starter (``worker.start.flow``) only carries decisions out.
 """
@@ -163,8 +163,8 @@ def _success(status: int, doc: Any) -> Outcome:
 # -- what a start run does next ----------------------------------------------------------------
 
 
-class Next(enum.Enum):
-    """The step a ``Decision`` asks the starter to take."""
+class StartStep(enum.Enum):
+    """The step a ``StartDecision`` asks the starter to take."""
 
     WAIT = "wait"  # not due yet by the database's clock: run again at ``retry_at``
     START = "start"  # send the start call now
@@ -176,14 +176,14 @@ class Next(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Decision:
+class StartDecision:
     """What to do after one step of a start run.
 
     ``outcome`` closes the step's attempt row (None: no call was made, or it is closed already);
     ``pause_until`` pauses every start of the token, whatever comes next.
     """
 
-    next: Next
+    next: StartStep
     outcome: AttemptOutcome | None = None
     retry_at: datetime | None = None
     reason: str = ""
@@ -200,7 +200,7 @@ def before_call(
     last_error: str | None,
     paused_until: datetime | None,
     unclear: bool,
-) -> Decision:
+) -> StartDecision:
     """What a run does once it holds the claim, before any call.
 
     A run whose worker clock runs ahead of the database's waits for the due instant. An
@@ -208,23 +208,23 @@ def before_call(
     paused token waits with everyone else; that is no attempt, so nothing is recorded but why.
     """
     if now < due_at:
-        return Decision(Next.WAIT, retry_at=due_at)
+        return StartDecision(StartStep.WAIT, retry_at=due_at)
     if paused_until is not None and paused_until > now:
         # The booking keeps its due instant, and so its place in the queue: the dispatcher
         # claims nothing while the token is paused, then the oldest first. Moving it to the
         # pause's end put it behind every booking due meanwhile, again at every pause.
-        return Decision(
-            Next.RETRY,
+        return StartDecision(
+            StartStep.RETRY,
             retry_at=due_at,
             reason=f"waiting for the API rate limit until {paused_until.isoformat()}",
         )
     if unclear:
-        return Decision(Next.RECONCILE)
+        return StartDecision(StartStep.RECONCILE)
     if now > deadline:
         reason = "start deadline passed"
         reason = f"{reason}; last error: {last_error}" if last_error else reason
-        return Decision(Next.FAIL if attempts else Next.MISS, reason=reason)
-    return Decision(Next.START)
+        return StartDecision(StartStep.FAIL if attempts else StartStep.MISS, reason=reason)
+    return StartDecision(StartStep.START)
 
 
 def after_error(
@@ -237,7 +237,7 @@ def after_error(
     window: float,
     backoff: Backoff,
     rand: random.Random,
-) -> Decision:
+) -> StartDecision:
     """What follows a call that raised ``error``, after ``attempts`` calls for this booking.
 
     A start is retried until ``deadline``; an unclear one is reconciled even after it. A
@@ -249,61 +249,87 @@ def after_error(
     pause = _pause(error, now, backoff)
     if isinstance(error, FinalError):
         reason = f"{_REFUSED[action]}: {text}"
-        return Decision(Next.FAIL, AttemptOutcome.FATAL, reason=reason, pause_until=pause)
+        return StartDecision(StartStep.FAIL, AttemptOutcome.FATAL, reason=reason, pause_until=pause)
     retry_after = error.retry_after if isinstance(error, RetryableError) else None
     if action is AttemptAction.RECONCILE:
         limit = deadline + timedelta(seconds=window)
         if now > limit:
             reason = f"could not learn whether a livestream was created: {text}"
-            return Decision(Next.FAIL, AttemptOutcome.RETRYABLE, reason=reason, pause_until=pause)
+            return StartDecision(
+                StartStep.FAIL, AttemptOutcome.RETRYABLE, reason=reason, pause_until=pause
+            )
         due = next_due(backoff, attempts, now, limit, retry_after=retry_after, rand=rand)
-        return Decision(
-            Next.RETRY, AttemptOutcome.RETRYABLE, retry_at=due or limit, reason=text,
+        return StartDecision(
+            StartStep.RETRY,
+            AttemptOutcome.RETRYABLE,
+            retry_at=due or limit,
+            reason=text,
             pause_until=pause,
-        )  # fmt: skip
+        )
     due = next_due(backoff, attempts, now, deadline, retry_after=retry_after, rand=rand)
     if isinstance(error, AmbiguousError):
         soon = now + timedelta(seconds=max(backoff.floor, RECONCILE_SOON))
-        return Decision(Next.RETRY, AttemptOutcome.AMBIGUOUS, retry_at=due or soon, reason=text)
+        return StartDecision(
+            StartStep.RETRY, AttemptOutcome.AMBIGUOUS, retry_at=due or soon, reason=text
+        )
     if due is None:
         reason = f"deadline passed while retrying: {text}"
-        return Decision(Next.FAIL, AttemptOutcome.RETRYABLE, reason=reason, pause_until=pause)
-    return Decision(
-        Next.RETRY, AttemptOutcome.RETRYABLE, retry_at=due, reason=text, pause_until=pause
+        return StartDecision(
+            StartStep.FAIL, AttemptOutcome.RETRYABLE, reason=reason, pause_until=pause
+        )
+    return StartDecision(
+        StartStep.RETRY, AttemptOutcome.RETRYABLE, retry_at=due, reason=text, pause_until=pause
     )
 
 
 def after_reconcile(
-    found: Livestream | None, *, first_unclear: datetime, now: datetime, deadline: datetime
-) -> Decision:
-    """What follows a reconcile that found ``found`` (None: the meeting has no livestream)."""
+    found: Livestream | None,
+    *,
+    name: str | None,
+    first_unclear: datetime,
+    now: datetime,
+    deadline: datetime,
+) -> StartDecision:
+    """What follows a reconcile that found ``found`` (None: the meeting has no livestream),
+    for a booking whose start calls gave the name ``name``.
+
+    A livestream is adopted only when nothing says it is another caller's: it was created
+    before our first unclear call (beyond the clock skew), or it carries a name that is not
+    the one our calls gave. (Two bookings of one meeting with one name cannot be told apart.)
+    """
     if found is None:
         if now > deadline:
             reason = "deadline passed; the earlier unclear call created no livestream"
-            return Decision(Next.FAIL, AttemptOutcome.ABSENT, reason=reason)
-        return Decision(Next.START, AttemptOutcome.ABSENT)
+            return StartDecision(StartStep.FAIL, AttemptOutcome.ABSENT, reason=reason)
+        return StartDecision(StartStep.START, AttemptOutcome.ABSENT)
+    if found.name is not None and name is not None and found.name != name:
+        reason = (
+            f"meeting already has livestream {found.id}, named {found.name!r}, not {name!r} as"
+            " our calls named it; not adopting another caller's livestream"
+        )
+        return StartDecision(StartStep.FAIL, AttemptOutcome.FATAL, reason=reason)
     if found.created_at is not None and found.created_at < first_unclear - ADOPT_SKEW:
         reason = (
             f"meeting already has livestream {found.id}, created {found.created_at.isoformat()}"
             " before our first call; not adopting another caller's livestream"
         )
-        return Decision(Next.FAIL, AttemptOutcome.FATAL, reason=reason)
-    return Decision(Next.STORE, AttemptOutcome.ADOPTED)
+        return StartDecision(StartStep.FAIL, AttemptOutcome.FATAL, reason=reason)
+    return StartDecision(StartStep.STORE, AttemptOutcome.ADOPTED)
 
 
-def after_livestream(found: Livestream) -> Decision:
+def after_livestream(found: Livestream) -> StartDecision:
     """How a booking ends once a livestream exists for it.
 
     Without a stream key nobody can send video, so the booking is not ``started``; but a
     livestream exists for it, so it is never started again either: ops are told why.
     """
     if found.stream_key is not None:
-        return Decision(Next.STORE, state=StreamState.STARTED)
+        return StartDecision(StartStep.STORE, state=StreamState.STARTED)
     reason = (
         f"livestream {found.id} exists but the API returned no stream key for it; "
         "not started again (fetch its key upstream or stop it)"
     )
-    return Decision(Next.FAIL, state=StreamState.FAILED, reason=reason)
+    return StartDecision(StartStep.FAIL, state=StreamState.FAILED, reason=reason)
 
 
 def error_text(error: UpstreamError) -> str:

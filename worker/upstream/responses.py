@@ -54,6 +54,7 @@ class Livestream:
     stream_key: Secret | None = None
     meeting_id: str | None = None
     created_at: datetime | None = None
+    name: str | None = None  # the name the start call gave it (GET .../active-livestream)
     call: CallInfo | None = field(default=None, compare=False)
 
     def with_key_of(self, other: Livestream) -> Livestream:
@@ -116,6 +117,7 @@ def parse_livestream(data: object) -> Livestream | None:
         stream_key=Secret(key) if key and "\x00" not in key else None,
         meeting_id=field_text(data.get("meeting_id"), MAX_ID),
         created_at=_timestamp(data.get("created_at")),
+        name=field_text(data.get("name"), MAX_FIELD),
     )
 
 

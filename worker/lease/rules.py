@@ -20,16 +20,8 @@ at the back, behind the same backlog: on an overloaded machine that fed on itsel
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, update
-from sqlalchemy.orm import Session
-
-from models import ScheduledStream
-
-S = ScheduledStream
 LONGEST_WAIT = 4  # pickup graces: the longest wait between two sends of one claim
 
 
@@ -39,48 +31,3 @@ def send_again(due_at: datetime, handed_at: datetime, now: datetime, grace: floa
     waited_then = max(0.0, (handed_at - due_at).total_seconds())
     waiting = (now - max(due_at, handed_at)).total_seconds()
     return waiting > min(max(grace, waited_then), LONGEST_WAIT * grace)
-
-
-def redeliver(
-    session: Session,
-    now: datetime,
-    where: list[ColumnElement[bool]],
-    *,
-    lease: float,
-    batch: int,
-    pickup_grace: float,
-) -> list[tuple[uuid.UUID, uuid.UUID, datetime]]:
-    """REDELIVER_CLAIMS: up to ``batch`` rows matching ``where`` whose claim no run took up,
-    by :func:`send_again`, oldest first, handed out again now (claimed_at, and a fresh lease).
-    Returns (id, the unchanged token, due_at) of each."""
-    picked_up_by = now - timedelta(seconds=pickup_grace)
-    pending = (
-        *where,
-        S.claim_token.is_not(None),
-        S.claim_owner.is_(None),
-        S.due_at < picked_up_by,
-        S.claimed_at < picked_up_by,
-    )
-    query = select(S.id, S.due_at, S.claimed_at).where(*pending).order_by(S.due_at).limit(batch)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = [
-        r.id
-        for r in session.execute(query)
-        if send_again(r.due_at, r.claimed_at, now, pickup_grace)
-    ]
-    if not ids:
-        return []
-    values: dict[str, Any] = {
-        "claimed_at": now,
-        "lease_expires_at": now + timedelta(seconds=lease),
-        "updated_at": now,
-    }
-    stmt = (
-        update(S)
-        .where(S.id.in_(ids), *pending)  # not taken up meanwhile
-        .values(**values)
-        .returning(S.id, S.claim_token, S.due_at)
-        .execution_options(synchronize_session=False)
-    )
-    return [(r[0], r[1], r[2]) for r in session.execute(stmt)]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.lease import resend as redelivery
+from worker.lease import rules
 
 
 @pytest.mark.parametrize(
@@ -32,4 +32,4 @@ def test_a_late_claim_is_sent_again_less_and_less_often(due, handed, now, again)
     def t(seconds: float) -> datetime:
         return at + timedelta(seconds=seconds)
 
-    assert redelivery.send_again(t(due), t(handed), t(now), grace=3.0) is again
+    assert rules.send_again(t(due), t(handed), t(now), grace=3.0) is again
