@@ -73,7 +73,7 @@ class CeleryProcesses:
     on leaving the block.
 
     ``env`` is the whole environment of each process (see :func:`isolated_env`); ``cwd`` is
-    where they run (the checkout root when the app or ``celeryconfig`` is read from there);
+    where they run (None: the caller's; the installed package holds all they read);
     ``grace`` is how long a stop waits after SIGTERM before it sends SIGKILL.
     """
 
