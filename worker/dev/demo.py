@@ -150,10 +150,16 @@ def run_demo(
                 # The fake tells the product of each status change, signed, as RealtimeKit
                 # does; the serve process checks the signature with the fake's published key.
                 fake.configure({"webhooks": {"url": f"{served}/v1/webhooks/realtimekit"}})
+                # Worker and beat are waited for before anything is booked: on a busy machine
+                # their start-up took longer than the first booking's lead, which then started
+                # late and showed the demo's start-up as the product's lateness.
+                try:
+                    celery.worker("worker", pool="threads", concurrency=4)
+                    celery.beat("beat")
+                except (ProcessExitedError, TimeoutError) as exc:
+                    echo(f"worker or beat did not start ({exc}); see the logs in {workdir}")
+                    return 1
                 labels = _book(settings, fake, echo)
-                # Not waited for: the bookings are seconds ahead and _watch notices an exit.
-                celery.beat("beat", wait=False)
-                celery.worker("worker", pool="threads", concurrency=4, wait=False)
                 code = _watch(settings, labels, cipher, timeout, echo, celery)
                 _table(settings, labels, echo)
                 if keep:
