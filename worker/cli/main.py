@@ -58,7 +58,7 @@ def cli() -> None:
     Settings come from the environment: LIVESTREAMS_DATABASE_URL (default
     sqlite:///livestreams.db), LIVESTREAMS_BROKER_URL, CLOUDFLARE_API_TOKEN,
     CLOUDFLARE_ACCOUNT_ID, REALTIMEKIT_APP_ID, LIVESTREAMS_SECRET_KEY and the tunables listed in
-    README.md.
+    docs/configuration.md.
 
     Exit codes: 0 success, 2 bad input or a bad setting, 1 any other failure.
     """
