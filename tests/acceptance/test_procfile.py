@@ -61,7 +61,10 @@ def test_honcho_start_of_the_procfile_starts_a_booking_made_over_http(tmp_path: 
             honcho = subprocess.Popen(
                 [sys.executable, "-m", "honcho", "--no-colour", "-f", str(ROOT / "Procfile"),
                  "-d", str(tmp_path), "start"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                # cwd: where its processes run, and beat writes its schedule file (not the
+                # checkout: a test never writes there); -d alone does not move them.
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )  # fmt: skip
         try:
             _book_and_see_it_start(honcho, log, f"http://127.0.0.1:{port}", key, fake)
