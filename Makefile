@@ -2,18 +2,28 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The demo needs only the product; the tests, linters and benchmarks need the dev tools too.
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test screenshots lint bench clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/livestreams demo
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $(DEMO_STAMP)
+
+# DEMO_ARGS=--keep: stays up after the run, with its HTTP API and ops page, until Ctrl-C.
+DEMO_ARGS ?=
+demo: $(DEMO_STAMP)
+	$(BIN)/livestreams demo $(DEMO_ARGS)
 
 # Parallel test workers: most tiers wait on processes and sockets, not on the CPU, so more
 # workers than cores. Each worker has its own databases, Redis servers and ports. A test file

@@ -2,9 +2,9 @@
 
 ``celery -A benchmarks.alt_app beat -S sqlalchemy_celery_beat.schedulers:DatabaseScheduler``
 sends ``bench.alt_start`` at each entry's instant; ``celery -A benchmarks.alt_app worker`` runs
-it. Same broker and Celery settings as the product (``celeryconfig``), same HTTP client (one per
-process, from the product's runtime). The task only calls the API: no claim, no attempt row, no
-result stored, which favours it.
+it. Same broker and Celery settings as the product (``worker.celeryconfig``), same HTTP client
+(one per process, from the product's runtime). The task only calls the API: no claim, no
+attempt row, no result stored, which favours it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from worker.settings import Settings
 
 settings = Settings.from_env()
 app = Celery("bench-alt")
-app.config_from_object("celeryconfig")
+app.config_from_object("worker.celeryconfig")
 app.conf.beat_schedule = {}  # the product's dispatch tick has no place here
 app.conf.beat_dburi = settings.database_url
 

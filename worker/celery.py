@@ -25,11 +25,15 @@ from worker.errors import SettingsError  # noqa: E402
 from worker.settings import log_format_from_env, metrics_port_from_env  # noqa: E402
 
 app = Celery("livestreams", include=["worker.tasks"])
-app.config_from_object("celeryconfig")
+app.config_from_object("worker.celeryconfig")
 
 # Tasks whose routine runs Celery should not log: the dispatch tick runs every second on every
-# beat, and its own line (worker.dispatch) says when a tick claimed, reaped or missed anything.
-QUIET_TASKS = frozenset({"livestreams.dispatch_due"})
+# beat, and its own line (worker.dispatch) says when a tick claimed, reaped or missed anything;
+# status checks and webhook deliveries come by the hundred, and their own lines say what changed
+# (worker.follow.flow, worker.notify.sender). A start's lines are kept: there is one a booking.
+QUIET_TASKS = frozenset(
+    {"livestreams.dispatch_due", "livestreams.track_stream", "livestreams.deliver_webhook"}
+)
 
 
 class QuietRoutineTasks(logging.Filter):

@@ -33,7 +33,9 @@ goes into one (the client builds messages from upstream error text, never from r
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 class LivestreamsError(Exception):
@@ -210,3 +212,10 @@ class AmbiguousError(UpstreamError):
 
 class FinalError(UpstreamError):
     """The API refused the request for good; sending it again cannot help."""
+
+
+def exit_refusing(exc: LivestreamsError) -> NoReturn:
+    """Stop a process that could not do its work (a worker, beat): one line on stderr naming
+    why, exit code 2. SystemExit, because Celery's signal dispatch swallows an Exception."""
+    print(f"livestreams: error: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None

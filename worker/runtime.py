@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import get_sessionmaker
 from worker.crypto import cipher_for
-from worker.errors import LivestreamsError
+from worker.errors import LivestreamsError, exit_refusing
 from worker.follow.flow import Tracker
 from worker.lease.foreign import Foreign
 from worker.lease.heartbeat import Heartbeat
@@ -178,8 +178,7 @@ def refuse_to_start(**_: Any) -> None:
     try:
         check_worker(Settings.from_env())
     except LivestreamsError as exc:
-        print(f"livestreams: error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None  # Celery's signal dispatch swallows an Exception
+        exit_refusing(exc)
 
 
 def shutdown_process(**_: Any) -> None:

@@ -10,11 +10,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from worker.errors import SettingsError
 
@@ -148,7 +151,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         settings = cls(
-            database_url=_str(env, "LIVESTREAMS_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=_database_url(env),
             broker_url=_str(env, "LIVESTREAMS_BROKER_URL", DEFAULT_BROKER_URL),
             api_token=_token(env),
             account_id=_ident(env, "CLOUDFLARE_ACCOUNT_ID"),
@@ -259,6 +262,50 @@ class Settings:
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip()
     return value or default
+
+
+# The database URLs the product takes, as a person would write them; the PostgreSQL driver it
+# ships (the `postgres` extra) is psycopg 3, whatever the URL's scheme says.
+DATABASE_URL_FORMS = (
+    "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+    "(postgres:// and postgresql+psycopg:// read the same)"
+)
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
+SQLITE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite"})
+POSTGRES_DRIVER = "postgresql+psycopg"
+
+
+def read_database_url(raw: str, *, postgres_driver: bool) -> str:
+    """The SQLAlchemy URL to use for ``raw``; ValueError (never quoting ``raw``, which may hold
+    a password) when the product cannot use it. ``postgres_driver``: psycopg is installed."""
+    scheme, sep, rest = raw.partition("://")
+    scheme = scheme.lower()
+    empty = not rest and scheme not in SQLITE_SCHEMES  # sqlite:// alone is one in memory
+    if not sep or empty or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        raise ValueError(f"is not a database URL; use {DATABASE_URL_FORMS}")
+    if scheme in POSTGRES_SCHEMES:
+        if not postgres_driver:
+            raise ValueError(
+                "PostgreSQL needs its driver: pip install 'livestream-scheduler[postgres]'"
+            )
+        url = f"{POSTGRES_DRIVER}://{rest}"
+    elif scheme in SQLITE_SCHEMES:
+        url = f"{scheme}://{rest}"
+    else:
+        raise ValueError(f"cannot use {scheme}://; use {DATABASE_URL_FORMS}")
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ValueError(f"is not a database URL; use {DATABASE_URL_FORMS}") from None
+    return url
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    raw = _str(env, "LIVESTREAMS_DATABASE_URL", DEFAULT_DATABASE_URL)
+    try:
+        return read_database_url(raw, postgres_driver=find_spec("psycopg") is not None)
+    except ValueError as exc:
+        raise SettingsError("LIVESTREAMS_DATABASE_URL", str(exc)) from None
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import uvicorn
 from click.testing import CliRunner
 
@@ -27,6 +28,35 @@ def test_serve_with_a_bad_setting_exits_2_in_one_line(monkeypatch) -> None:
     result = CliRunner().invoke(cli, ["serve"])
     assert result.exit_code == 2
     assert result.stderr.startswith("livestreams: error: LIVESTREAMS_DISPATCH_INTERVAL")
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        # A server database and no key: the stream-key reveal and ops sign-in would answer 500.
+        ({}, "LIVESTREAMS_SECRET_KEY is not set"),
+        ({"LIVESTREAMS_SECRET_KEY": "short"}, "LIVESTREAMS_SECRET_KEY: each key must be"),
+        ({"LIVESTREAMS_DATABASE_URL": "mysql://app@db/x"}, "LIVESTREAMS_DATABASE_URL: cannot use"),
+    ],
+)
+def test_serve_refuses_to_start_without_what_it_needs(env, said, monkeypatch) -> None:
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: ran.append(a))
+    monkeypatch.setenv("LIVESTREAMS_DATABASE_URL", "postgresql://app@db.invalid/livestreams")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code == 2 and ran == []
+    assert result.stderr.startswith(f"livestreams: error: {said}")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_serve_on_sqlite_makes_its_key_file_as_a_worker_does(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: None)
+    monkeypatch.setenv("LIVESTREAMS_DATABASE_URL", f"sqlite:///{tmp_path / 'l.db'}")
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "l.db.key").exists()
 
 
 def test_serve_with_workers_sets_tcp_nodelay_on_each_connection() -> None:

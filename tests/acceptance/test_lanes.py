@@ -27,7 +27,8 @@ def checks(pipeline: Pipeline, stream_id: uuid.UUID) -> list[str]:
 def test_the_start_lane_alone_starts_and_the_follow_lane_checks(tmp_path: Path) -> None:
     env = {"LIVESTREAMS_FIRST_CHECK": "0.5"}
     with pipeline_for("postgresql", tmp_path, workers=0, env=env) as pipeline:
-        pipeline.celery.worker("starts", queues=START_LANE)
+        # At DEBUG, where Celery's lines for each status check show (INFO leaves them out).
+        pipeline.celery.worker("starts", queues=START_LANE, loglevel="DEBUG")
         streams = [pipeline.book(2.0 + i / 10) for i in range(3)]
         for stream in streams:
             pipeline.wait_state(stream.id, StreamState.STARTED)
@@ -35,7 +36,7 @@ def test_the_start_lane_alone_starts_and_the_follow_lane_checks(tmp_path: Path) 
         # The first checks fall due half a second after each start; no worker takes them.
         time.sleep(3)
         assert not any(checks(pipeline, s.id) for s in streams)
-        pipeline.celery.worker("follow", queues=FOLLOW_LANE)
+        pipeline.celery.worker("follow", queues=FOLLOW_LANE, loglevel="DEBUG")
 
         def checked() -> bool:
             return all(checks(pipeline, s.id) for s in streams)

@@ -53,6 +53,12 @@ def test_a_booking_with_an_end_goes_live_and_is_stopped_there_once(pipeline: Pip
     actions = [(a.action, a.outcome) for a in pipeline.attempts(stream.id, tracking=True)]
     assert actions[0] == ("start", "started") and actions[-1] == ("stop", "stopped")
     assert all(outcome is not None for _, outcome in actions)
+    # Its checks and its stop were routine: at INFO, no line of Celery's per check, and the
+    # stop's answer (success: true, no livestream in it) is not logged as odd.
+    log = pipeline.celery.log("worker-1").read_text()
+    assert "livestreams.track_stream[" not in log
+    assert "without data.id" not in log
+    assert f"booking {stream.id} ended (scheduled_stop)" in log
 
 
 def test_livestreams_stop_stops_a_live_stream(pipeline: Pipeline, monkeypatch) -> None:

@@ -34,6 +34,8 @@ def start_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
             {"CLOUDFLARE_API_TOKEN": "t", "LIVESTREAMS_SECRET_KEY": "short"},
             "LIVESTREAMS_SECRET_KEY",
         ),
+        # Read as Celery loads its settings, before any signal: still one line, not a traceback.
+        ({"LIVESTREAMS_DATABASE_URL": "mysql://app:pw@db/x"}, "LIVESTREAMS_DATABASE_URL"),
     ],
 )
 def test_a_worker_without_what_starts_need_exits_2_naming_it(pg_url, env, variable) -> None:

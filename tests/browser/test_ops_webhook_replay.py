@@ -1,7 +1,7 @@
 """An ops person at the ops page's webhook endpoints, in chromium, against a real `livestreams
 serve`: sees an endpoint failing for hours, opens it, reads its attempts, replays a delivery
 and disables the endpoint. No worker runs, so what the page shows is the rows the test wrote
-and what the clicks did to them. The README's webhook pictures are taken here."""
+and what the clicks did to them. The webhook pictures of docs/http-api.md are taken here."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Every route of the HTTP API and the ops page with every scope: what each scope may see and
-do is what the README's scope table says, webhook endpoints included (a key manages the
-endpoints it registered; ``ops`` every one)."""
+do is what the scope table of docs/http-api.md says, webhook endpoints included (a key
+manages the endpoints it registered; ``ops`` every one)."""
 
 from __future__ import annotations
 

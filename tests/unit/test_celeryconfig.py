@@ -10,7 +10,7 @@ from pathlib import Path
 def test_a_worker_whose_clock_runs_ahead_of_beat_still_runs_the_ticks() -> None:
     """Beat stamps a tick's expiry with its clock, a worker reads it with its own: a worker
     10 s ahead of beat dropped every tick when the expiry was 5 s."""
-    config = importlib.reload(importlib.import_module("celeryconfig"))
+    config = importlib.reload(importlib.import_module("worker.celeryconfig"))
     options = config.beat_schedule["dispatch-due"]["options"]
     sent_by_beat = datetime(2030, 1, 1, tzinfo=UTC)
     expires = sent_by_beat + timedelta(seconds=options["expires"])
@@ -21,10 +21,10 @@ def test_a_worker_whose_clock_runs_ahead_of_beat_still_runs_the_ticks() -> None:
 
 
 def test_task_events_are_off_unless_asked_for(monkeypatch) -> None:
-    config = importlib.reload(importlib.import_module("celeryconfig"))
+    config = importlib.reload(importlib.import_module("worker.celeryconfig"))
     assert (config.worker_send_task_events, config.task_send_sent_event) == (False, False)
     monkeypatch.setenv("LIVESTREAMS_TASK_EVENTS", "1")
-    config = importlib.reload(importlib.import_module("celeryconfig"))
+    config = importlib.reload(importlib.import_module("worker.celeryconfig"))
     assert (config.worker_send_task_events, config.task_send_sent_event) == (True, True)
     monkeypatch.delenv("LIVESTREAMS_TASK_EVENTS")
     importlib.reload(config)
@@ -34,7 +34,7 @@ def test_every_task_beat_schedules_is_one_the_worker_knows() -> None:
     import worker.tasks  # noqa: F401  (registers the tasks)
     from worker.celery import app
 
-    config = importlib.reload(importlib.import_module("celeryconfig"))
+    config = importlib.reload(importlib.import_module("worker.celeryconfig"))
     scheduled = {entry["task"] for entry in config.beat_schedule.values()}
     assert {"livestreams.dispatch_due", "livestreams.prune_webhooks"} <= scheduled
     assert scheduled <= set(app.tasks)
@@ -44,7 +44,7 @@ def test_every_task_has_a_lane_and_every_lane_a_process_in_the_production_layout
     import worker.tasks  # noqa: F401  (registers the tasks)
     from worker.celery import app
 
-    config = importlib.reload(importlib.import_module("celeryconfig"))
+    config = importlib.reload(importlib.import_module("worker.celeryconfig"))
     ours = {name for name in app.tasks if name.startswith("livestreams.")}
     assert set(config.task_routes) == ours
     queues = {q.name for q in config.task_queues}

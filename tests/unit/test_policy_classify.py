@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from worker.upstream.policy import classify, classify_exception
+from worker.upstream.policy import answered_as_asked, classify, classify_exception
 from worker.upstream.responses import MAX_RETRY_AFTER, parse_livestream, parse_retry_after
 
 NOW = datetime(2026, 7, 27, 12, 0, 0, tzinfo=UTC)
@@ -265,3 +265,25 @@ def test_parse_livestream_reads_timestamps_and_ignores_junk():
     assert parsed.created_at == datetime(2023, 7, 15, 11, 58, 8, 404000, tzinfo=UTC)
     assert parsed.status == "5"
     assert parse_livestream({"id": "a", "created_at": "yesterday"}).created_at is None
+
+
+@pytest.mark.parametrize(
+    ("operation", "status", "body", "routine"),
+    [
+        ("start", 201, j(STARTED), True),
+        ("start", 200, j({"success": True, "data": {}}), False),
+        ("active", 200, j(STARTED), True),
+        ("get", 200, j(STARTED), True),
+        ("get", 404, rtk("no such livestream"), False),
+        # A stop answers with a message, never a livestream: success: true is all it says.
+        ("stop", 200, j({"success": True, "data": {"message": "Stopped livestream"}}), True),
+        ("stop", 200, j({"success": False}), False),
+        ("stop", 404, rtk("no active livestream"), False),
+        ("stop", 503, b"", False),
+    ],
+)
+def test_an_answer_is_routine_when_it_is_what_its_operation_asks_for(
+    operation: str, status: int, body: bytes, routine: bool
+) -> None:
+    outcome = classify(status, body, {}, now=NOW, idempotent=operation != "start")
+    assert answered_as_asked(operation, outcome) is routine

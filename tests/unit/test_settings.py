@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from worker.errors import SettingsError
-from worker.settings import RateLimit, Secret, Settings
+from worker.settings import RateLimit, Secret, Settings, read_database_url
 
 
 def test_defaults_are_the_embedded_ones() -> None:
@@ -83,3 +83,53 @@ def test_secret_keys_are_comma_separated_for_rotation() -> None:
 def test_require_token_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="CLOUDFLARE_API_TOKEN"):
         Settings.from_env({}).require_token()
+
+
+PG = "postgresql+psycopg://app:pw@db:5432/livestreams"
+
+
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        ("postgresql://app:pw@db:5432/livestreams", PG),
+        ("postgres://app:pw@db:5432/livestreams", PG),
+        ("PostgreSQL://app:pw@db:5432/livestreams", PG),
+        (PG, PG),
+        (
+            "postgresql://db/livestreams?sslmode=require",
+            "postgresql+psycopg://db/livestreams?sslmode=require",
+        ),
+        ("sqlite:///livestreams.db", "sqlite:///livestreams.db"),
+        ("sqlite:////var/lib/livestreams.db", "sqlite:////var/lib/livestreams.db"),
+        ("sqlite://", "sqlite://"),
+    ],
+)
+def test_a_database_url_is_read_as_the_driver_the_product_ships(raw: str, read: str) -> None:
+    assert read_database_url(raw, postgres_driver=True) == read
+    assert Settings.from_env({"LIVESTREAMS_DATABASE_URL": raw}).database_url == read
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        ("mysql://app:pw@db/livestreams", "cannot use mysql://"),
+        # Another driver than the one the product ships would fail at the first connection.
+        ("postgresql+psycopg2://app:pw@db/livestreams", "cannot use postgresql+psycopg2://"),
+        ("db:5432/livestreams", "is not a database URL"),
+        ("postgresql://", "is not a database URL"),
+        ("postgresql://db:port/livestreams", "is not a database URL"),
+        ("app:pw@db://livestreams", "is not a database URL"),
+    ],
+)
+def test_an_unusable_database_url_is_one_line_naming_the_forms(raw: str, said: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"LIVESTREAMS_DATABASE_URL": raw})
+    line = str(caught.value)
+    assert line.startswith(f"LIVESTREAMS_DATABASE_URL: {said}") and "\n" not in line
+    assert "sqlite:///PATH" in line and "postgresql://" in line
+    assert "pw" not in line  # a password in the URL is never repeated
+
+
+def test_postgresql_without_its_driver_says_how_to_install_it() -> None:
+    with pytest.raises(ValueError, match=r"livestream-scheduler\[postgres\]"):
+        read_database_url("postgresql://db/livestreams", postgres_driver=False)

@@ -11,7 +11,17 @@ import click
 from models.db import db_now
 from worker import logformat
 from worker.bookings.present import api_key_dict, render_api_key
-from worker.cli.tools import current_settings, emit, handle_errors, json_option, session_scope
+from worker.cli.tools import (
+    EXIT_BAD_INPUT,
+    Failure,
+    current_settings,
+    emit,
+    handle_errors,
+    json_option,
+    session_scope,
+)
+from worker.crypto import cipher_for
+from worker.errors import SecretKeyError
 from worker.http import apikeys
 
 
@@ -99,7 +109,14 @@ def serve(
     """Serve the HTTP API (/v1, /healthz, /openapi.json) with uvicorn."""
     import uvicorn
 
-    current_settings()  # a bad setting stops here with one line, not in each worker process
+    # A bad setting stops here with one line, not in each worker process; so does a missing or
+    # unusable LIVESTREAMS_SECRET_KEY (as a worker refuses): the stream-key reveal and the ops
+    # page's sessions need it, and a SQLite database gets its key file made, as a worker makes it.
+    settings = current_settings()
+    try:
+        cipher_for(settings, create=True)
+    except SecretKeyError as exc:
+        raise Failure(str(exc), EXIT_BAD_INPUT) from None
     _listen_as_tcp()
     # An import string, not an app object: uvicorn can only start --workers processes from
     # one, and each process then builds its own engine and pool (no connections across fork).

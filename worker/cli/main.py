@@ -58,7 +58,7 @@ def cli() -> None:
     Settings come from the environment: LIVESTREAMS_DATABASE_URL (default
     sqlite:///livestreams.db), LIVESTREAMS_BROKER_URL, CLOUDFLARE_API_TOKEN,
     CLOUDFLARE_ACCOUNT_ID, REALTIMEKIT_APP_ID, LIVESTREAMS_SECRET_KEY and the tunables listed in
-    README.md.
+    docs/configuration.md.
 
     Exit codes: 0 success, 2 bad input or a bad setting, 1 any other failure.
     """
@@ -294,18 +294,24 @@ def status(as_json: bool) -> None:
     help="Where the demo keeps its database, broker and logs (emptied first).",
 )
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for the end.")
-def demo(workdir: str, timeout: float) -> None:
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Stay up after the run (API, ops page, worker, beat, fake API) until Ctrl-C.",
+)
+def demo(workdir: str, timeout: float, keep: bool) -> None:
     """Run the whole pipeline locally: fake API, SQLite, real beat and worker processes.
 
-    Books five streams a few seconds ahead (clean, 503 first, 429 first, refused), prints each
-    stored result as it lands and exits 0 once all have ended, 1 otherwise.
+    Books five streams a few seconds ahead (clean, 503 first, 429 first, refused, one with an
+    end), prints each stored result as it lands, then a table of every case, and exits 0 once
+    each has come out as its case expects, 1 otherwise (with --keep: when stopped by Ctrl-C).
     """
     from pathlib import Path
 
     from worker.dev.demo import run_demo
 
     try:
-        code = run_demo(Path(workdir).resolve(), timeout, click.echo)
+        code = run_demo(Path(workdir).resolve(), timeout, click.echo, keep=keep)
     except KeyboardInterrupt:
         click.echo("interrupted; every demo process was stopped", err=True)
         code = 130

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: alembic.ini and migrations/
+# A checkout's migrations/, beside the packages; an editable install reads them there.
+CHECKOUT_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def migrations_dir() -> Path:
+    """Where the migration scripts are: inside the installed package (a wheel carries them
+    as ``models/migrations``, see pyproject.toml), else the checkout's. Never the current
+    directory: `db upgrade` runs from anywhere."""
+    packaged = Path(str(resources.files("models") / "migrations"))
+    return packaged if (packaged / "env.py").is_file() else CHECKOUT_MIGRATIONS
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    # No alembic.ini: the script location is all Alembic needs here, and the caller's logging
+    # (the CLI's, pytest's) is kept. alembic.ini serves the `alembic` command in a checkout.
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["url"] = url
-    # Keep the caller's logging (the CLI's, pytest's) instead of alembic.ini's.
     config.attributes["configure_logger"] = False
     return config
 

@@ -4,25 +4,29 @@ A SQLite database and a SQLite broker (kombu's SQLAlchemy transport) in ./.demo,
 RealtimeKit server on a free loopback port, real `celery beat` and `celery worker` processes,
 and a handful of bookings a few seconds ahead: one clean, one that meets a 5xx first, one
 that meets a 429, one the API refuses for good, and one booked with an end, stopped there.
-It prints each change of each booking as it lands (started, live, ended, failed) and exits 0
-once every booking has reached what its case is about (1 if not after a bounded wait).
+It prints each change of each booking as it lands (started, live, ended, failed), then a
+table of every case (expected, got, lateness), and exits 0 once every booking has reached what
+its case is about (1 if not after a bounded wait).
 Beside them runs `livestreams serve` on a free loopback port, with an API key of every scope
-printed, so the bookings can be looked at over HTTP while the demo runs.
+printed, so the bookings can be looked at over HTTP and on the ops page while the demo runs;
+with ``keep`` (`--keep`) everything stays up after the run until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import (
@@ -94,7 +98,14 @@ CASES = [
 GOALS = {"live": ("live", "ended"), "ended": ("ended",), "failed": ("failed",)}
 
 
-def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
+def run_demo(
+    workdir: Path, timeout: float, echo: Callable[[str], None], *, keep: bool = False
+) -> int:
+    """Run the demo in ``workdir`` (emptied first); 0 when every case came out as expected.
+
+    ``keep``: afterwards, leave the processes, the fake API and the receiver up until Ctrl-C
+    (KeyboardInterrupt), then stop them and return the same code.
+    """
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -139,11 +150,21 @@ def run_demo(workdir: Path, timeout: float, echo: Callable[[str], None]) -> int:
                 # The fake tells the product of each status change, signed, as RealtimeKit
                 # does; the serve process checks the signature with the fake's published key.
                 fake.configure({"webhooks": {"url": f"{served}/v1/webhooks/realtimekit"}})
+                # Worker and beat are waited for before anything is booked: on a busy machine
+                # their start-up took longer than the first booking's lead, which then started
+                # late and showed the demo's start-up as the product's lateness.
+                try:
+                    celery.worker("worker", pool="threads", concurrency=4)
+                    celery.beat("beat")
+                except (ProcessExitedError, TimeoutError) as exc:
+                    echo(f"worker or beat did not start ({exc}); see the logs in {workdir}")
+                    return 1
                 labels = _book(settings, fake, echo)
-                # Not waited for: the bookings are seconds ahead and _watch notices an exit.
-                celery.beat("beat", wait=False)
-                celery.worker("worker", pool="threads", concurrency=4, wait=False)
-                return _watch(settings, labels, cipher, timeout, echo, celery)
+                code = _watch(settings, labels, cipher, timeout, echo, celery)
+                _table(settings, labels, echo)
+                if keep:
+                    code = _stay_up(celery, served, echo) or code
+                return code
         finally:
             dispose_all()
             hooks = fake.stats()["webhooks"]
@@ -188,7 +209,33 @@ def _serve(settings: Settings, celery: CeleryProcesses, echo: Callable[[str], No
         "an API key of every scope:"
     )
     echo(f"    curl -H 'Authorization: Bearer {key}' {url}/v1/bookings")
+    echo(f"ops page at {url}/ops: sign in with the same key, {key}")
     return url
+
+
+def _stay_up(celery: CeleryProcesses, url: str, echo: Callable[[str], None]) -> int:
+    """Until Ctrl-C or SIGTERM: 0 then, or 1 if a process exits meanwhile."""
+    echo(f"\nstill up (--keep): the API and ops page at {url}, worker and beat; Ctrl-C stops all")
+    # A shell without job control starts a background job with SIGINT ignored: take it back,
+    # and let a plain `kill` stop everything as cleanly as Ctrl-C does.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            celery.check_alive()
+            time.sleep(0.5)
+    except ProcessExitedError as exc:
+        echo(f"{exc.name} exited (code {exc.returncode}); see {exc.log}")
+        return 1
+    except KeyboardInterrupt:
+        echo("stopping every demo process")
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _book(
@@ -230,8 +277,7 @@ def _watch(
             echo(f"{exc.name} exited early (code {exc.returncode}); see {exc.log}")
             return 1
         with factory() as session:
-            query = select(ScheduledStream).where(ScheduledStream.id.in_(list(labels)))
-            for row in session.scalars(query):
+            for row in session.scalars(_rows(labels)):
                 if seen.get(row.id) == row.state or row.state not in START_SETTLED_STATES:
                     continue
                 _show(session, row, labels[row.id], cipher, echo, first=row.id not in seen)
@@ -245,6 +291,34 @@ def _watch(
         time.sleep(0.2)
     echo(f"\ntimed out after {timeout:.0f} s with {len(labels) - len(done)} booking(s) not there")
     return 1
+
+
+def _table(settings: Settings, labels: dict[uuid.UUID, Case], echo: Callable[[str], None]) -> None:
+    """Every case in one table: what it should come to, what it came to, how late it started."""
+    with get_sessionmaker(settings.database_url)() as session:
+        rows = {row.id: row for row in session.scalars(_rows(labels))}
+    lines = [("case", "expected", "got", "lateness")]
+    for stream_id, case in labels.items():
+        row = rows.get(stream_id)
+        late = None if row is None else stream_dict(row)["lateness_seconds"]
+        got = "?" if row is None else row.state
+        mark = "" if got in GOALS[case.goal] else "  <- not as expected"
+        lines.append(
+            (
+                case.label,
+                " or ".join(GOALS[case.goal]),
+                got + mark,
+                "-" if late is None else f"{late:+.3f} s",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    echo("")
+    for line in lines:
+        echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _rows(labels: dict[uuid.UUID, Case]) -> Select[tuple[ScheduledStream]]:
+    return select(ScheduledStream).where(ScheduledStream.id.in_(list(labels)))
 
 
 def _drain(factory: sessionmaker[Session], deadline: float) -> None:

@@ -73,7 +73,7 @@ class CeleryProcesses:
     on leaving the block.
 
     ``env`` is the whole environment of each process (see :func:`isolated_env`); ``cwd`` is
-    where they run (the checkout root when the app or ``celeryconfig`` is read from there);
+    where they run (None: the caller's; the installed package holds all they read);
     ``grace`` is how long a stop waits after SIGTERM before it sends SIGKILL.
     """
 
@@ -124,10 +124,11 @@ class CeleryProcesses:
         app: str = "worker",
         with_beat: bool = False,
         queues: list[str] | None = None,
+        loglevel: str = "INFO",
         wait: bool = True,
     ) -> subprocess.Popen[bytes]:
-        """A ``celery worker`` at INFO; ``with_beat`` embeds beat in it (``-B``), as a one-box
-        setup runs; ``queues``: only these lanes (``-Q``); ``wait`` returns only once it
+        """A ``celery worker`` at ``loglevel``; ``with_beat`` embeds beat in it (``-B``), as a
+        one-box setup runs; ``queues``: only these lanes (``-Q``); ``wait`` returns only once it
         consumes."""
         embedded = ["-B", "-s", str(self.logdir / f"{name}-schedule")] if with_beat else []
         if queues:
@@ -135,7 +136,7 @@ class CeleryProcesses:
         proc = self.spawn(
             name,
             app,
-            ["worker", "--loglevel", "INFO", "--pool", pool, "--concurrency", str(concurrency),
+            ["worker", "--loglevel", loglevel, "--pool", pool, "--concurrency", str(concurrency),
              "--hostname", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
              "--without-heartbeat", *embedded],
         )  # fmt: skip

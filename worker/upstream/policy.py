@@ -160,6 +160,14 @@ def _success(status: int, doc: Any) -> Outcome:
     return Outcome("started", status, f"HTTP {status}", livestream=livestream, acknowledged=True)
 
 
+def answered_as_asked(operation: str, outcome: Outcome) -> bool:
+    """Whether an answer is the one its operation asks for, and so routine: a livestream for a
+    start or a read, ``success: true`` for a stop (whose answer carries no livestream)."""
+    if operation == "stop":
+        return outcome.acknowledged
+    return outcome.kind == "started"
+
+
 # -- what a start run does next ----------------------------------------------------------------
 
 

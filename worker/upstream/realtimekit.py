@@ -36,7 +36,7 @@ from worker.settings import (
     Secret,
     Settings,
 )
-from worker.upstream.policy import Outcome, classify, classify_exception
+from worker.upstream.policy import Outcome, answered_as_asked, classify, classify_exception
 from worker.upstream.responses import REDACTED, CallInfo, Livestream, field_text
 
 __all__ = ["CallInfo", "Livestream", "RealtimeKitClient", "error_for"]
@@ -212,9 +212,9 @@ class RealtimeKitClient:
     def _log(self, op: str, method: str, path: str, outcome: Outcome, call: CallInfo) -> None:
         metrics.PROVIDER_REQUESTS.labels(operation=op, status=str(call.status or "error")).inc()
         metrics.PROVIDER_DURATION.labels(operation=op).observe(call.duration)
-        # A call that went well is told by the start task's own line; the rest say why here.
+        # A call that went well is told by its run's own line; the rest say why here.
         log.log(
-            logging.DEBUG if outcome.kind == "started" else logging.INFO,
+            logging.DEBUG if answered_as_asked(op, outcome) else logging.INFO,
             "realtimekit %s %s: %s",
             method,
             path,

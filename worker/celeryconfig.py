@@ -1,13 +1,22 @@
 """Celery settings: declarative, with every value taken from worker.settings.
 
-Loaded by worker/celery.py with ``app.config_from_object("celeryconfig")``.
+Loaded by worker/celery.py with ``app.config_from_object("worker.celeryconfig")``. It lives in
+the package, not beside it, so an installed wheel has it, and so a ``celeryconfig.py`` in the
+directory a worker is started from (``celery`` puts the current directory first on sys.path)
+is never read in its place.
 """
 
 from kombu import Queue
 
+from worker.errors import SettingsError, exit_refusing
 from worker.settings import Settings
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except SettingsError as exc:
+    # Read as Celery loads its app, before any signal: a bad setting (a database URL the
+    # product cannot use, ...) stops worker and beat here, in one line instead of a traceback.
+    exit_refusing(exc)
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
