@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -92,168 +92,186 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
-class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
-    broker_url: str = DEFAULT_BROKER_URL
-    api_token: Secret | None = None
-    account_id: str | None = None
-    app_id: str | None = None
-    base_url: str = DEFAULT_BASE_URL
-    secret_keys: tuple[Secret, ...] = field(default=())
-    dispatch_interval: float = DEFAULT_DISPATCH_INTERVAL
-    lookahead: float = DEFAULT_LOOKAHEAD
-    start_window: float = DEFAULT_START_WINDOW
-    lease: float = 0.0  # 0: derived from the call bound (see __post_init__)
-    claim_batch: int = DEFAULT_CLAIM_BATCH
-    backoff_base: float = DEFAULT_BACKOFF_BASE
-    backoff_cap: float = DEFAULT_BACKOFF_CAP
-    backoff_floor: float = DEFAULT_BACKOFF_FLOOR
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    read_timeout: float = DEFAULT_READ_TIMEOUT
-    write_timeout: float = DEFAULT_WRITE_TIMEOUT
-    pool_timeout: float = DEFAULT_POOL_TIMEOUT
-    rate_limit: RateLimit = RateLimit(1200, 300.0)
-    stale_after: float = DEFAULT_STALE_AFTER
-    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
-    owner_timeout: float = DEFAULT_OWNER_TIMEOUT
-    pickup_grace: float = DEFAULT_PICKUP_GRACE
-    live_deadline: float = DEFAULT_LIVE_DEADLINE
-    first_check: float = DEFAULT_FIRST_CHECK
-    check_cap: float = DEFAULT_CHECK_CAP
-    live_check: float = DEFAULT_LIVE_CHECK
-    live_check_with_webhooks: float = DEFAULT_LIVE_CHECK_WITH_WEBHOOKS
-    webhooks_fresh: float = DEFAULT_WEBHOOKS_FRESH
-    max_duration: float = DEFAULT_MAX_DURATION
-    # The provider's webhook signing key (PEM), given; None: fetched from webhook_key_url.
-    rtk_webhook_public_key: str | None = None
-    webhook_key_url: str = ""  # "": derived from base_url (see __post_init__)
-    log_format: str = "text"  # or "json": one JSON object per line (worker.logformat)
-    task_events: bool = False  # Celery task events, for Flower and celery-exporter
-    metrics_port: int | None = None  # the worker's main process serves /metrics here
-    # Outbound webhooks may go to loopback and private addresses (the demo and the tests).
-    webhooks_allow_private: bool = False
-    # A webhook delivery run holds its claim this long (worker.notify.claims); a run that
-    # vanished (killed worker, flushed broker) is claimed again after it.
-    webhook_lease: float = DEFAULT_WEBHOOK_LEASE
-    # Days the outbound webhook log is kept once delivered or failed; 0 keeps it forever.
-    webhook_retention_days: int = DEFAULT_WEBHOOK_RETENTION_DAYS
+class Timeouts:
+    """How long each phase of one upstream HTTP call may take, in seconds."""
 
-    def __post_init__(self) -> None:
-        if self.lease <= 0:
-            object.__setattr__(self, "lease", self.call_bound + LEASE_MARGIN)
-        if not self.webhook_key_url:
-            object.__setattr__(self, "webhook_key_url", _webhook_key_url(self.base_url))
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        settings = cls(
-            database_url=_str(env, "LIVESTREAMS_DATABASE_URL", DEFAULT_DATABASE_URL),
-            broker_url=_str(env, "LIVESTREAMS_BROKER_URL", DEFAULT_BROKER_URL),
-            api_token=_token(env),
-            account_id=_ident(env, "CLOUDFLARE_ACCOUNT_ID"),
-            app_id=_ident(env, "REALTIMEKIT_APP_ID"),
-            base_url=_url(env, "CLOUDFLARE_BASE_URL", DEFAULT_BASE_URL),
-            secret_keys=_keys(env),
-            dispatch_interval=_seconds(
-                env, "LIVESTREAMS_DISPATCH_INTERVAL", DEFAULT_DISPATCH_INTERVAL
-            ),
-            lookahead=_seconds(env, "LIVESTREAMS_LOOKAHEAD", DEFAULT_LOOKAHEAD, zero_ok=True),
-            start_window=_seconds(env, "LIVESTREAMS_START_WINDOW", DEFAULT_START_WINDOW),
-            lease=_seconds(env, "LIVESTREAMS_LEASE", 0.0, zero_ok=True),
-            claim_batch=_int(env, "LIVESTREAMS_CLAIM_BATCH", DEFAULT_CLAIM_BATCH),
-            backoff_base=_seconds(env, "LIVESTREAMS_BACKOFF_BASE", DEFAULT_BACKOFF_BASE),
-            backoff_cap=_seconds(env, "LIVESTREAMS_BACKOFF_CAP", DEFAULT_BACKOFF_CAP),
-            backoff_floor=_seconds(env, "LIVESTREAMS_BACKOFF_FLOOR", DEFAULT_BACKOFF_FLOOR),
-            connect_timeout=_seconds(
-                env, "LIVESTREAMS_HTTP_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT
-            ),
-            read_timeout=_seconds(env, "LIVESTREAMS_HTTP_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
-            write_timeout=_seconds(env, "LIVESTREAMS_HTTP_WRITE_TIMEOUT", DEFAULT_WRITE_TIMEOUT),
-            pool_timeout=_seconds(env, "LIVESTREAMS_HTTP_POOL_TIMEOUT", DEFAULT_POOL_TIMEOUT),
-            rate_limit=_rate(env, "LIVESTREAMS_RATE_LIMIT", DEFAULT_RATE_LIMIT),
-            stale_after=_seconds(env, "LIVESTREAMS_STALE_AFTER", DEFAULT_STALE_AFTER),
-            heartbeat_interval=_seconds(
-                env, "LIVESTREAMS_HEARTBEAT_INTERVAL", DEFAULT_HEARTBEAT_INTERVAL
-            ),
-            owner_timeout=_seconds(env, "LIVESTREAMS_OWNER_TIMEOUT", DEFAULT_OWNER_TIMEOUT),
-            pickup_grace=_seconds(env, "LIVESTREAMS_PICKUP_GRACE", DEFAULT_PICKUP_GRACE),
-            live_deadline=_seconds(env, "LIVESTREAMS_LIVE_DEADLINE", DEFAULT_LIVE_DEADLINE),
-            first_check=_seconds(env, "LIVESTREAMS_FIRST_CHECK", DEFAULT_FIRST_CHECK),
-            check_cap=_seconds(env, "LIVESTREAMS_CHECK_CAP", DEFAULT_CHECK_CAP),
-            live_check=_seconds(env, "LIVESTREAMS_LIVE_CHECK", DEFAULT_LIVE_CHECK),
-            live_check_with_webhooks=_seconds(
-                env, "LIVESTREAMS_LIVE_CHECK_WITH_WEBHOOKS", DEFAULT_LIVE_CHECK_WITH_WEBHOOKS
-            ),
-            webhooks_fresh=_seconds(env, "LIVESTREAMS_WEBHOOKS_FRESH", DEFAULT_WEBHOOKS_FRESH),
-            max_duration=_seconds(env, "LIVESTREAMS_MAX_DURATION", DEFAULT_MAX_DURATION),
-            rtk_webhook_public_key=_public_key(env, "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY"),
-            webhook_key_url=_optional_url(env, "LIVESTREAMS_RTK_WEBHOOK_KEY_URL"),
-            log_format=log_format_from_env(env),
-            task_events=_flag(env, "LIVESTREAMS_TASK_EVENTS"),
-            metrics_port=metrics_port_from_env(env),
-            webhooks_allow_private=_flag(env, "LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE"),
-            webhook_lease=_seconds(env, "LIVESTREAMS_WEBHOOK_LEASE", DEFAULT_WEBHOOK_LEASE),
-            webhook_retention_days=_int(
-                env, "LIVESTREAMS_WEBHOOK_RETENTION_DAYS", DEFAULT_WEBHOOK_RETENTION_DAYS, least=0
-            ),
-        )
-        settings.check()
-        return settings
+    connect: float = DEFAULT_CONNECT_TIMEOUT
+    read: float = DEFAULT_READ_TIMEOUT
+    write: float = DEFAULT_WRITE_TIMEOUT
+    pool: float = DEFAULT_POOL_TIMEOUT
 
     @property
     def call_limit(self) -> float:
         """The total time one upstream call may take: waiting for a connection, connecting,
         sending, and the answer. The client stops reading a body once it is used up."""
-        return self.pool_timeout + self.connect_timeout + self.write_timeout + self.read_timeout
+        return self.pool + self.connect + self.write + self.read
 
     @property
     def call_bound(self) -> float:
         """The longest one call can last: its limit, plus the one read that may be waiting
         when the limit passes (each read is bounded by the read timeout)."""
-        return self.call_limit + self.read_timeout
+        return self.call_limit + self.read
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How retries of a call are spaced (worker.upstream.backoff.next_due)."""
+
+    base: float = DEFAULT_BACKOFF_BASE  # seconds before the first retry, before jitter
+    cap: float = DEFAULT_BACKOFF_CAP  # the longest wait between two attempts
+    floor: float = DEFAULT_BACKOFF_FLOOR  # never retry sooner than this, whatever the jitter
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The RealtimeKit API: where it is, who we are to it, and how it is called."""
+
+    api_token: Secret | None = None
+    account_id: str | None = None
+    app_id: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+    rate_limit: RateLimit = RateLimit(1200, 300.0)
+    timeouts: Timeouts = Timeouts()
+    backoff: Backoff = Backoff()
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The dispatch tick, its claims and their leases (worker.dispatch, worker.lease)."""
+
+    dispatch_interval: float = DEFAULT_DISPATCH_INTERVAL
+    lookahead: float = DEFAULT_LOOKAHEAD
+    start_window: float = DEFAULT_START_WINDOW
+    lease: float = 0.0  # 0: derived from the call bound (see Settings.__post_init__)
+    batch: int = DEFAULT_CLAIM_BATCH
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    owner_timeout: float = DEFAULT_OWNER_TIMEOUT
+    pickup_grace: float = DEFAULT_PICKUP_GRACE
+    stale_after: float = DEFAULT_STALE_AFTER
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """Following a livestream once it started: how often to check, and for how long."""
+
+    first_check: float = DEFAULT_FIRST_CHECK
+    check_cap: float = DEFAULT_CHECK_CAP
+    live_check: float = DEFAULT_LIVE_CHECK
+    live_check_with_webhooks: float = DEFAULT_LIVE_CHECK_WITH_WEBHOOKS
+    live_deadline: float = DEFAULT_LIVE_DEADLINE
+    webhooks_fresh: float = DEFAULT_WEBHOOKS_FRESH
+    max_duration: float = DEFAULT_MAX_DURATION
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """The provider's webhooks taken in, and the platform's webhooks sent out."""
+
+    # The provider's webhook signing key (PEM), given; None: fetched from ``key_url``.
+    provider_public_key: str | None = None
+    key_url: str = ""  # "": derived from the upstream base URL (see Settings.__post_init__)
+    # Outbound webhooks may go to loopback and private addresses (the demo and the tests).
+    allow_private: bool = False
+    # A delivery run holds its claim this long (worker.notify.claims); a run whose owner stops
+    # beating is taken back sooner.
+    lease: float = DEFAULT_WEBHOOK_LEASE
+    # Days the outbound webhook log is kept once delivered or failed; 0 keeps it forever.
+    retention_days: int = DEFAULT_WEBHOOK_RETENTION_DAYS
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = DEFAULT_BROKER_URL
+    secret_keys: tuple[Secret, ...] = field(default=())
+    log_format: str = "text"  # or "json": one JSON object per line (worker.logformat)
+    task_events: bool = False  # Celery task events, for Flower and celery-exporter
+    metrics_port: int | None = None  # the worker's main process serves /metrics here
+    upstream: Upstream = Upstream()
+    claims: Claims = Claims()
+    cadence: Cadence = Cadence()
+    webhooks: Webhooks = Webhooks()
+
+    def __post_init__(self) -> None:
+        if self.claims.lease <= 0:
+            lease = self.upstream.timeouts.call_bound + LEASE_MARGIN
+            object.__setattr__(self, "claims", replace(self.claims, lease=lease))
+        if not self.webhooks.key_url:
+            key_url = _webhook_key_url(self.upstream.base_url)
+            object.__setattr__(self, "webhooks", replace(self.webhooks, key_url=key_url))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every variable of :data:`VARIABLES` that is set, read into its group; the rest keep
+        their defaults. A bad value raises SettingsError naming the variable."""
+        env = os.environ if environ is None else environ
+        groups: dict[str, dict[str, object]] = {}
+        for name, path, read in VARIABLES:
+            if not env.get(name, "").strip():
+                continue
+            group, _, attr = path.rpartition(".")
+            groups.setdefault(group, {})[attr] = read(env, name)
+        upstream = groups.pop("upstream", {})
+        upstream["api_token"] = _token(env)
+        for nested, kind in (("timeouts", Timeouts), ("backoff", Backoff)):
+            upstream[nested] = kind(**groups.pop(f"upstream.{nested}", {}))  # type: ignore[arg-type]
+        settings = cls(
+            **groups.pop("", {}),  # type: ignore[arg-type]
+            upstream=Upstream(**upstream),  # type: ignore[arg-type]
+            claims=Claims(**groups.pop("claims", {})),  # type: ignore[arg-type]
+            cadence=Cadence(**groups.pop("cadence", {})),  # type: ignore[arg-type]
+            webhooks=Webhooks(**groups.pop("webhooks", {})),  # type: ignore[arg-type]
+        )
+        assert not groups, f"variables without a group: {sorted(groups)}"
+        settings.check()
+        return settings
+
+    @property
+    def call_bound(self) -> float:
+        return self.upstream.timeouts.call_bound
 
     def check(self) -> None:
         """Refuse combinations that would break the exactly-once or on-time guarantees."""
+        claims, cadence, backoff = self.claims, self.cadence, self.upstream.backoff
         # The lease is the backstop that takes back a row whose owner looks alive but never
         # finishes; if it could run out mid-call, a second POST could create a second livestream.
-        if self.lease <= self.call_bound + 5:
+        if claims.lease <= self.call_bound + 5:
             raise SettingsError(
                 "LIVESTREAMS_LEASE",
                 f"must exceed the longest call (the HTTP timeouts added up, plus one more read"
                 f" timeout) plus 5 s: {self.call_bound + 5:g} s",
             )
-        if self.lookahead >= self.lease:
+        if claims.lookahead >= claims.lease:
             raise SettingsError("LIVESTREAMS_LOOKAHEAD", "must be shorter than LIVESTREAMS_LEASE")
         # A row is claimed only when a tick sees it within the lookahead; a shorter lookahead
         # than the interval between ticks would send the start after its instant.
-        if self.lookahead < self.dispatch_interval:
+        if claims.lookahead < claims.dispatch_interval:
             raise SettingsError(
                 "LIVESTREAMS_LOOKAHEAD",
-                f"must be at least LIVESTREAMS_DISPATCH_INTERVAL ({self.dispatch_interval:g} s)",
+                f"must be at least LIVESTREAMS_DISPATCH_INTERVAL ({claims.dispatch_interval:g} s)",
             )
-        if self.backoff_cap < self.backoff_floor:
+        if backoff.cap < backoff.floor:
             raise SettingsError(
                 "LIVESTREAMS_BACKOFF_CAP", "must not be below LIVESTREAMS_BACKOFF_FLOOR"
             )
         # Two missed heartbeats in a row are not yet a death: a busy database may delay one.
-        if self.owner_timeout < 3 * self.heartbeat_interval:
+        if claims.owner_timeout < 3 * claims.heartbeat_interval:
             raise SettingsError(
                 "LIVESTREAMS_OWNER_TIMEOUT",
                 "must be at least 3 times LIVESTREAMS_HEARTBEAT_INTERVAL"
-                f" ({3 * self.heartbeat_interval:g} s)",
+                f" ({3 * claims.heartbeat_interval:g} s)",
             )
-        if self.check_cap < self.first_check:
+        if cadence.check_cap < cadence.first_check:
             raise SettingsError(
                 "LIVESTREAMS_CHECK_CAP", "must not be below LIVESTREAMS_FIRST_CHECK"
             )
 
     def require_token(self) -> Secret:
-        if self.api_token is None:
+        if self.upstream.api_token is None:
             raise SettingsError(
                 "CLOUDFLARE_API_TOKEN", "is not set (nor CLOUDFLARE_API_TOKEN_FILE)"
             )
-        return self.api_token
+        return self.upstream.api_token
 
 
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
@@ -417,8 +435,8 @@ def _token(env: Mapping[str, str]) -> Secret | None:
     return Secret(value) if value else None
 
 
-def _keys(env: Mapping[str, str]) -> tuple[Secret, ...]:
-    raw = env.get("LIVESTREAMS_SECRET_KEY", "").strip()
+def _keys(env: Mapping[str, str], name: str = "LIVESTREAMS_SECRET_KEY") -> tuple[Secret, ...]:
+    raw = env.get(name, "").strip()
     if not raw:
         return ()
     return tuple(Secret(part.strip()) for part in raw.split(",") if part.strip())
@@ -433,3 +451,77 @@ def load_public_key(pem: str) -> RSAPublicKey:
     if not isinstance(key, RSAPublicKey):
         raise ValueError("not an RSA public key")
     return key
+
+
+def _seconds_or_zero(env: Mapping[str, str], name: str) -> float:
+    return _seconds(env, name, 0.0, zero_ok=True)
+
+
+def _secs(env: Mapping[str, str], name: str) -> float:
+    return _seconds(env, name, 0.0)
+
+
+def _whole(env: Mapping[str, str], name: str) -> int:
+    return _int(env, name, 0)
+
+
+def _days(env: Mapping[str, str], name: str) -> int:
+    return _int(env, name, 0, least=0)
+
+
+def _text(env: Mapping[str, str], name: str) -> str:
+    return _str(env, name, "")
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str:
+    return _url(env, name, "")
+
+
+def _rate_limit(env: Mapping[str, str], name: str) -> RateLimit:
+    return _rate(env, name, DEFAULT_RATE_LIMIT)
+
+
+# The one loader table: each variable, the setting it fills (group.field; "" is the top), and
+# how it is read. Unset variables leave the setting at its default. The API token is read on
+# its own (CLOUDFLARE_API_TOKEN or CLOUDFLARE_API_TOKEN_FILE, exclusive).
+Reader = Callable[[Mapping[str, str], str], object]
+VARIABLES: tuple[tuple[str, str, Reader], ...] = (
+    ("LIVESTREAMS_DATABASE_URL", ".database_url", _text),
+    ("LIVESTREAMS_BROKER_URL", ".broker_url", _text),
+    ("LIVESTREAMS_SECRET_KEY", ".secret_keys", _keys),
+    ("LIVESTREAMS_LOG_FORMAT", ".log_format", lambda env, _: log_format_from_env(env)),
+    ("LIVESTREAMS_TASK_EVENTS", ".task_events", _flag),
+    ("LIVESTREAMS_METRICS_PORT", ".metrics_port", lambda env, _: metrics_port_from_env(env)),
+    ("CLOUDFLARE_ACCOUNT_ID", "upstream.account_id", _ident),
+    ("REALTIMEKIT_APP_ID", "upstream.app_id", _ident),
+    ("CLOUDFLARE_BASE_URL", "upstream.base_url", _http_url),
+    ("LIVESTREAMS_RATE_LIMIT", "upstream.rate_limit", _rate_limit),
+    ("LIVESTREAMS_HTTP_CONNECT_TIMEOUT", "upstream.timeouts.connect", _secs),
+    ("LIVESTREAMS_HTTP_READ_TIMEOUT", "upstream.timeouts.read", _secs),
+    ("LIVESTREAMS_HTTP_WRITE_TIMEOUT", "upstream.timeouts.write", _secs),
+    ("LIVESTREAMS_HTTP_POOL_TIMEOUT", "upstream.timeouts.pool", _secs),
+    ("LIVESTREAMS_BACKOFF_BASE", "upstream.backoff.base", _secs),
+    ("LIVESTREAMS_BACKOFF_CAP", "upstream.backoff.cap", _secs),
+    ("LIVESTREAMS_BACKOFF_FLOOR", "upstream.backoff.floor", _secs),
+    ("LIVESTREAMS_DISPATCH_INTERVAL", "claims.dispatch_interval", _secs),
+    ("LIVESTREAMS_LOOKAHEAD", "claims.lookahead", _seconds_or_zero),
+    ("LIVESTREAMS_START_WINDOW", "claims.start_window", _secs),
+    ("LIVESTREAMS_LEASE", "claims.lease", _seconds_or_zero),
+    ("LIVESTREAMS_CLAIM_BATCH", "claims.batch", _whole),
+    ("LIVESTREAMS_HEARTBEAT_INTERVAL", "claims.heartbeat_interval", _secs),
+    ("LIVESTREAMS_OWNER_TIMEOUT", "claims.owner_timeout", _secs),
+    ("LIVESTREAMS_PICKUP_GRACE", "claims.pickup_grace", _secs),
+    ("LIVESTREAMS_STALE_AFTER", "claims.stale_after", _secs),
+    ("LIVESTREAMS_FIRST_CHECK", "cadence.first_check", _secs),
+    ("LIVESTREAMS_CHECK_CAP", "cadence.check_cap", _secs),
+    ("LIVESTREAMS_LIVE_CHECK", "cadence.live_check", _secs),
+    ("LIVESTREAMS_LIVE_CHECK_WITH_WEBHOOKS", "cadence.live_check_with_webhooks", _secs),
+    ("LIVESTREAMS_LIVE_DEADLINE", "cadence.live_deadline", _secs),
+    ("LIVESTREAMS_WEBHOOKS_FRESH", "cadence.webhooks_fresh", _secs),
+    ("LIVESTREAMS_MAX_DURATION", "cadence.max_duration", _secs),
+    ("LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY", "webhooks.provider_public_key", _public_key),
+    ("LIVESTREAMS_RTK_WEBHOOK_KEY_URL", "webhooks.key_url", _http_url),
+    ("LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE", "webhooks.allow_private", _flag),
+    ("LIVESTREAMS_WEBHOOK_LEASE", "webhooks.lease", _secs),
+    ("LIVESTREAMS_WEBHOOK_RETENTION_DAYS", "webhooks.retention_days", _days),
+)

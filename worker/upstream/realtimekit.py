@@ -104,12 +104,14 @@ class RealtimeKitClient:
     @classmethod
     def from_settings(cls, settings: Settings) -> RealtimeKitClient:
         timeout = httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=settings.write_timeout,
-            pool=settings.pool_timeout,
+            connect=settings.upstream.timeouts.connect,
+            read=settings.upstream.timeouts.read,
+            write=settings.upstream.timeouts.write,
+            pool=settings.upstream.timeouts.pool,
         )
-        return cls(base_url=settings.base_url, token=settings.require_token(), timeout=timeout)
+        return cls(
+            base_url=settings.upstream.base_url, token=settings.require_token(), timeout=timeout
+        )
 
     def __repr__(self) -> str:
         return f"RealtimeKitClient(base_url={str(self._http.base_url)!r})"
