@@ -25,8 +25,13 @@ app.conf.beat_dburi = settings.database_url
 @app.task(name=ALT_TASK, ignore_result=True)
 def alt_start(meeting_id: str, name: str, width: int, height: int) -> str:
     """Start the meeting's livestream, the way a user of a one-off scheduler would."""
-    assert settings.account_id is not None and settings.app_id is not None
+    assert settings.upstream.account_id is not None and settings.upstream.app_id is not None
     stream = runtime.current().client.start_livestream(
-        settings.account_id, settings.app_id, meeting_id, name=name, width=width, height=height
+        settings.upstream.account_id,
+        settings.upstream.app_id,
+        meeting_id,
+        name=name,
+        width=width,
+        height=height,
     )
     return stream.id

@@ -62,8 +62,8 @@ def size(bench: Bench) -> int:
 def _lead(bench: Bench, count: int) -> float:
     """Seconds from booking to the instant: every row claimed (one batch a tick) before it."""
     settings = bench.settings
-    ticks = math.ceil(count / settings.claim_batch) * settings.dispatch_interval
-    return settings.lookahead + ticks + 3.0 + count / 500  # booking takes ~2 ms a row
+    ticks = math.ceil(count / settings.claims.batch) * settings.claims.dispatch_interval
+    return settings.claims.lookahead + ticks + 3.0 + count / 500  # booking takes ~2 ms a row
 
 
 def _product(

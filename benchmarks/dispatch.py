@@ -103,7 +103,7 @@ def _per_stream(bench: Bench, url: str) -> tuple[float, float, float]:
     with RealtimeKitClient.from_settings(settings) as client:
         starter = Starter(factory, settings, client, owner=uuid.uuid4())
         timer = LaunchTimer()
-        results = Results(starter.record, settings.first_check, settings.lease)
+        results = Results(starter.record, settings.cadence.first_check, settings.claims.lease)
         launcher = Launcher(factory, settings, starter, timer, results, Foreign(factory))
         counter = Counter(factory.kw["bind"])
         with counter.counting():

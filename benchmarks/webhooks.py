@@ -273,7 +273,7 @@ def at_rest(bench: Bench, celery: CeleryProcesses, rx: Receiver) -> tuple[list[F
         f"{count} bookings over {window:g} s, each booking.started then stream.live "
         f"(the fake goes LIVE after {LIVE_AFTER:g} s; the first status check is 2 s after "
         f"the start); worker --pool {POOL} -c {CONCURRENCY}, dispatch tick every "
-        f"{bench.settings.dispatch_interval:g} s"
+        f"{bench.settings.claims.dispatch_interval:g} s"
     )
     figs = delay_figures("rest", "delay", got.all(), note)
     for type_ in (STARTED, LIVE):
@@ -310,8 +310,8 @@ def throughput(bench: Bench, celery: CeleryProcesses, rx: Receiver) -> list[Figu
     settings = bench.settings
     note = (
         f"{len(ids)} events (one delivery each) committed at once; worker --pool {POOL} "
-        f"-c {CONCURRENCY}; a tick every {settings.dispatch_interval:g} s claims at most "
-        f"{settings.claim_batch} deliveries held at once (LIVESTREAMS_CLAIM_BATCH)"
+        f"-c {CONCURRENCY}; a tick every {settings.claims.dispatch_interval:g} s claims at most "
+        f"{settings.claims.batch} deliveries held at once (LIVESTREAMS_CLAIM_BATCH)"
     )
     figs = [
         figure(CASE, "backlog_delivered_rate", rate, "events/s", note=note),

@@ -21,6 +21,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,13 @@ def env(db_url: str, secret_key: str, monkeypatch: pytest.MonkeyPatch) -> dict[s
 @pytest.fixture
 def settings(env: dict[str, str]) -> Settings:
     return Settings.from_env(env)
+
+
+def tuned(settings: Settings, **groups: dict[str, Any]) -> Settings:
+    """``settings`` with some fields of its groups changed:
+    ``tuned(settings, claims={"batch": 10}, webhooks={"allow_private": True})``."""
+    changed = {name: replace(getattr(settings, name), **fields) for name, fields in groups.items()}
+    return replace(settings, **changed)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ straight to the database for a test of the ops page (no worker sends anything)."
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import timedelta
 
@@ -11,6 +10,7 @@ from sqlalchemy import select, update
 
 from models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from models.db import db_now, get_sessionmaker
+from tests.conftest import tuned
 from worker.bookings import booking
 from worker.crypto import cipher_for
 from worker.notify import endpoints
@@ -23,7 +23,7 @@ EXCERPT = '<html><script>alert("x")</script>upstream down</html>'
 
 def register(settings: Settings, url: str = URL, types: tuple[str, ...] = ("*",)):
     """An endpoint, as `livestreams webhooks add` makes it; its id and secret (in the clear)."""
-    open_settings = dataclasses.replace(settings, webhooks_allow_private=True)
+    open_settings = tuned(settings, webhooks={"allow_private": True})
     with get_sessionmaker(settings.database_url).begin() as s:
         created = endpoints.add(
             s, open_settings, cipher_for(settings, create=True), url=url, event_types=types

@@ -76,18 +76,18 @@ task_send_sent_event = _settings.task_events
 
 # A start task makes at most three calls (reconcile, start, key fetch), each bounded and each
 # renewing its lease; this only stops a wedged task.
-task_time_limit = int(3 * _settings.lease)
+task_time_limit = int(3 * _settings.claims.lease)
 
 # A tick that waited in the queue longer than this is stale: the next one replaces it. Beat
 # stamps the expiry with its own clock and a worker reads it with its own, so the margin must
 # dwarf any clock skew between hosts (with 5 s, a worker 5 s ahead of beat dropped every
 # tick), while still keeping a stopped worker from finding hours of ticks queued.
-DISPATCH_EXPIRES = max(60.0, 10 * _settings.dispatch_interval)
+DISPATCH_EXPIRES = max(60.0, 10 * _settings.claims.dispatch_interval)
 
 beat_schedule = {
     "dispatch-due": {
         "task": "livestreams.dispatch_due",
-        "schedule": _settings.dispatch_interval,
+        "schedule": _settings.claims.dispatch_interval,
         "options": {"expires": DISPATCH_EXPIRES},
     },
     # The outbound webhook log past its retention (worker.notify.retention); a run missed while no

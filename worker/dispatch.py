@@ -112,19 +112,22 @@ def tick(
     with factory.begin() as session:
         _serialise(session)
         now = db_now(session)
-        since = _running_since(session, now, settings.dispatch_interval)
+        since = _running_since(session, now, settings.claims.dispatch_interval)
         # Owners are judged only once ticks have run long enough for a live owner to have
         # beaten since the database came back: an outage silences every heartbeat at once.
-        judge = (now - since).total_seconds() >= settings.owner_timeout
-        grace, owners = settings.pickup_grace, settings.owner_timeout if judge else None
+        judge = (now - since).total_seconds() >= settings.claims.owner_timeout
+        grace, owners = (
+            settings.claims.pickup_grace,
+            settings.claims.owner_timeout if judge else None,
+        )
         expired = claims.expire_untried(session, now)
         expired += claims.fail_reclaimed(session, now, owner_timeout=owners)
         taken_up = attempts.starts_since(session, now - timedelta(seconds=grace))
         reaped = claims.reap(
             session,
             now,
-            lease=settings.lease,
-            batch=settings.claim_batch,
+            lease=settings.claims.lease,
+            batch=settings.claims.batch,
             pickup_grace=grace,
             owner_timeout=owners,
             resend=rules.resend_cap(taken_up),
@@ -132,34 +135,34 @@ def tick(
         reaped += follow_claims.reap(
             session,
             now,
-            lookahead=settings.lookahead,
-            lease=settings.lease,
-            batch=settings.claim_batch,
+            lookahead=settings.claims.lookahead,
+            lease=settings.claims.lease,
+            batch=settings.claims.batch,
             pickup_grace=grace,
             owner_timeout=owners,
         )
         reaped += notify_claims.reap(
             session,
             now,
-            lease=settings.webhook_lease,
-            batch=settings.claim_batch,
+            lease=settings.webhooks.lease,
+            batch=settings.claims.batch,
             pickup_grace=grace,
             owner_timeout=owners,
         )
-        key = pacing.token_hash(settings.api_token)
+        key = pacing.token_hash(settings.upstream.api_token)
         paused = pacing.paused_until(session, key, now)
         # While the token is paused nothing is claimed, until the pause's end falls within
         # the lookahead: then the claims are handed out for that instant.
-        horizon = now + timedelta(seconds=settings.lookahead)
+        horizon = now + timedelta(seconds=settings.claims.lookahead)
         waiting = paused is not None and paused > horizon
-        held_for = settings.lookahead  # a held tracked row is due by then
+        held_for = settings.claims.lookahead  # a held tracked row is due by then
         queue = Queue(
             budget=(
                 0
                 if waiting
-                else pacing.budget(session, settings.rate_limit, now, held_for=held_for)
+                else pacing.budget(session, settings.upstream.rate_limit, now, held_for=held_for)
             ),
-            cap=settings.claim_batch,
+            cap=settings.claims.batch,
             starts=claims.unconfirmed(session, now),
             follow_ups=follow_claims.unconfirmed(session, now),
             deliveries=notify_claims.held(session, now),
@@ -167,8 +170,8 @@ def tick(
         fresh = claims.claim_due(
             session,
             now,
-            lookahead=settings.lookahead,
-            lease=settings.lease,
+            lookahead=settings.claims.lookahead,
+            lease=settings.claims.lease,
             batch=share(queue).starts,
             not_before=paused,
         )
@@ -177,8 +180,8 @@ def tick(
             return follow_claims.claim(
                 session,
                 now,
-                lookahead=settings.lookahead,
-                lease=settings.lease,
+                lookahead=settings.claims.lookahead,
+                lease=settings.claims.lease,
                 batch=batch,
                 stops=stops,
                 not_before=paused,
@@ -189,14 +192,18 @@ def tick(
         # against the budget for a whole window after that: it leaves room for every start
         # due by then. (Counted only when checks could be claimed at all.)
         so_far = share(queue, starts=len(fresh), stops=len(stops))
-        reach = settings.rate_limit.window + settings.lookahead + settings.pickup_grace
+        reach = (
+            settings.upstream.rate_limit.window
+            + settings.claims.lookahead
+            + settings.claims.pickup_grace
+        )
         soon = follow_claims.starts_due_within(session, now, reach) if so_far.checks > 0 else 0
         checks = follow_up(
             share(queue, starts=len(fresh), stops=len(stops), starts_soon=soon).checks,
             stops=False,
         )
         webhooks = notify_claims.claim(
-            session, now, lease=settings.webhook_lease, batch=share(queue).deliveries
+            session, now, lease=settings.webhooks.lease, batch=share(queue).deliveries
         )
         upsert_newer(
             session,

@@ -78,7 +78,7 @@ class Health:
 def check(session: Session, settings: Settings) -> Health:
     """Read the health of the pipeline; every query here is an index range or a tiny table."""
     now = db_now(session)
-    stale = timedelta(seconds=settings.stale_after)
+    stale = timedelta(seconds=settings.claims.stale_after)
     counts = {s.value: 0 for s in StreamState}
     for state, count in session.execute(select(S.state, func.count()).group_by(S.state)):
         counts[state] = count

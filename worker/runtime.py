@@ -91,7 +91,9 @@ class Runtime:
                 # modules and built its runtime, 20-30 ms on a quiet machine. Those live as
                 # long as the process; frozen, a full collection scans only what came after.
                 gc.freeze()
-                results = Results(starter.record, self.settings.first_check, self.settings.lease)
+                results = Results(
+                    starter.record, self.settings.cadence.first_check, self.settings.claims.lease
+                )
                 self._launcher = Launcher(
                     self.sessions, self.settings, starter, LaunchTimer(), results, self.foreign
                 )
@@ -120,7 +122,7 @@ class Runtime:
 
     def _beating(self) -> uuid.UUID:
         if self._heartbeat is None:
-            self._heartbeat = Heartbeat(self.sessions, self.settings.heartbeat_interval)
+            self._heartbeat = Heartbeat(self.sessions, self.settings.claims.heartbeat_interval)
             self._heartbeat.start()
         return self._heartbeat.id
 
@@ -130,7 +132,9 @@ class Runtime:
         with self._lock:
             if self.pid == os.getpid():
                 if self._launcher is not None:  # its starts are due within the lookahead
-                    self._launcher.close(self.settings.lookahead + self.settings.lease)
+                    self._launcher.close(
+                        self.settings.claims.lookahead + self.settings.claims.lease
+                    )
                 if self._heartbeat is not None:
                     self._heartbeat.stop()
                 if self._client is not None:

@@ -169,12 +169,12 @@ def prune_webhooks() -> int:
     """Delete the webhook logs past LIVESTREAMS_WEBHOOK_RETENTION_DAYS (hourly, by beat);
     never what is still to be delivered."""
     current = runtime.current()
-    deleted = retention.prune(current.sessions, current.settings.webhook_retention_days)
+    deleted = retention.prune(current.sessions, current.settings.webhooks.retention_days)
     if deleted:
         log.info(
             "pruned %d webhook log rows past %d days",
             deleted,
-            current.settings.webhook_retention_days,
+            current.settings.webhooks.retention_days,
             extra={"action": "prune_webhooks", "deleted": deleted},
         )
     return deleted

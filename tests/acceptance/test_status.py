@@ -31,7 +31,7 @@ def test_a_fresh_tick_is_healthy_and_counts_states(env, settings, book) -> None:
     code, data = status()
     assert code == 0 and data["healthy"] and data["problems"] == []
     assert data["counts"]["scheduled"] == 2 and data["counts"]["started"] == 0
-    assert data["last_tick_age_seconds"] < settings.stale_after
+    assert data["last_tick_age_seconds"] < settings.claims.stale_after
 
 
 def test_a_stale_tick_is_unhealthy(env, settings) -> None:

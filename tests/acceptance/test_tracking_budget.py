@@ -51,8 +51,8 @@ def test_1000_live_streams_and_a_burst_of_starts_never_hit_the_limit(pipeline: P
             [
                 {
                     "id": uuid.uuid4(),
-                    "account_id": settings.account_id,
-                    "app_id": settings.app_id,
+                    "account_id": settings.upstream.account_id,
+                    "app_id": settings.upstream.app_id,
                     "meeting_id": uuid.uuid4(),
                     "scheduled_at": now,
                     "timezone": "UTC",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +11,7 @@ from sqlalchemy import select, update
 from models import ScheduledStream, StreamState
 from models.db import db_now, get_sessionmaker
 from tests.attempt_rows import add_calls
+from tests.conftest import tuned
 from tests.dbdump import dump
 from worker.bookings import booking, listing
 from worker.errors import BookingConflict, BookingError, BookingNotFound
@@ -40,7 +40,7 @@ def test_schedule_stores_exactly_what_was_asked(settings, session) -> None:
     assert row.account_id == "acct-test" and row.app_id == "app-test"
     assert row.scheduled_at == FUTURE and row.scheduled_at.tzinfo is not None
     assert row.due_at == FUTURE
-    assert row.start_deadline == FUTURE + timedelta(seconds=settings.start_window)
+    assert row.start_deadline == FUTURE + timedelta(seconds=settings.claims.start_window)
     assert row.timezone == "Europe/Berlin"
     assert (row.name, row.video_width, row.video_height) == ("launch-day_1", 1920, 1080)
     assert row.state == StreamState.SCHEDULED and row.attempts == 0
@@ -171,7 +171,7 @@ def test_reschedule_moves_instant_due_and_deadline(settings, book) -> None:
         moved = booking.reschedule(s, settings, booking.find(s, stream.id), at="2031-05-02 20:00")
     assert moved.scheduled_at == later  # read in the booking's own zone
     assert moved.due_at == later
-    assert moved.start_deadline == later + timedelta(seconds=settings.start_window)
+    assert moved.start_deadline == later + timedelta(seconds=settings.claims.start_window)
 
 
 def test_retry_only_from_failed_or_missed(settings, book) -> None:
@@ -273,7 +273,7 @@ def test_a_refused_end_names_its_field_and_stores_nothing(settings, book, end, f
 
 
 def test_the_maximum_follows_the_setting(settings, session) -> None:
-    short = dataclasses.replace(settings, max_duration=3600.0)
+    short = tuned(settings, cadence={"max_duration": 3600.0})
     with pytest.raises(BookingError, match="at most 1h"):
         booking.schedule(session, short, meeting_id=str(uuid.uuid4()), at=FUTURE, duration="61m")
     ok = booking.schedule(session, short, meeting_id=str(uuid.uuid4()), at=FUTURE, duration="1h")

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy import select, update
 
 from models import DispatcherHeartbeat, ScheduledStream, StartAttempt, WorkerHeartbeat
 from models.db import db_now, get_sessionmaker
-from tests.conftest import make_due
+from tests.conftest import make_due, tuned
 from worker import runtime, tasks
 from worker.bookings import booking
 from worker.dispatch import last_tick, tick
@@ -114,11 +113,16 @@ def test_a_failed_enqueue_leaves_the_claim_for_the_reaper(settings, book) -> Non
         row = s.get(S, stream.id)
         assert row.state == "starting"
         # Taken back seconds after its instant, long before its lease would run out.
-        later = row.due_at + timedelta(seconds=settings.pickup_grace + 1)
+        later = row.due_at + timedelta(seconds=settings.claims.pickup_grace + 1)
         assert later < row.lease_expires_at - timedelta(seconds=30)
     with get_sessionmaker(settings.database_url).begin() as s:
         (reaped,) = claims.reap(
-            s, later, lease=60, batch=10, pickup_grace=settings.pickup_grace, owner_timeout=None
+            s,
+            later,
+            lease=60,
+            batch=10,
+            pickup_grace=settings.claims.pickup_grace,
+            owner_timeout=None,
         )
     assert reaped.row_id == stream.id
 
@@ -126,7 +130,9 @@ def test_a_failed_enqueue_leaves_the_claim_for_the_reaper(settings, book) -> Non
 def test_pacing_claims_no_more_than_the_rate_budget(settings, book) -> None:
     streams = [book() for _ in range(12)]
     _due(settings, streams)
-    paced = replace(settings, rate_limit=RateLimit(10, 60.0))  # 90 % of 10 = 9 per minute
+    paced = tuned(
+        settings, upstream={"rate_limit": RateLimit(10, 60.0)}
+    )  # 90 % of 10 = 9 per minute
     with get_sessionmaker(settings.database_url).begin() as s:
         now = db_now(s)
         for i in range(4):  # four calls already made in this window
@@ -150,7 +156,7 @@ def test_a_rate_limit_pause_stops_claims(settings, book) -> None:
     stream = book()
     _due(settings, [stream])
     with get_sessionmaker(settings.database_url).begin() as s:
-        key = pacing.token_hash(settings.api_token)
+        key = pacing.token_hash(settings.upstream.api_token)
         pacing.pause(s, key, db_now(s) + timedelta(seconds=30))
         pacing.pause(s, key, db_now(s) + timedelta(seconds=5))  # never shortens a pause
     report = tick(get_sessionmaker(settings.database_url), settings, lambda c: None)
@@ -165,16 +171,21 @@ def test_a_pause_ending_within_the_lookahead_hands_claims_out_for_its_end(settin
     _due(settings, [stream])
     factory = get_sessionmaker(settings.database_url)
     with factory.begin() as s:
-        until = db_now(s) + timedelta(seconds=settings.lookahead - 1)
-        pacing.pause(s, pacing.token_hash(settings.api_token), until)
+        until = db_now(s) + timedelta(seconds=settings.claims.lookahead - 1)
+        pacing.pause(s, pacing.token_hash(settings.upstream.api_token), until)
     got: list[Claim] = []
     report = tick(factory, settings, got.append)
     assert report.claimed == 1 and [c.due_at for c in got] == [until]
     with factory.begin() as s:
-        later = until + timedelta(seconds=settings.pickup_grace - 1)
+        later = until + timedelta(seconds=settings.claims.pickup_grace - 1)
         assert (
             claims.reap(
-                s, later, lease=60, batch=10, pickup_grace=settings.pickup_grace, owner_timeout=5
+                s,
+                later,
+                lease=60,
+                batch=10,
+                pickup_grace=settings.claims.pickup_grace,
+                owner_timeout=5,
             )
             == []
         )
@@ -200,7 +211,7 @@ def test_overlapping_ticks_never_spend_the_budget_twice(pg_url, secret_key, monk
     settings = Settings.from_env(
         {"LIVESTREAMS_DATABASE_URL": pg_url, "LIVESTREAMS_SECRET_KEY": secret_key}
     )
-    settings = replace(settings, rate_limit=RateLimit(10, 60.0))  # 90 % of 10 = 9
+    settings = tuned(settings, upstream={"rate_limit": RateLimit(10, 60.0)})  # 90 % of 10 = 9
     factory = get_sessionmaker(pg_url)
     at = datetime.now(UTC) + timedelta(hours=1)
     with factory.begin() as s:
@@ -244,7 +255,7 @@ def test_owners_are_judged_only_after_ticks_ran_long_enough(settings, book) -> N
         s.add(DispatcherHeartbeat(name="dispatch", last_tick_at=old, running_since=old))
     assert tick(factory, settings, lambda c: None).reaped == 0
     with factory.begin() as s:  # ticks have now run without a gap for longer than the timeout
-        since = db_now(s) - timedelta(seconds=settings.owner_timeout + 1)
+        since = db_now(s) - timedelta(seconds=settings.claims.owner_timeout + 1)
         s.execute(update(DispatcherHeartbeat).values(running_since=since))
     assert tick(factory, settings, lambda c: None).reaped == 1
 
@@ -254,7 +265,7 @@ def test_the_broker_holds_at_most_a_batch_of_claims_no_run_took_up(settings, boo
     the pickup grace would have its tail taken back and queued again behind itself."""
     streams = [book() for _ in range(15)]
     _due(settings, streams)
-    small = replace(settings, claim_batch=10)
+    small = tuned(settings, claims={"batch": 10})
     factory = get_sessionmaker(settings.database_url)
     assert tick(factory, small, lambda c: None).claimed == 10
     assert tick(factory, small, lambda c: None).claimed == 0  # none taken up yet
@@ -280,7 +291,9 @@ def _tracked(settings, book, n: int, **values) -> list[uuid.UUID]:
 def test_starts_and_stops_come_first_and_checks_leave_room_for_starts_due_soon(
     settings, book
 ) -> None:
-    settings = replace(settings, rate_limit=RateLimit(20, 300.0))  # 18 with the safety margin
+    settings = tuned(
+        settings, upstream={"rate_limit": RateLimit(20, 300.0)}
+    )  # 18 with the safety margin
     checks = _tracked(settings, book, 5)
     with get_sessionmaker(settings.database_url)() as s:
         stops = _tracked(settings, book, 2, ends_at=db_now(s))
@@ -327,16 +340,16 @@ def test_a_tracked_claim_no_worker_took_up_is_sent_again_after_the_pickup_grace(
         return got
 
     # Handed out long ago but not due yet (held for its ETA): not late, not sent again.
-    back(settings.pickup_grace + 1, due_too=False)
+    back(settings.claims.pickup_grace + 1, due_too=False)
     assert again() == []
-    back(settings.pickup_grace + 1, due_too=True)  # due, and the grace has passed
+    back(settings.claims.pickup_grace + 1, due_too=True)  # due, and the grace has passed
     (second,) = again()
     assert second.row_id == ident and second.kind == "track"
     assert second.token == first[0].token  # the first message, if only late, still counts
 
 
 def test_track_runs_take_at_most_half_the_brokers_cap_and_count_against_it(settings, book):
-    settings = replace(settings, claim_batch=10)
+    settings = tuned(settings, claims={"batch": 10})
     _tracked(settings, book, 8)
     first: list[Claim] = []
     tick(get_sessionmaker(settings.database_url), settings, first.append)

@@ -36,7 +36,7 @@ from worker.bookings import booking
 from worker.bookings.timeparse import EARLIEST, LATEST
 from worker.cli import cli
 from worker.errors import BookingConflict, BookingError
-from worker.settings import Settings
+from worker.settings import Settings, Upstream
 
 DEFAULT_ACCOUNT, DEFAULT_APP = "acct-test", "app-test"  # what the env fixture sets
 DEFAULT_WINDOW = 900.0
@@ -296,7 +296,7 @@ def _with_meeting(extra: dict[str, Any]) -> dict[str, Any]:
 @example(fields=_with_meeting(TZ_DIRECTORY))
 @example(fields=_with_meeting(TZ_TOO_LONG))
 def test_validate_refuses_with_the_field_or_accepts_exactly(fields: dict[str, Any]) -> None:
-    settings = Settings(account_id=DEFAULT_ACCOUNT, app_id=DEFAULT_APP)
+    settings = Settings(upstream=Upstream(account_id=DEFAULT_ACCOUNT, app_id=DEFAULT_APP))
     exp = expect(fields, now=None)
     try:
         request = booking.validate(settings, **fields)

@@ -43,7 +43,6 @@ from worker.settings import Secret, Settings
 from worker.start import claims
 from worker.start.flow import Starter
 from worker.upstream import policy
-from worker.upstream.backoff import Backoff
 from worker.upstream.policy import StartStep, classify, classify_exception
 from worker.upstream.realtimekit import MAX_BODY, RealtimeKitClient, error_for
 from worker.upstream.responses import CallInfo
@@ -258,13 +257,13 @@ def first_state(answer: Answer, settings: Settings, deadline: datetime, seed: in
             return {"live"}  # the start's own answer says LIVE: it is live from the start
         return {state.value}
     error = error_for(outcome, CallInfo(answer.status, None, 0.0), "start")
-    backoff = Backoff(settings.backoff_base, settings.backoff_cap, settings.backoff_floor)
+    backoff = settings.upstream.backoff
     now = datetime.now(UTC)
     decided = set()
     for at in (now, now + timedelta(seconds=60)):  # the run decides a little after this test
         decision = policy.after_error(
             AttemptAction.START, error, attempts=1, now=at, deadline=deadline,
-            window=settings.start_window, backoff=backoff, rand=random.Random(seed),
+            window=settings.claims.start_window, backoff=backoff, rand=random.Random(seed),
         )  # fmt: skip
         decided.add("retrying" if decision.next is StartStep.RETRY else "failed")
     return decided

@@ -46,7 +46,7 @@ def test_metrics_say_what_the_database_holds(settings, book, monkeypatch) -> Non
     assert got[("livestreams_overdue_bookings", ())] == 2
     assert 29 <= got[("livestreams_oldest_overdue_seconds", ())] < 300
     assert got[("livestreams_rate_limit_paused_seconds", ())] == 0
-    assert got[("livestreams_rate_budget_limit", ())] == settings.rate_limit.requests
+    assert got[("livestreams_rate_budget_limit", ())] == settings.upstream.rate_limit.requests
     assert ("livestreams_last_dispatch_tick_age_seconds", ()) not in got  # never ticked
 
 

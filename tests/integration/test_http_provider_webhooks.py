@@ -12,7 +12,6 @@ and the rows they leave are what is asserted. The issue's table:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -28,6 +27,7 @@ from sqlalchemy import select, update
 
 from models import ProviderWebhook, ScheduledStream, StatusEvent, StreamState
 from models.db import db_now, get_sessionmaker
+from tests.conftest import tuned
 from tests.dbdump import dump
 from tests.http_api import Api
 from tests.processes import free_port
@@ -47,7 +47,7 @@ from worker.cli import cli
 from worker.http.app import create_app
 from worker.inbound import intake as deliveries
 from worker.inbound.signature import Delivery, WebhookKeys
-from worker.settings import Settings
+from worker.settings import Settings, Upstream
 
 PROBLEM = "application/problem+json"
 SECRET = "sk_live_WEBHOOKSECRET_5a4b3c2d1e"  # a stream key, as the payload carries it
@@ -82,7 +82,7 @@ class Provider:
 
 @pytest.fixture
 def keyed(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, rtk_webhook_public_key=public_pem(signing_key()))
+    return tuned(settings, webhooks={"provider_public_key": public_pem(signing_key())})
 
 
 @pytest.fixture
@@ -453,8 +453,8 @@ def key_server():
 
 
 def _fetching(settings: Settings, url: str, clock: Clock | None = None) -> Provider:
-    provider = Provider(dataclasses.replace(settings, webhook_key_url=url))
-    assert provider.settings.rtk_webhook_public_key is None
+    provider = Provider(tuned(settings, webhooks={"key_url": url}))
+    assert provider.settings.webhooks.provider_public_key is None
     if clock is not None:
         provider.app.state.webhook_keys = WebhookKeys(url, clock=clock)
     return provider
@@ -591,7 +591,9 @@ def test_status_with_no_deliveries_says_never(settings) -> None:
 
 
 def test_the_same_delivery_at_two_replicas_at_once_is_applied_once(pg_url) -> None:
-    settings = Settings(database_url=pg_url, account_id="acct-race", app_id="app-race")
+    settings = Settings(
+        database_url=pg_url, upstream=Upstream(account_id="acct-race", app_id="app-race")
+    )
     factory = get_sessionmaker(pg_url)
     with factory.begin() as s:
         at = datetime.now(UTC) + timedelta(hours=1)

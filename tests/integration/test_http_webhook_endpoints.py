@@ -3,11 +3,10 @@ and deliveries with replay."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from models.db import get_sessionmaker
+from tests.conftest import tuned
 from tests.dbdump import dump
 from tests.http_api import Api
 from worker.bookings import booking
@@ -17,7 +16,7 @@ URL = "http://127.0.0.1:9/hooks"
 
 @pytest.fixture
 def api(settings) -> Api:
-    return Api(dataclasses.replace(settings, webhooks_allow_private=True))
+    return Api(tuned(settings, webhooks={"allow_private": True}))
 
 
 def test_create_shows_the_secret_once_and_reads_never(api) -> None:

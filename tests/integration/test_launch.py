@@ -38,7 +38,7 @@ def launcher(settings, fake_api, rtk_client):
         settings,
         starter,
         LaunchTimer(),
-        Results(starter.record, settings.first_check, settings.lease),
+        Results(starter.record, settings.cadence.first_check, settings.claims.lease),
         Foreign(factory),
     )
     yield launcher
@@ -142,7 +142,11 @@ def test_a_paused_token_sends_nothing_and_the_booking_keeps_its_place(
     token, instants = claim_all(settings, [stream.id], in_seconds=0.2)
     with get_sessionmaker(settings.database_url).begin() as s:
         until = db_now(s) + timedelta(seconds=60)
-        s.add(UpstreamPause(token_hash=pacing.token_hash(settings.api_token), paused_until=until))
+        s.add(
+            UpstreamPause(
+                token_hash=pacing.token_hash(settings.upstream.api_token), paused_until=until
+            )
+        )
     report = launcher.run(token, [stream.id])
     assert (report.confirmed, report.single) == (0, 1)
     assert launcher.drain(15.0)

@@ -3,7 +3,6 @@ and a loopback platform receives every event signed (checked by `standardwebhook
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from datetime import timedelta
@@ -23,7 +22,7 @@ from models import (
     WebhookEvent,
 )
 from models.db import db_now, get_sessionmaker
-from tests.conftest import make_due
+from tests.conftest import make_due, tuned
 from tests.lifecycle_rows import follow
 from tests.outbound_receiver import PlatformReceiver
 from worker.bookings import booking, observe, transitions
@@ -44,7 +43,7 @@ STREAM_KEY = "sk-live-do-not-leak-0123456789"
 
 @pytest.fixture
 def open_settings(settings):
-    return dataclasses.replace(settings, webhooks_allow_private=True)
+    return tuned(settings, webhooks={"allow_private": True})
 
 
 @pytest.fixture

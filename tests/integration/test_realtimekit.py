@@ -22,7 +22,7 @@ import worker.upstream.realtimekit as rtk
 from tests.conftest import examples
 from tests.fake_api import ACCOUNT_ID, APP_ID, new_meeting
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.settings import Secret, Settings
+from worker.settings import Secret, Settings, Timeouts, Upstream
 from worker.upstream.realtimekit import RealtimeKitClient
 
 
@@ -406,7 +406,9 @@ def test_fuzzed_responses_raise_only_upstream_errors(status, body, headers, op):
 
 
 def test_from_settings_uses_the_configured_timeouts():
-    settings_ = Settings(api_token=Secret("t"), connect_timeout=1.5, read_timeout=2.5)
+    settings_ = Settings(
+        upstream=Upstream(api_token=Secret("t"), timeouts=Timeouts(connect=1.5, read=2.5))
+    )
     with RealtimeKitClient.from_settings(settings_) as client:
         timeout = client._http.timeout
     assert (timeout.connect, timeout.read) == (1.5, 2.5)

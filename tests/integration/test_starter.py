@@ -154,7 +154,12 @@ def test_another_callers_older_livestream_is_not_adopted(settings, starter, book
     meeting = str(stream.meeting_id)
     with RealtimeKitClient(base_url=fake_api.base_url, token=Secret("fake-token")) as other:
         other.start_livestream(
-            settings.account_id, settings.app_id, meeting, name=None, width=None, height=None
+            settings.upstream.account_id,
+            settings.upstream.app_id,
+            meeting,
+            name=None,
+            width=None,
+            height=None,
         )
     fake_api.script("start", 503, meeting_id=meeting)
     token = claim(settings, stream.id)

@@ -3,7 +3,6 @@ against the fake API over real sockets, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from datetime import timedelta
@@ -13,7 +12,7 @@ from sqlalchemy import select, update
 
 from models import AttemptAction, ScheduledStream, StartAttempt, StatusEvent, StreamState
 from models.db import db_now, get_sessionmaker
-from tests.conftest import make_due
+from tests.conftest import make_due, tuned
 from worker.bookings import booking
 from worker.follow import claims as tracking
 from worker.follow.flow import Tracker
@@ -41,9 +40,11 @@ def started(settings, fake_api, rtk_client, book):
     return start
 
 
-def tracker_for(settings, rtk_client, **changes) -> Tracker:
-    tuned = dataclasses.replace(settings, **changes)
-    return Tracker(get_sessionmaker(settings.database_url), tuned, rtk_client(), owner=uuid.uuid4())
+def tracker_for(settings, rtk_client, **cadence) -> Tracker:
+    changed = tuned(settings, cadence=cadence)
+    return Tracker(
+        get_sessionmaker(settings.database_url), changed, rtk_client(), owner=uuid.uuid4()
+    )
 
 
 def track(settings, tracker: Tracker, stream_id: uuid.UUID) -> str:
@@ -86,15 +87,15 @@ def test_a_started_row_is_checked_soon_and_becomes_live(settings, fake_api, rtk_
     stream = started()
     time.sleep(0.3)
     assert stream.state == StreamState.STARTED
-    assert stream.due_at - stream.started_at == timedelta(seconds=settings.first_check)
+    assert stream.due_at - stream.started_at == timedelta(seconds=settings.cadence.first_check)
     assert track(settings, tracker_for(settings, rtk_client), stream.id) == "checked"
     got = row(settings, stream.id)
     assert got.state == StreamState.LIVE and got.livestream_status == "LIVE"
     assert got.live_at is not None and got.claim_token is None
     # Checked again a live_check after this check (the run's instant, not the write's).
-    assert abs(got.due_at - got.updated_at - timedelta(seconds=settings.live_check)) < timedelta(
-        seconds=5
-    )
+    assert abs(
+        got.due_at - got.updated_at - timedelta(seconds=settings.cadence.live_check)
+    ) < timedelta(seconds=5)
     assert timeline(settings, stream.id) == [("INVOKED", "start"), ("LIVE", "poll")]
     assert calls(settings, stream.id)[-1] == ("status", "observed")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -10,6 +9,7 @@ from sqlalchemy import func, select, update
 
 from models import ProviderWebhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 from models.db import db_now, get_sessionmaker
+from tests.conftest import tuned
 from worker.bookings import booking
 from worker.crypto import cipher_for
 from worker.notify import endpoints, retention
@@ -49,7 +49,7 @@ def counts(factory) -> tuple[int, int, int]:
 def test_old_finished_events_go_with_their_deliveries_and_attempts_and_the_rest_stay(
     factory, settings, book, monkeypatch
 ) -> None:
-    settings = dataclasses.replace(settings, webhooks_allow_private=True)
+    settings = tuned(settings, webhooks={"allow_private": True})
     cipher = cipher_for(settings)
     with factory.begin() as s:
         for port in (9, 10):

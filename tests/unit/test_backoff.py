@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.fixed_random import Fixed
-from worker.upstream.backoff import Backoff, next_due
+from worker.settings import Backoff
+from worker.upstream.backoff import next_due
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 FAR = NOW + timedelta(hours=1)

@@ -11,7 +11,6 @@ from models import EndReason, Problem
 from worker.errors import AmbiguousError, FinalError, RetryableError
 from worker.follow.rules import (
     MAX_STOP_TRIES,
-    Cadence,
     Facts,
     after_check,
     after_error,
@@ -21,6 +20,7 @@ from worker.follow.rules import (
 from worker.follow.rules import (
     FollowStep as Step,
 )
+from worker.settings import Cadence
 from worker.upstream.responses import Livestream
 
 T0 = datetime(2031, 5, 1, 18, 0, tzinfo=UTC)

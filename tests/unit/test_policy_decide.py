@@ -13,9 +13,8 @@ import pytest
 from models import AttemptAction, AttemptOutcome, StreamState
 from tests.fixed_random import Fixed
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.settings import Secret
+from worker.settings import Backoff, Secret
 from worker.upstream import policy
-from worker.upstream.backoff import Backoff
 from worker.upstream.policy import StartDecision, StartStep
 from worker.upstream.responses import Livestream
 

@@ -296,10 +296,10 @@ def test_a_refresh_that_fails_is_unavailable_not_a_bad_signature() -> None:
 def test_settings_refuse_a_configured_key_that_is_not_an_rsa_public_key(tmp_path) -> None:
     name = "LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY"
     pem = public_pem(signing_key())
-    assert Settings.from_env({name: pem}).rtk_webhook_public_key == pem.strip()
+    assert Settings.from_env({name: pem}).webhooks.provider_public_key == pem.strip()
     path = tmp_path / "rtk.pem"
     path.write_text(pem)
-    assert Settings.from_env({name: str(path)}).rtk_webhook_public_key == pem.strip()
+    assert Settings.from_env({name: str(path)}).webhooks.provider_public_key == pem.strip()
     broken = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
     with pytest.raises(SettingsError, match=f"^{name}: must be an RSA public key"):
         Settings.from_env({name: broken})

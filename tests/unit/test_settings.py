@@ -3,16 +3,38 @@ from __future__ import annotations
 import pytest
 
 from worker.errors import SettingsError
-from worker.settings import RateLimit, Secret, Settings, read_database_url
+from worker.settings import VARIABLES, RateLimit, Secret, Settings, read_database_url
 
 
 def test_defaults_are_the_embedded_ones() -> None:
     s = Settings.from_env({})
     assert s.database_url == "sqlite:///livestreams.db"
     assert s.broker_url == "redis://localhost:6379/0"
-    assert s.base_url == "https://api.cloudflare.com/client/v4"
-    assert s.api_token is None
-    assert s.rate_limit == RateLimit(1200, 300.0)
+    assert s.upstream.base_url == "https://api.cloudflare.com/client/v4"
+    assert s.upstream.api_token is None
+    assert s.upstream.rate_limit == RateLimit(1200, 300.0)
+    assert s == Settings()  # the defaults of the environment and of the value objects agree
+
+
+def test_each_variable_fills_its_group() -> None:
+    """One loader table: a few of its rows, read into the value objects they name."""
+    s = Settings.from_env(
+        {
+            "LIVESTREAMS_CLAIM_BATCH": "7",
+            "LIVESTREAMS_HTTP_READ_TIMEOUT": "12",
+            "LIVESTREAMS_BACKOFF_CAP": "90",
+            "LIVESTREAMS_FIRST_CHECK": "3",
+            "LIVESTREAMS_WEBHOOKS_ALLOW_PRIVATE": "1",
+            "LIVESTREAMS_TASK_EVENTS": "yes",
+        }
+    )
+    assert s.claims.batch == 7
+    assert s.upstream.timeouts.read == 12 and s.upstream.timeouts.connect == 5
+    assert s.upstream.backoff.cap == 90 and s.upstream.backoff.base == 1
+    assert s.cadence.first_check == 3
+    assert s.webhooks.allow_private is True and s.task_events is True
+    every = {name for name, _, _ in VARIABLES}
+    assert len(every) == len(VARIABLES)  # no variable read twice
 
 
 @pytest.mark.parametrize(
@@ -56,13 +78,13 @@ def test_the_lease_derives_from_the_longest_call() -> None:
     """Pool + connect + write + read is the call's limit; one more read may be under way when
     it passes. The lease covers that and a margin, so it never runs out inside a live call."""
     default = Settings.from_env({})
-    assert default.call_limit == 5 + 5 + 5 + 10
+    assert default.upstream.timeouts.call_limit == 5 + 5 + 5 + 10
     assert default.call_bound == 35
-    assert default.lease == 45
+    assert default.claims.lease == 45
     slow = Settings.from_env({"LIVESTREAMS_HTTP_READ_TIMEOUT": "30"})
-    assert slow.lease == 5 + 5 + 5 + 30 + 30 + 10
-    assert Settings.from_env({"LIVESTREAMS_LEASE": "120"}).lease == 120
-    assert Settings().lease == default.lease
+    assert slow.claims.lease == 5 + 5 + 5 + 30 + 30 + 10
+    assert Settings.from_env({"LIVESTREAMS_LEASE": "120"}).claims.lease == 120
+    assert Settings().claims.lease == default.claims.lease
 
 
 def test_token_from_file_and_never_in_repr(tmp_path) -> None:
@@ -71,8 +93,8 @@ def test_token_from_file_and_never_in_repr(tmp_path) -> None:
     s = Settings.from_env({"CLOUDFLARE_API_TOKEN_FILE": str(path)})
     assert s.require_token().get() == "s3cr3t-token-value"
     assert "s3cr3t" not in repr(s)
-    assert "s3cr3t" not in str(s.api_token)
-    assert "s3cr3t" not in f"{s.api_token}"
+    assert "s3cr3t" not in str(s.upstream.api_token)
+    assert "s3cr3t" not in f"{s.upstream.api_token}"
 
 
 def test_secret_keys_are_comma_separated_for_rotation() -> None:

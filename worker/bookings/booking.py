@@ -97,16 +97,22 @@ def validate(
 ) -> BookingRequest:
     """Check every field; the first problem raises BookingError naming it."""
     scheduled_at, zone_name = parse_instant(at, tz)
-    window = settings.start_window if start_window is None else start_window
+    window = settings.claims.start_window if start_window is None else start_window
     if not isinstance(window, int | float) or isinstance(window, bool) or not 0 < window <= 86400:
         raise BookingError("start_window", "must be between 0 and 86400 seconds")
     end = ending.end_instant(
-        scheduled_at, ends_at=ends_at, duration=duration, tz=tz, max_duration=settings.max_duration
+        scheduled_at,
+        ends_at=ends_at,
+        duration=duration,
+        tz=tz,
+        max_duration=settings.cadence.max_duration,
     )
     return BookingRequest(
         meeting_id=parse_uuid("meeting_id", meeting_id),
-        account_id=_ident("account_id", account_id or settings.account_id, "CLOUDFLARE_ACCOUNT_ID"),
-        app_id=_ident("app_id", app_id or settings.app_id, "REALTIMEKIT_APP_ID"),
+        account_id=_ident(
+            "account_id", account_id or settings.upstream.account_id, "CLOUDFLARE_ACCOUNT_ID"
+        ),
+        app_id=_ident("app_id", app_id or settings.upstream.app_id, "REALTIMEKIT_APP_ID"),
         scheduled_at=scheduled_at,
         timezone=zone_name,
         start_window=float(window),
@@ -242,7 +248,7 @@ def reschedule(
             ends_at=ends_at,
             duration=duration,
             tz=tz or stream.timezone,
-            max_duration=settings.max_duration,
+            max_duration=settings.cadence.max_duration,
         )
     now = db_now(session)
     if scheduled_at <= now:

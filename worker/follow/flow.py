@@ -38,7 +38,7 @@ from worker.bookings import observe
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
 from worker.follow import claims as follow_claims
 from worker.follow import rules as follow_rules
-from worker.follow.rules import Cadence, Facts, FollowDecision, FollowStep
+from worker.follow.rules import Facts, FollowDecision, FollowStep
 from worker.settings import Settings
 from worker.start.recorder import RESULT_WRITE_TRIES
 from worker.upstream import attempts, pacing, policy
@@ -71,16 +71,6 @@ class _Run:
     stop_sent: bool
 
 
-def cadence_of(settings: Settings) -> Cadence:
-    return Cadence(
-        first_check=settings.first_check,
-        check_cap=settings.check_cap,
-        live_check=settings.live_check,
-        live_check_with_webhooks=settings.live_check_with_webhooks,
-        live_deadline=settings.live_deadline,
-    )
-
-
 class Tracker:
     """Runs track tasks for one process."""
 
@@ -98,8 +88,8 @@ class Tracker:
         self.client = client
         self.owner = owner
         self.rand = rand or random.Random()
-        self.cadence = cadence_of(settings)
-        self.token_key = pacing.token_hash(settings.api_token)
+        self.cadence = settings.cadence
+        self.token_key = pacing.token_hash(settings.upstream.api_token)
 
     def run(self, stream_id: uuid.UUID, token: uuid.UUID) -> TrackResult:
         """Check, and stop or end, the row this claim holds, if it still holds it."""
@@ -149,7 +139,7 @@ class Tracker:
             if close is not None:
                 close(session, now)
             confirmed = follow_claims.confirm(
-                session, stream_id, token, now, lease=self.settings.lease, owner=self.owner
+                session, stream_id, token, now, lease=self.settings.claims.lease, owner=self.owner
             )
             if confirmed is None:
                 return None
@@ -183,7 +173,9 @@ class Tracker:
 
     def _flowing(self, session: Session, now: datetime) -> bool:
         last = session.scalar(select(func.max(ProviderWebhook.received_at)))
-        return last is not None and now - last <= timedelta(seconds=self.settings.webhooks_fresh)
+        return last is not None and now - last <= timedelta(
+            seconds=self.settings.cadence.webhooks_fresh
+        )
 
     def _close_check(
         self, run: _Run, number: int, found: Livestream | None, duration: float

@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 
 from models import EndReason, Problem, StreamState
 from worker.errors import FinalError, RetryableError, UpstreamError
-from worker.upstream.backoff import Backoff, next_due
+from worker.settings import Backoff, Cadence
+from worker.upstream.backoff import next_due
 from worker.upstream.responses import Livestream
 
 LIVE = "LIVE"
@@ -30,17 +31,6 @@ LIVE = "LIVE"
 MAX_STOP_TRIES = 8
 # Far enough for "no next check" arithmetic, near enough for any database's timestamp type.
 _NEVER = timedelta(days=3650)
-
-
-@dataclass(frozen=True)
-class Cadence:
-    """How often to check; from the settings of the same names."""
-
-    first_check: float
-    check_cap: float
-    live_check: float
-    live_check_with_webhooks: float
-    live_deadline: float
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,8 @@ def read(settings: Settings) -> Snapshot:
         claimable = S.state.in_([s.value for s in CLAIMABLE_STATES])
         overdue = session.scalar(select(func.count()).where(claimable, S.due_at < now)) or 0
         oldest = session.scalar(select(func.min(S.due_at)).where(claimable, S.due_at < now))
-        paused = pacing.paused_until(session, pacing.token_hash(settings.api_token), now)
-        window = settings.rate_limit.window
+        paused = pacing.paused_until(session, pacing.token_hash(settings.upstream.api_token), now)
+        window = settings.upstream.rate_limit.window
         used = calls_since(session, now - timedelta(seconds=window))
     states = {s.value: 0 for s in StreamState} | seen.counts
     return Snapshot(
@@ -68,7 +68,7 @@ def read(settings: Settings) -> Snapshot:
         ),
         paused_seconds=(paused - now).total_seconds() if paused is not None else 0.0,
         budget_used=used,
-        budget_limit=settings.rate_limit.requests,
+        budget_limit=settings.upstream.rate_limit.requests,
     )
 
 

@@ -219,9 +219,9 @@ class WebhookKeys:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookKeys:
-        pem = settings.rtk_webhook_public_key
+        pem = settings.webhooks.provider_public_key
         # Settings checked the PEM already (LIVESTREAMS_RTK_WEBHOOK_PUBLIC_KEY).
-        return cls(settings.webhook_key_url, given=load_public_key(pem) if pem else None)
+        return cls(settings.webhooks.key_url, given=load_public_key(pem) if pem else None)
 
     def verify(self, body: bytes, signature_header: str | None) -> None:
         """Return if ``signature_header`` is the provider's signature of ``body``; raise

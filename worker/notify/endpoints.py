@@ -77,7 +77,7 @@ def add(
     if len(url) > MAX_URL:
         raise WebhookEndpointError("url", f"must be at most {MAX_URL} characters")
     types = parse_event_types(event_types)
-    ssrf.check(url, allow_private=settings.webhooks_allow_private, resolver=resolver)
+    ssrf.check(url, allow_private=settings.webhooks.allow_private, resolver=resolver)
     now = db_now(session)
     secret = signing.new_secret()
     endpoint_id = uuid.uuid4()

@@ -74,10 +74,10 @@ class Sender:
         self.settings = settings
         self.cipher = cipher
         self.rand = rand
-        self.lease = settings.webhook_lease
+        self.lease = settings.webhooks.lease
         self.owner = owner  # this process's heartbeat id: named on every claim it confirms
         if transport is None:
-            allow = settings.webhooks_allow_private
+            allow = settings.webhooks.allow_private
             transport = ssrf.transport(allow_private=allow, resolver=resolver)
         self.client = httpx.Client(
             timeout=httpx.Timeout(TIMEOUT), transport=transport, follow_redirects=False

@@ -152,7 +152,7 @@ class Starter:
                 stream_id,
                 token,
                 now,
-                lease=self.settings.lease,
+                lease=self.settings.claims.lease,
                 owner=self.owner,
                 token_key=self.record.token_key,
             )

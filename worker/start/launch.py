@@ -74,7 +74,7 @@ class Launcher:
         self.timer = timer
         self.results = results
         self.foreign = foreign  # names claims from another deployment (worker.lease.foreign)
-        self.token_key = pacing.token_hash(settings.api_token)
+        self.token_key = pacing.token_hash(settings.upstream.api_token)
 
     def run(self, token: uuid.UUID, stream_ids: Sequence[uuid.UUID]) -> LaunchReport:
         """Prepare the launch of ``stream_ids`` claimed under ``token``."""
@@ -86,8 +86,8 @@ class Launcher:
                 token,
                 stream_ids,
                 now,
-                lead=self.settings.lookahead,
-                lease=self.settings.lease,
+                lead=self.settings.claims.lookahead,
+                lease=self.settings.claims.lease,
                 owner=self.starter.owner,
                 token_key=self.token_key,
             )

@@ -27,7 +27,6 @@ from worker.settings import Settings
 from worker.start import claims
 from worker.start.runs import ENDED, Job, RunResult
 from worker.upstream import attempts, pacing, policy
-from worker.upstream.backoff import Backoff
 from worker.upstream.policy import StartDecision, StartStep
 from worker.upstream.responses import Livestream
 
@@ -54,8 +53,8 @@ class Recorder:
         self.settings = settings
         self.owner = owner  # named on every claim this process confirms
         self.rand = rand
-        self.token_key = pacing.token_hash(settings.api_token)
-        self.backoff = Backoff(settings.backoff_base, settings.backoff_cap, settings.backoff_floor)
+        self.token_key = pacing.token_hash(settings.upstream.api_token)
+        self.backoff = settings.upstream.backoff
         self._stream_key_cipher: StreamKeyCipher | None = None
         # Until when (this process's monotonic clock) a 429 answered here paused the token:
         # the starts this process prepared ahead are not sent into it (worker.start.flow).
@@ -80,7 +79,12 @@ class Recorder:
             if close is not None:
                 close(session, now)
             confirmed = claims.confirm_claim(
-                session, job.stream_id, job.token, now, lease=self.settings.lease, owner=self.owner
+                session,
+                job.stream_id,
+                job.token,
+                now,
+                lease=self.settings.claims.lease,
+                owner=self.owner,
             )
             if confirmed is None:
                 return None
@@ -110,7 +114,7 @@ class Recorder:
                 attempts=number,
                 now=now,
                 deadline=job.deadline,
-                window=self.settings.start_window,
+                window=self.settings.claims.start_window,
                 backoff=self.backoff,
                 rand=self.rand,
             )
@@ -191,7 +195,7 @@ class Recorder:
         def write(session: Session, now: datetime) -> bool:
             close(session, now)
             if decision.next is StartStep.STORE and ciphertext is not None:
-                first_check = now + timedelta(seconds=self.settings.first_check)
+                first_check = now + timedelta(seconds=self.settings.cadence.first_check)
                 done = transitions.finish_started(
                     session, job.stream_id, job.token, now, found, ciphertext, first_check
                 )

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from worker.settings import Backoff
 
 # 2.0 ** 1024 no longer fits a float (OverflowError); every base reaches any cap long before.
 MAX_DOUBLINGS = 1023
-
-
-@dataclass(frozen=True)
-class Backoff:
-    base: float  # seconds before the first retry, before jitter
-    cap: float  # the longest wait between two attempts
-    floor: float  # never retry sooner than this, whatever the jitter drew
 
 
 def next_due(

@@ -30,7 +30,8 @@ import httpx
 
 from models import AttemptAction, AttemptOutcome, StreamState
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.upstream.backoff import Backoff, next_due
+from worker.settings import Backoff
+from worker.upstream.backoff import next_due
 from worker.upstream.responses import (
     Livestream,
     error_details,

@@ -28,14 +28,7 @@ import httpx
 
 from worker import metrics
 from worker.errors import AmbiguousError, FinalError, RetryableError, UpstreamError
-from worker.settings import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_POOL_TIMEOUT,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_WRITE_TIMEOUT,
-    Secret,
-    Settings,
-)
+from worker.settings import Secret, Settings, Timeouts
 from worker.upstream.policy import Outcome, answered_as_asked, classify, classify_exception
 from worker.upstream.responses import REDACTED, CallInfo, Livestream, field_text
 
@@ -49,12 +42,16 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     _VERSION = "0+unknown"
 USER_AGENT = f"livestream-scheduler/{_VERSION}"
 MAX_BODY = 64 * 1024  # bytes of a response we read; an error page needs no more
-DEFAULT_TIMEOUT = httpx.Timeout(
-    connect=DEFAULT_CONNECT_TIMEOUT,
-    read=DEFAULT_READ_TIMEOUT,
-    write=DEFAULT_WRITE_TIMEOUT,
-    pool=DEFAULT_POOL_TIMEOUT,
-)
+
+
+def http_timeout(timeouts: Timeouts) -> httpx.Timeout:
+    """The settings' bound of each phase of a call, as httpx takes it."""
+    return httpx.Timeout(
+        connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
+    )
+
+
+DEFAULT_TIMEOUT = http_timeout(Timeouts())
 
 
 class _BearerAuth(httpx.Auth):
@@ -103,13 +100,11 @@ class RealtimeKitClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RealtimeKitClient:
-        timeout = httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=settings.write_timeout,
-            pool=settings.pool_timeout,
+        return cls(
+            base_url=settings.upstream.base_url,
+            token=settings.require_token(),
+            timeout=http_timeout(settings.upstream.timeouts),
         )
-        return cls(base_url=settings.base_url, token=settings.require_token(), timeout=timeout)
 
     def __repr__(self) -> str:
         return f"RealtimeKitClient(base_url={str(self._http.base_url)!r})"

@@ -106,7 +106,7 @@ def overview(request: Request, ops: OpsPage, session: SessionDep, settings: Sett
         ],
         "attention": attention,
         "tick": "never" if age is None else f"{age:.1f} s ago",
-        "tick_stale": age is None or age > settings.stale_after,
+        "tick_stale": age is None or age > settings.claims.stale_after,
         "overdue": None
         if overdue is None
         else {
