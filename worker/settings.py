@@ -57,6 +57,8 @@ DEFAULT_WEBHOOK_LEASE = 70.0
 DEFAULT_WEBHOOK_RETENTION_DAYS = 30
 # Where the provider publishes its webhook signing key, for Cloudflare's own API; for any other
 # base URL (the fake API), the same path on its origin.
+# Recurring series: occurrences are made as bookings this many days ahead (worker.series).
+DEFAULT_SERIES_HORIZON_DAYS = 30
 CLOUDFLARE_WEBHOOK_KEY_URL = "https://api.realtime.cloudflare.com/.well-known/webhooks.json"
 
 
@@ -137,6 +139,8 @@ class Settings:
     webhook_lease: float = DEFAULT_WEBHOOK_LEASE
     # Days the outbound webhook log is kept once delivered or failed; 0 keeps it forever.
     webhook_retention_days: int = DEFAULT_WEBHOOK_RETENTION_DAYS
+    # Days ahead for which a series' occurrences exist as bookings.
+    series_horizon_days: int = DEFAULT_SERIES_HORIZON_DAYS
 
     def __post_init__(self) -> None:
         if self.lease <= 0:
@@ -196,6 +200,9 @@ class Settings:
             webhook_lease=_seconds(env, "LIVESTREAMS_WEBHOOK_LEASE", DEFAULT_WEBHOOK_LEASE),
             webhook_retention_days=_int(
                 env, "LIVESTREAMS_WEBHOOK_RETENTION_DAYS", DEFAULT_WEBHOOK_RETENTION_DAYS, least=0
+            ),
+            series_horizon_days=_int(
+                env, "LIVESTREAMS_SERIES_HORIZON", DEFAULT_SERIES_HORIZON_DAYS, least=1
             ),
         )
         settings.check()

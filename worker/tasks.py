@@ -21,6 +21,7 @@ from worker.follow.claims import TRACK
 from worker.lease.claims import Claim
 from worker.notify import retention
 from worker.notify.claims import WEBHOOK
+from worker.series import flow as series
 from worker.start.rules import Launch
 
 log = logging.getLogger(__name__)
@@ -165,3 +166,11 @@ def prune_webhooks() -> int:
             extra={"action": "prune_webhooks", "deleted": deleted},
         )  # fmt: skip
     return deleted
+
+
+@app.task(name="livestreams.make_occurrences", ignore_result=True)
+def make_occurrences() -> int:
+    """Book every active series' occurrences up to LIVESTREAMS_SERIES_HORIZON days ahead (by
+    beat); harmless twice, or from two beats at once: a date already booked is skipped."""
+    current = runtime.current()
+    return series.make_all(current.sessions, current.settings)

@@ -52,6 +52,9 @@ _NO_UNCLEAR_START_CALL = ~exists().where(_A.stream_id == ScheduledStream.id, UNC
 # asking again is how ops retry it.
 _STOP_FAILED = ScheduledStream.problem == Problem.STOP_FAILED.value
 _NO_STOP_REQUESTED = or_(ScheduledStream.stop_requested_at.is_(None), _STOP_FAILED)
+# An occurrence of a series changed on its own leaves the rule: the series' edits and its
+# cancellation no longer touch it (worker.series.claims). A booking of no series stays false.
+_DETACH = ScheduledStream.series_id.is_not(None)
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,7 @@ def cancel(session: Session, stream: ScheduledStream) -> ScheduledStream:
         guard=_NO_UNCLEAR_START_CALL,
         state=StreamState.CANCELLED.value,
         last_error="cancelled by ops",
+        detached=_DETACH,
     )
     outbox.after(ok, session, EventType.BOOKING_CANCELLED, stream.id, now)
     return _applied(session, stream, ok, "cancel", "scheduled or retrying", unsettled=True)
@@ -260,6 +264,7 @@ def reschedule(
         start_window=window,
         timezone=zone_name,
         ends_at=end,
+        detached=_DETACH,
     )
     return _applied(session, stream, ok, "reschedule", "scheduled or retrying", unsettled=True)
 
