@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from models import AttemptAction, ScheduledStream, StartAttempt, StreamState
 from models.db import db_now
+from worker.bookings.booking import Scheduled
 from worker.capacity import rules
 from worker.capacity.rules import Budget, Due, Instant, Spend
 from worker.errors import CapacityExceeded
@@ -144,6 +145,13 @@ def guard(
     if lines and strict:
         raise CapacityExceeded(tuple(lines))
     return lines
+
+
+def booked(result: Scheduled) -> list[tuple[datetime, float]]:
+    """What ``guard`` checks after a booking: the new booking's instant and window, or
+    nothing when it was booked before (the same ref again)."""
+    stream = result.stream
+    return [(stream.due_at, stream.start_window)] if result.created else []
 
 
 def _minus(due: list[Due], added: list[tuple[datetime, float]], now: datetime) -> list[Due]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # An occurrence's ref is the series' ref, ":" and its local date (11 characters).
 REF_MAX = booking.REF_MAX - len(":2027-01-01")
 # What `series edit` may change; the meeting, account and app are the series' identity.
+# How far ahead ``show`` looks for dates a clock change moves.
+NOTES_AHEAD = timedelta(days=366)
 EDITABLE = ("rule", "at", "tz", "duration", "name", "width", "height", "start_window", "exdates")
 
 
@@ -118,6 +120,7 @@ def add(
     session.flush()
     outbox.emit_series(session, EventType.SERIES_CREATED, series, now)
     made = make(session, settings, series, now)
+    session.refresh(series)
     warnings = _guard(session, settings, made, strict)
     return Made(series, made=made, warnings=warnings)
 
@@ -143,6 +146,7 @@ def edit(
     outbox.emit_series(session, EventType.SERIES_UPDATED, series, now)
     moved, gone = _follow(session, settings, series, now)
     made = make(session, settings, series, now)
+    session.refresh(series)
     warnings = _guard(session, settings, [*moved, *made], strict)
     return Made(series, made=made, moved=len(moved), cancelled=len(gone), warnings=warnings)
 
@@ -256,9 +260,13 @@ def make_all(factory: sessionmaker[Session], settings: Settings) -> int:
     return total
 
 
-def timing_notes(series: Series, now: datetime, until: datetime) -> list[Occurrence]:
-    """The occurrences in (now, until] whose wall time a clock change made odd."""
-    return [o for o in expand(series, now, until) if o.timing is not rules.Timing.EXACT]
+def timing_notes(series: Series, now: datetime) -> list[Occurrence]:
+    """The occurrences in the year ahead (from now, or the first date) whose wall time a
+    clock change made odd: ``show`` names them with the rule they follow."""
+    first = datetime.combine(series.first_date, time(0), tzinfo=UTC) - timedelta(days=1)
+    start = max(now, first)
+    found = expand(series, start, start + NOTES_AHEAD)
+    return [o for o in found if o.timing is not rules.Timing.EXACT]
 
 
 def _book(
