@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 
@@ -155,17 +155,8 @@ def forecast(
     for i, instant in enumerate(results):
         on_time, late, latest = served[i]
         missed = instant.due - int(on_time) - int(late)
-        out.append(
-            Instant(
-                instant.at,
-                instant.due,
-                instant.window,
-                int(on_time),
-                int(late),
-                missed,
-                float(latest),
-            )
-        )
+        out.append(replace(instant, on_time=int(on_time), late=int(late), missed=missed,
+                           latest=float(latest)))  # fmt: skip
     return out
 
 
@@ -179,7 +170,7 @@ def _next_event(
     reach: float,
 ) -> float:
     """The next moment anything can change: an arrival, room in the window for what waits,
-    a deadline, or a check coming due or out of a start's reach."""
+    a deadline, or a check coming due while no start is within reach."""
     candidates = []
     if nxt < len(arrivals):
         candidates.append(arrivals[nxt])
@@ -189,10 +180,10 @@ def _next_event(
             candidates.append(expiry)
     if waiting:
         candidates.append(min(w.deadline for w in waiting) + 1e-6)
-    if checks and nxt < len(arrivals) and not waiting:
-        candidates.append(max(checks[0][0], arrivals[nxt] - reach + 1e-6))
-    elif checks and not waiting:
-        candidates.append(checks[0][0])
+    if checks and not waiting:
+        # A check comes due; while the next start is within reach it waits for that start.
+        if nxt >= len(arrivals) or checks[0][0] + reach < arrivals[nxt]:
+            candidates.append(checks[0][0])
     later = [c for c in candidates if c > now]
     if not later:
         return math.inf
