@@ -84,7 +84,8 @@ def test_other_zones_change_on_their_own_dates() -> None:
     ("text", "first", "days"),
     [
         ("FREQ=DAILY;COUNT=3", date(2027, 1, 30), ["2027-01-30", "2027-01-31", "2027-02-01"]),
-        ("FREQ=DAILY;INTERVAL=2;COUNT=3", date(2027, 1, 1), ["2027-01-01", "2027-01-03", "2027-01-05"]),
+        ("FREQ=DAILY;INTERVAL=2;COUNT=3", date(2027, 1, 1),
+         ["2027-01-01", "2027-01-03", "2027-01-05"]),
         ("FREQ=WEEKLY;BYDAY=TU,TH;COUNT=4", date(2027, 1, 4),
          ["2027-01-05", "2027-01-07", "2027-01-12", "2027-01-14"]),
         ("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;UNTIL=20270201", date(2027, 1, 4),

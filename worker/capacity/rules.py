@@ -180,10 +180,10 @@ def _next_event(
             candidates.append(expiry)
     if waiting:
         candidates.append(min(w.deadline for w in waiting) + 1e-6)
-    if checks and not waiting:
-        # A check comes due; while the next start is within reach it waits for that start.
-        if nxt >= len(arrivals) or checks[0][0] + reach < arrivals[nxt]:
-            candidates.append(checks[0][0])
+    # A check comes due; while the next start is within reach it waits for that start.
+    no_start_near = checks and (nxt >= len(arrivals) or checks[0][0] + reach < arrivals[nxt])
+    if no_start_near and not waiting:
+        candidates.append(checks[0][0])
     later = [c for c in candidates if c > now]
     if not later:
         return math.inf
