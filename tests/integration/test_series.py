@@ -61,12 +61,38 @@ def test_cli_books_every_monday_at_19_berlin_across_both_clock_changes(long_hori
     assert len(booked) == added["made"]
 
     # Adding it again is harmless; other fields under the same ref are refused.
-    code, out, _ = run("series", "add", "--ref", "th", "--meeting-id", MEETING, *WEEKLY,
-                       "--first", "2027-03-15", "--duration", "1h", "--name", "town-hall")  # fmt: skip
+    code, out, _ = run(
+        "series",
+        "add",
+        "--ref",
+        "th",
+        "--meeting-id",
+        MEETING,
+        *WEEKLY,
+        "--first",
+        "2027-03-15",
+        "--duration",
+        "1h",
+        "--name",
+        "town-hall",
+    )
     assert code == 0 and "already added" in out
     before = dump(long_horizon.database_url)
-    code, _, err = run("series", "add", "--ref", "th", "--meeting-id", MEETING, *WEEKLY,
-                       "--first", "2027-03-15", "--duration", "2h", "--name", "town-hall")  # fmt: skip
+    code, _, err = run(
+        "series",
+        "add",
+        "--ref",
+        "th",
+        "--meeting-id",
+        MEETING,
+        *WEEKLY,
+        "--first",
+        "2027-03-15",
+        "--duration",
+        "2h",
+        "--name",
+        "town-hall",
+    )
     assert code == 2 and "with other duration" in err
     assert dump(long_horizon.database_url) == before
 
@@ -245,8 +271,17 @@ def test_series_changes_are_webhook_events(long_horizon) -> None:
                                   "booking.cancelled"))  # fmt: skip
     factory = get_sessionmaker(url)
     with factory.begin() as s:
-        made = flow.add(s, long_horizon, ref="th", meeting_id=MEETING, rule="FREQ=DAILY;COUNT=3",
-                        at="19:00", tz="Europe/Berlin", duration="1h", first="2027-03-27")  # fmt: skip
+        made = flow.add(
+            s,
+            long_horizon,
+            ref="th",
+            meeting_id=MEETING,
+            rule="FREQ=DAILY;COUNT=3",
+            at="19:00",
+            tz="Europe/Berlin",
+            duration="1h",
+            first="2027-03-27",
+        )
         series_id = made.series.id
     with factory.begin() as s:
         flow.edit(s, long_horizon, flow.find(s, series_id), at="18:30")
