@@ -13,7 +13,6 @@ import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from celery import Celery as CeleryApp
@@ -75,8 +74,12 @@ def test_each_occurrence_is_booked_by_the_maker_and_started_once(pipeline: Pipel
             s.execute(
                 update(ScheduledStream)
                 .where(ScheduledStream.id == row.id)
-                .values(scheduled_at=at, due_at=at, start_deadline=at + timedelta(minutes=15),
-                        ends_at=at + timedelta(seconds=5))  # fmt: skip
+                .values(
+                    scheduled_at=at,
+                    due_at=at,
+                    start_deadline=at + timedelta(minutes=15),
+                    ends_at=at + timedelta(seconds=5),
+                )
             )
     for row in rows:
         pipeline.wait_state(row.id, StreamState.STARTED, StreamState.LIVE, StreamState.ENDED)

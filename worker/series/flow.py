@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # An occurrence's ref is the series' ref, ":" and its local date (11 characters).
 REF_MAX = booking.REF_MAX - len(":2027-01-01")
 # What `series edit` may change; the meeting, account and app are the series' identity.
+# The first date of a series is at most this far from today, either way.
+FIRST_WITHIN = timedelta(days=3660)
 # How far ahead ``show`` looks for dates a clock change moves.
 NOTES_AHEAD = timedelta(days=366)
 EDITABLE = ("rule", "at", "tz", "duration", "name", "width", "height", "start_window", "exdates")
@@ -368,12 +370,14 @@ def _edited(settings: Settings, series: Series, given: dict[str, Any]) -> dict[s
 def _first_day(first: str | date | None, today: date) -> date:
     if first is None:
         return today
-    if isinstance(first, date):
-        return first
     try:
-        return date.fromisoformat(first.strip())
+        day = first if isinstance(first, date) else date.fromisoformat(first.strip())
     except ValueError:
         raise BookingError("first", f"must be a date YYYY-MM-DD, got {first!r}") from None
+    # Bounded so that expanding the rule stays cheap and every instant is a real one.
+    if abs((day - today).days) > FIRST_WITHIN.days:
+        raise BookingError("first", f"must be within {FIRST_WITHIN.days} days of today")
+    return day
 
 
 def _ref(ref: str) -> str:
