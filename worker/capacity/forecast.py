@@ -105,14 +105,29 @@ def spent_since(session: Session, since: datetime) -> list[tuple[datetime, int]]
     return [(at, int(n)) for at, n in rows]
 
 
-def _forecast(
-    session: Session, settings: Settings, now: datetime, end: datetime, *, without: int = 0
-) -> tuple[list[Instant], Budget, Spend]:
+@dataclass(frozen=True)
+class _Inputs:
+    """What the pure forecast is given, read once."""
+
+    budget: Budget
+    spend: Spend
+    due: list[Due]
+    spent: list[tuple[datetime, int]]
+
+    def forecast(self, due: list[Due] | None = None) -> list[Instant]:
+        return rules.forecast(
+            self.due if due is None else due, self.budget, self.spend, spent=self.spent
+        )
+
+
+def _inputs(session: Session, settings: Settings, now: datetime, end: datetime) -> _Inputs:
     budget = budget_of(settings)
-    spend = spend_of(session, settings, now)
-    due = due_between(session, now, end)
-    spent = spent_since(session, now - timedelta(seconds=budget.window))
-    return rules.forecast(due, budget, spend, spent=spent), budget, spend
+    return _Inputs(
+        budget,
+        spend_of(session, settings, now),
+        due_between(session, now, end),
+        spent_since(session, now - timedelta(seconds=budget.window)),
+    )
 
 
 def guard(
@@ -132,16 +147,12 @@ def guard(
         return []
     session.flush()
     now = db_now(session)
-    budget = budget_of(settings)
     # Every start that can share a rate window with the new ones, or still wait for one.
-    end = max(at + timedelta(seconds=window) for at, window in added)
-    end += timedelta(seconds=budget.window)
-    spend = spend_of(session, settings, now)
-    due = due_between(session, now, end)
-    spent = spent_since(session, now - timedelta(seconds=budget.window))
-    after = rules.forecast(due, budget, spend, spent=spent)
-    before = rules.forecast(_minus(due, added, now), budget, spend, spent=spent)
-    lines = [rules.describe(i, budget, stamp(i.at)) for i in rules.worsened(before, after)]
+    window = settings.rate_limit.window
+    end = max(at + timedelta(seconds=w + window) for at, w in added)
+    read = _inputs(session, settings, now, end)
+    after, before = read.forecast(), read.forecast(_minus(read.due, added, now))
+    lines = [rules.describe(i, read.budget, stamp(i.at)) for i in rules.worsened(before, after)]
     if lines and strict:
         raise CapacityExceeded(tuple(lines))
     return lines
@@ -202,7 +213,8 @@ def report(
     now = db_now(session)
     start = max(start or now, now)
     end = end or start + timedelta(days=1)
-    instants, budget, spend = _forecast(session, settings, now, end)
+    read = _inputs(session, settings, now, end)
+    instants, budget, spend = read.forecast(), read.budget, read.spend
     windows: dict[datetime, list[Instant]] = {}
     for instant in instants:
         if start <= instant.at <= end:
