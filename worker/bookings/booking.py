@@ -40,6 +40,7 @@ NAME_MAX = 200
 # Account and app ids go into the URL path: no slashes, dots or anything to escape.
 IDENT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 REF_MAX = 200
+MAX_START_WINDOW = 86400.0  # seconds: a start is tried at most a day after its instant
 MAX_VIDEO_SIDE = 8192
 
 _A = StartAttempt
@@ -101,8 +102,12 @@ def validate(
     """Check every field; the first problem raises BookingError naming it."""
     scheduled_at, zone_name = parse_instant(at, tz)
     window = settings.start_window if start_window is None else start_window
-    if not isinstance(window, int | float) or isinstance(window, bool) or not 0 < window <= 86400:
-        raise BookingError("start_window", "must be between 0 and 86400 seconds")
+    if (
+        not isinstance(window, int | float)
+        or isinstance(window, bool)
+        or not 0 < window <= MAX_START_WINDOW
+    ):
+        raise BookingError("start_window", f"must be between 0 and {MAX_START_WINDOW:g} seconds")
     end = ending.end_instant(
         scheduled_at, ends_at=ends_at, duration=duration, tz=tz, max_duration=settings.max_duration
     )
@@ -364,8 +369,8 @@ def _window(start_window: float | None, stream: ScheduledStream) -> float:
     """The window a new due instant gets: the one given, else the one the booking has."""
     if start_window is None:
         return stream.start_window
-    if not 0 < start_window <= 86400:
-        raise BookingError("start_window", "must be between 0 and 86400 seconds")
+    if not 0 < start_window <= MAX_START_WINDOW:
+        raise BookingError("start_window", f"must be between 0 and {MAX_START_WINDOW:g} seconds")
     return start_window
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from models import AttemptAction, ScheduledStream, StartAttempt, StreamState
 from models.db import db_now
-from worker.bookings.booking import Scheduled
+from worker.bookings.booking import MAX_START_WINDOW, Scheduled
 from worker.capacity import rules
 from worker.capacity.rules import Budget, Due, Instant, Spend
 from worker.errors import CapacityExceeded
@@ -81,19 +81,19 @@ def spend_of(session: Session, settings: Settings, now: datetime) -> Spend:
     return Spend(start_calls / len(bookings), per_check, settings.first_check, reach)
 
 
-def due_between(session: Session, start: datetime, end: datetime) -> list[Due]:
-    """The starts waiting to be made, per instant and start window, due in [start, end]; one
-    overdue is due at ``start``."""
+def due_between(session: Session, now: datetime, start: datetime, end: datetime) -> list[Due]:
+    """The starts waiting to be made, per instant and start window, due in [start, end] and
+    not past their deadline; one overdue is due ``now``. Read through the (state, due_at)
+    index: ``start`` bounds the rows a forecast reads however many are booked."""
     rows = session.execute(
         select(S.due_at, S.start_deadline, func.count())
-        .where(_STARTS, S.due_at <= end)
+        .where(_STARTS, S.due_at >= start, S.due_at <= end, S.start_deadline >= now)
         .group_by(S.due_at, S.start_deadline)
     ).all()
     due = []
     for at, deadline, count in rows:
-        when = max(at, start)
-        if deadline >= when:
-            due.append(Due(when, int(count), (deadline - at).total_seconds()))
+        when = max(at, now)
+        due.append(Due(when, int(count), (deadline - when).total_seconds()))
     return due
 
 
@@ -120,12 +120,17 @@ class _Inputs:
         )
 
 
-def _inputs(session: Session, settings: Settings, now: datetime, end: datetime) -> _Inputs:
+def _inputs(
+    session: Session, settings: Settings, now: datetime, start: datetime, end: datetime
+) -> _Inputs:
+    """The forecast's inputs for starts due in [start, end], and those before ``start`` that
+    may still be waiting then (due up to a start window and a rate window earlier)."""
     budget = budget_of(settings)
+    earliest = max(start, now) - timedelta(seconds=MAX_START_WINDOW + budget.window)
     return _Inputs(
         budget,
         spend_of(session, settings, now),
-        due_between(session, now, end),
+        due_between(session, now, earliest, end),
         spent_since(session, now - timedelta(seconds=budget.window)),
     )
 
@@ -150,7 +155,7 @@ def guard(
     # Every start that can share a rate window with the new ones, or still wait for one.
     window = settings.rate_limit.window
     end = max(at + timedelta(seconds=w + window) for at, w in added)
-    read = _inputs(session, settings, now, end)
+    read = _inputs(session, settings, now, min(at for at, _ in added), end)
     after, before = read.forecast(), read.forecast(_minus(read.due, added, now))
     lines = [rules.describe(i, read.budget, stamp(i.at)) for i in rules.worsened(before, after)]
     if lines and strict:
@@ -213,7 +218,7 @@ def report(
     now = db_now(session)
     start = max(start or now, now)
     end = end or start + timedelta(days=1)
-    read = _inputs(session, settings, now, end)
+    read = _inputs(session, settings, now, start, end)
     instants, budget, spend = read.forecast(), read.budget, read.spend
     windows: dict[datetime, list[Instant]] = {}
     for instant in instants:

@@ -354,7 +354,7 @@ def _edited(settings: Settings, series: Series, given: dict[str, Any]) -> dict[s
         values["exdates"] = _exdates(given["exdates"])
     checked = booking.validate(
         settings,
-        meeting_id=series.meeting_id, at=datetime.now().astimezone(), tz="UTC",
+        meeting_id=series.meeting_id, at=_noon(series.first_date), tz="UTC",
         account_id=series.account_id, app_id=series.app_id,
         name=given.get("name"), width=given.get("width"), height=given.get("height"),
         start_window=given.get("start_window"),
@@ -365,6 +365,11 @@ def _edited(settings: Settings, series: Series, given: dict[str, Any]) -> dict[s
     if "start_window" in given:
         values["start_window"] = checked.start_window
     return values
+
+
+def _noon(day: date) -> datetime:
+    """Any instant will do where only the other fields of a booking are being checked."""
+    return datetime.combine(day, time(12), tzinfo=UTC)
 
 
 def _first_day(first: str | date | None, today: date) -> date:
