@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 
@@ -75,20 +76,54 @@ class _Waiting:
     deadline: float
 
 
-@dataclass
-class _Ledger:
-    """Calls made, as (instant, calls), each counted for a window after it."""
+class _Queue:
+    """Starts waiting for room, oldest instant first, and their deadlines (a heap): each
+    event costs what changes, not the length of the queue."""
 
-    window: float
-    entries: list[tuple[float, float]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.items: deque[_Waiting] = deque()
+        self.deadlines: list[tuple[float, int, _Waiting]] = []
+
+    def push(self, waiting: _Waiting) -> None:
+        self.items.append(waiting)
+        heapq.heappush(self.deadlines, (waiting.deadline, waiting.index, waiting))
+
+    def expire(self, now: float) -> None:
+        """Past its deadline a start is missed: it no longer waits."""
+        while self.deadlines and self.deadlines[0][0] < now:
+            heapq.heappop(self.deadlines)[2].left = 0
+
+    def __bool__(self) -> bool:
+        while self.items and self.items[0].left == 0:
+            self.items.popleft()
+        return bool(self.items)
+
+    def next_deadline(self) -> float | None:
+        while self.deadlines and self.deadlines[0][2].left == 0:
+            heapq.heappop(self.deadlines)
+        return self.deadlines[0][0] if self.deadlines else None
+
+
+class _Ledger:
+    """Calls made, as (instant, calls) in time order, each counted for a window after it."""
+
+    def __init__(self, window: float, spent: Iterable[tuple[float, float]]) -> None:
+        self.window = window
+        self.entries: deque[tuple[float, float]] = deque(sorted(spent))
+        self.total = sum(c for _, c in self.entries)
+
+    def add(self, now: float, calls: float) -> None:
+        self.entries.append((now, calls))
+        self.total += calls
 
     def used(self, now: float) -> float:
-        self.entries = [(t, c) for t, c in self.entries if t + self.window > now]
-        return sum(c for _, c in self.entries)
+        while self.entries and self.entries[0][0] + self.window <= now:
+            self.total -= self.entries.popleft()[1]
+        return self.total
 
     def next_expiry(self, now: float) -> float | None:
-        later = [t + self.window for t, _ in self.entries if t + self.window > now]
-        return min(later) if later else None
+        self.used(now)
+        return self.entries[0][0] + self.window if self.entries else None
 
 
 def forecast(
@@ -114,7 +149,7 @@ def forecast(
     ledger = _Ledger(budget.window, [(sec(at), float(n)) for at, n in spent])
     results = [Instant(at, n, window) for (at, window), n in groups]
     arrivals = [sec(at) for (at, _), _ in groups]
-    waiting: list[_Waiting] = []
+    waiting = _Queue()
     checks: list[tuple[float, float]] = []  # (due, calls): a heap
     served = {i: [0, 0, 0.0] for i in range(len(groups))}  # on time, late, latest
     nxt, now = 0, arrivals[0]
@@ -122,29 +157,30 @@ def forecast(
     while nxt < len(groups) or waiting:
         while nxt < len(groups) and arrivals[nxt] <= now:
             (_, window), count = groups[nxt]
-            waiting.append(_Waiting(nxt, count, arrivals[nxt] + window))
+            waiting.push(_Waiting(nxt, count, arrivals[nxt] + window))
             nxt += 1
-        waiting = [w for w in waiting if w.deadline >= now]  # the rest are missed
+        waiting.expire(now)
         free = budget.calls - ledger.used(now)
-        for w in waiting:
+        for w in waiting.items:
+            if w.left == 0:
+                continue
             n = min(w.left, max(0, math.floor(free / cost + 1e-9)))
             if n == 0:
                 break
             w.left -= n
             free -= n * cost
-            ledger.entries.append((now, n * cost))
+            ledger.add(now, n * cost)
             late = now - arrivals[w.index]
             record = served[w.index]
             record[0 if late <= 0 else 1] += n
             record[2] = max(record[2], late)
             if spend.checks > 0:
                 heapq.heappush(checks, (now + spend.check_after, n * spend.checks))
-        waiting = [w for w in waiting if w.left > 0]
         in_reach = nxt < len(groups) and arrivals[nxt] <= now + spend.reach
         while checks and checks[0][0] <= now and not waiting and not in_reach and free > 0:
             when, calls = heapq.heappop(checks)
             taken = min(calls, free)
-            ledger.entries.append((now, taken))
+            ledger.add(now, taken)
             free -= taken
             if calls > taken:
                 heapq.heappush(checks, (when, calls - taken))
@@ -164,7 +200,7 @@ def _next_event(
     now: float,
     nxt: int,
     arrivals: list[float],
-    waiting: list[_Waiting],
+    waiting: _Queue,
     checks: list[tuple[float, float]],
     ledger: _Ledger,
     reach: float,
@@ -178,8 +214,9 @@ def _next_event(
         expiry = ledger.next_expiry(now)
         if expiry is not None:
             candidates.append(expiry)
-    if waiting:
-        candidates.append(min(w.deadline for w in waiting) + 1e-6)
+    deadline = waiting.next_deadline()
+    if deadline is not None:
+        candidates.append(deadline + 1e-6)
     # A check comes due; while the next start is within reach it waits for that start.
     no_start_near = checks and (nxt >= len(arrivals) or checks[0][0] + reach < arrivals[nxt])
     if no_start_near and not waiting:
