@@ -37,6 +37,9 @@ REF_MAX = booking.REF_MAX - len(":2027-01-01")
 # What `series edit` may change; the meeting, account and app are the series' identity.
 # The first date of a series is at most this far from today, either way.
 FIRST_WITHIN = timedelta(days=3660)
+# A series made up to within this of the horizon waits for a later run of the maker: each
+# series is expanded about hourly, not at every run.
+MAKE_SLACK = timedelta(hours=1)
 # How far ahead ``show`` looks for dates a clock change moves.
 NOTES_AHEAD = timedelta(days=366)
 EDITABLE = ("rule", "at", "tz", "duration", "name", "width", "height", "start_window", "exdates")
@@ -241,7 +244,7 @@ def make_all(factory: sessionmaker[Session], settings: Settings) -> int:
     """Beat's maker: every active series made up to the horizon, one transaction each (a
     series whose occurrences cannot be booked is logged and left for the next run)."""
     with factory() as session:
-        behind = claims.active_behind(session, horizon(settings, db_now(session)))
+        behind = claims.active_behind(session, horizon(settings, db_now(session)) - MAKE_SLACK)
     total = 0
     for series_id in behind:
         try:
