@@ -236,6 +236,9 @@ def test_http_bad_input_names_the_field_and_stores_nothing(api, env) -> None:
          "BYMONTHDAY, COUNT, UNTIL)"}
     ]  # fmt: skip
     assert api.client.get("/v1/series/nope", headers=reader).status_code == 422
+    no_length = api.client.post("/v1/series", json={**body, "duration": None}, headers=writer)
+    assert no_length.status_code == 422
+    assert no_length.json()["errors"][0]["field"] == "duration"
     assert {k: v for k, v in dump(url).items() if k != "api_keys"} == before
 
 

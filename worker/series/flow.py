@@ -66,7 +66,7 @@ def add(
     rule: str,
     at: str,
     tz: str,
-    duration: str | float | timedelta,
+    duration: str | float | timedelta | None = None,
     first: str | date | None = None,
     name: str | None = None,
     width: int | None = None,
@@ -80,6 +80,8 @@ def add(
     """Add a series and make its occurrences up to the horizon. The same ref with the same
     fields returns the stored series (``created`` False); with other fields, BookingConflict.
     """
+    if duration is None:
+        raise BookingError("duration", "is required: how long each occurrence runs")
     now = db_now(session)
     where = zone(tz)
     wall = rules.parse_wall_time(at)
