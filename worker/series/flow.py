@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import EventType, ScheduledStream, Series, SeriesState
@@ -111,7 +112,9 @@ def add(
     }
     existing = session.scalars(select(Series).where(Series.ref == fields["ref"])).one_or_none()
     if existing is not None:
-        differ = [k for k, v in fields.items() if getattr(existing, k) != v]
+        # Without --first the first date is today's: a retry on another day is the same ask.
+        compared = {k: v for k, v in fields.items() if first is not None or k != "first_date"}
+        differ = [k for k, v in compared.items() if getattr(existing, k) != v]
         if differ:
             raise BookingConflict(
                 "ref",
@@ -123,8 +126,12 @@ def add(
     series = Series(
         id=uuid.uuid4(), state=SeriesState.ACTIVE.value, created_at=now, updated_at=now, **fields
     )
-    session.add(series)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(series)
+    except IntegrityError:
+        # Another caller added the same ref between our lookup and our insert.
+        raise BookingConflict("ref", f"{series.ref!r} was just added by another call") from None
     outbox.emit_series(session, EventType.SERIES_CREATED, series, now)
     made = make(session, settings, series, now)
     session.refresh(series)
@@ -155,7 +162,9 @@ def edit(
     made = make(session, settings, series, now)
     session.refresh(series)
     warnings = _guard(session, settings, [*moved, *made], strict)
-    return Made(series, made=made, moved=len(moved), cancelled=len(gone), warnings=warnings)
+    return Made(
+        series, created=False, made=made, moved=len(moved), cancelled=len(gone), warnings=warnings
+    )
 
 
 def cancel(session: Session, series: Series) -> Made:
