@@ -11,6 +11,7 @@ import pytest
 from models.db import get_sessionmaker
 from tests.integration.test_capacity import STAMP, T, bulk
 from tests.ops_page import OpsPage
+from tests.webhook_rows import register
 from worker.bookings import booking
 from worker.series import flow
 
@@ -68,3 +69,15 @@ def test_the_capacity_page_puts_the_window_at_risk_first(ops) -> None:
     assert "No starts due." in text(ops.client.get("/ops/capacity").text)
     refused = ops.client.get("/ops/capacity", params={"from": "soon"})
     assert refused.status_code == 422 and "from:" in text(refused.text)
+
+
+def test_an_endpoints_page_lists_series_events_with_their_series(ops) -> None:
+    endpoint_id, _ = register(ops.settings, types=("series.created", "booking.cancelled"))
+    with get_sessionmaker(ops.settings.database_url).begin() as s:
+        made = flow.add(s, ops.settings, ref="town-hall", meeting_id=MEETING,
+                        rule="FREQ=WEEKLY;BYDAY=MO;COUNT=1", at="19:00", tz="Europe/Berlin",
+                        duration="1h", first="2027-03-15")  # fmt: skip
+    answer = ops.client.get(f"/ops/webhooks/{endpoint_id}")
+    assert answer.status_code == 200
+    assert "series.created" in text(answer.text) and "series town-hall" in text(answer.text)
+    assert f'href="/ops/series/{made.series.id}"' in answer.text
