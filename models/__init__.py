@@ -2,6 +2,7 @@
 
 from models.apikeys import ApiKey, EndedOpsSession
 from models.base import Base, UTCDateTime
+from models.series import Series, SeriesState
 from models.streams import (
     CLAIMABLE_STATES,
     START_SETTLED_STATES,
@@ -47,6 +48,8 @@ __all__ = [
     "Problem",
     "ProviderWebhook",
     "ScheduledStream",
+    "Series",
+    "SeriesState",
     "StartAttempt",
     "StatusEvent",
     "StatusSource",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -118,6 +121,8 @@ class ScheduledStream(Base):
         Index("ix_scheduled_streams_problem", "problem"),
         # The ops page finds a booking by its exact ref or name: both index probes.
         Index("ix_scheduled_streams_name", "name"),
+        # A series' occurrences, by date: its page and its edits read them so.
+        Index("ix_scheduled_streams_series_id_series_date", "series_id", "series_date"),
         CheckConstraint(_check_in("state", StreamState), name="state"),
         CheckConstraint("attempts >= 0", name="attempts"),
         CheckConstraint(
@@ -178,6 +183,11 @@ class ScheduledStream(Base):
     # Ops asked to stop it now (CLI stop, POST .../stop); the next track run stops it.
     stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     problem: Mapped[str | None] = mapped_column(String(16))
+    # An occurrence of a series (worker.series): its rule's local date. A changed occurrence
+    # is ``detached``: the series' edits and cancellation leave it alone from then on.
+    series_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("series.id"))
+    series_date: Mapped[date | None] = mapped_column(Date)
+    detached: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     attempt_rows: Mapped[list[StartAttempt]] = relationship(
         back_populates="stream", order_by="StartAttempt.number", lazy="raise_on_sql"

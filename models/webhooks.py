@@ -35,6 +35,9 @@ class EventType(enum.StrEnum):
     STREAM_ERRORED = "stream.errored"  # the provider reported ERRORED
     STREAM_ENDED = "stream.ended"  # stopped by us, or gone upstream
     STREAM_STOP_FAILED = "stream.stop_failed"  # the stop was refused for good
+    SERIES_CREATED = "series.created"  # a recurring series was added
+    SERIES_UPDATED = "series.updated"  # its rule, time or fields changed
+    SERIES_CANCELLED = "series.cancelled"  # it makes no more occurrences
 
 
 class DeliveryState(enum.StrEnum):
@@ -98,13 +101,16 @@ class WebhookEvent(Base):
     __tablename__ = "webhook_events"
     __table_args__ = (
         Index("ix_webhook_events_stream_id", "stream_id"),
+        Index("ix_webhook_events_series_id", "series_id"),
         Index("ix_webhook_events_created_at", "created_at"),
         CheckConstraint(_check_in("type", EventType), name="type"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     type: Mapped[str] = mapped_column(String(32))
-    stream_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("scheduled_streams.id"))
+    # The booking the event is about; NULL for a series event, which names its series.
+    stream_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("scheduled_streams.id"))
+    series_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("series.id"))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

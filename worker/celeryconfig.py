@@ -45,6 +45,10 @@ task_routes = {
     "livestreams.track_stream": {"queue": FOLLOW_QUEUE},
     "livestreams.deliver_webhook": {"queue": NOTIFY_QUEUE},
     "livestreams.prune_webhooks": {"queue": NOTIFY_QUEUE},
+    # Series occurrences are booked days ahead: nothing about them is due at an instant, and
+    # on the dispatch lane a maker booking a month of a thousand series would stand in front
+    # of the every-second tick. The follow lane runs on the same workers in every layout.
+    "livestreams.make_occurrences": {"queue": FOLLOW_QUEUE},
     "livestreams.dispatch_due": {"queue": DISPATCH_QUEUE},
 }
 
@@ -92,6 +96,13 @@ beat_schedule = {
     },
     # The outbound webhook log past its retention (worker.notify.retention); a run missed while no
     # worker was up is simply done by the next.
+    # Every active series' occurrences booked up to the horizon (worker.series.flow.make_all);
+    # extra beats or a missed run cost a query, never a second booking.
+    "make-occurrences": {
+        "task": "livestreams.make_occurrences",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
+    },
     "prune-webhooks": {
         "task": "livestreams.prune_webhooks",
         "schedule": 3600.0,

@@ -6,6 +6,7 @@
     │   │                    changed (exit 2, HTTP 4xx)
     │   ├── BookingError     a booking request was refused
     │   │   ├── BookingConflict  the input disagrees with what is stored (same ref, other fields)
+    │   │   │   └── CapacityExceeded  a strict booking would put starts past the token's budget
     │   │   └── BookingNotFound  no booking with that id or reference
     │   ├── ApiKeyError      an API key request was refused (name, scope, expiry)
     │   │   └── ApiKeyNotFound   no API key with that name or id
@@ -73,6 +74,17 @@ class BookingConflict(BookingError):
     def __init__(self, field: str, problem: str, *, fields: tuple[str, ...] = ()) -> None:
         self.fields = fields
         super().__init__(field, problem)
+
+
+class CapacityExceeded(BookingConflict):
+    """Asked to be strict, a booking would make starts late or missed on the token's budget
+    (worker.capacity); nothing was stored. ``lines`` names each instant at risk."""
+
+    def __init__(self, lines: tuple[str, ...]) -> None:
+        self.lines = lines
+        super().__init__(
+            "strict", "the token's budget cannot start these on time: " + "; ".join(lines)
+        )
 
 
 class BookingNotFound(BookingError):

@@ -21,6 +21,7 @@ from worker.follow.flow import TrackResult
 from worker.lease.claims import Claim, ClaimKind
 from worker.notify import retention
 from worker.notify.sender import SendResult
+from worker.series import flow as series
 from worker.start.rules import Launch
 from worker.start.runs import RunResult
 
@@ -178,6 +179,14 @@ def prune_webhooks() -> int:
             extra={"action": "prune_webhooks", "deleted": deleted},
         )
     return deleted
+
+
+@app.task(name="livestreams.make_occurrences", ignore_result=True)
+def make_occurrences() -> int:
+    """Book every active series' occurrences up to LIVESTREAMS_SERIES_HORIZON days ahead (by
+    beat); harmless twice, or from two beats at once: a date already booked is skipped."""
+    current = runtime.current()
+    return series.make_all(current.sessions, current.settings)
 
 
 # The task that runs each kind of claim (one start of a booking whose launch could not be

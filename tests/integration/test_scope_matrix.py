@@ -17,6 +17,7 @@ from worker.bookings import booking as bookings
 from worker.crypto import cipher_for
 from worker.http import apikeys
 from worker.notify import endpoints
+from worker.series import flow
 
 SCOPE_SETS = [
     (),  # no key at all
@@ -38,9 +39,19 @@ def needs(*scopes: str) -> Rule:
 ANYONE: Rule = lambda granted: True  # noqa: E731
 
 
-def routes(stream: str, own: str, foreign: str, deliveries: dict[str, str]) -> list[tuple]:
+def routes(
+    stream: str, own: str, foreign: str, deliveries: dict[str, str], series: str
+) -> list[tuple]:
     """(method, path, JSON body, who may: a rule on the key's granted scopes)."""
+    weekly = {"ref": "matrix", "meeting_id": MEETING, "rule": "FREQ=WEEKLY;BYDAY=MO",
+              "at": "19:00", "tz": "Europe/Berlin", "duration": "1h"}  # fmt: skip
     out: list[tuple] = [
+        ("POST", "/v1/series", weekly, needs("bookings:write")),
+        ("GET", "/v1/series", None, needs("bookings:read")),
+        ("GET", f"/v1/series/{series}", None, needs("bookings:read")),
+        ("POST", f"/v1/series/{series}/edit", {"at": "20:00"}, needs("bookings:write")),
+        ("POST", f"/v1/series/{series}/cancel", None, needs("bookings:write")),
+        ("GET", "/v1/capacity", None, needs("bookings:read")),
         ("GET", "/v1/status", None, needs("ops")),
         ("POST", "/v1/bookings", {"meeting_id": MEETING, "at": AT}, needs("bookings:write")),
         ("GET", "/v1/bookings", None, needs("bookings:read")),
@@ -89,6 +100,9 @@ def test_every_route_with_every_scope(settings, book, scopes) -> None:
     with factory.begin() as s:  # an event, so each endpoint has a delivery to replay
         bookings.cancel(s, bookings.find(s, stream.id))
     stream = book()
+    with factory.begin() as s:
+        series = flow.add(s, settings, ref="weekly", meeting_id=MEETING, rule="FREQ=DAILY",
+                          at="12:00", tz="UTC", duration="1h").series.id  # fmt: skip
     with factory() as s:
         rows = s.execute(select(WebhookDelivery.endpoint_id, WebhookDelivery.id)).all()
         deliveries = {str(e): str(d) for e, d in rows}
@@ -96,7 +110,7 @@ def test_every_route_with_every_scope(settings, book, scopes) -> None:
     for name in scopes:
         granted |= apikeys.IMPLIED.get(name, {name})
     wrong: list[str] = []
-    for method, path, body, rule in routes(str(stream.id), own, foreign, deliveries):
+    for method, path, body, rule in routes(str(stream.id), own, foreign, deliveries, str(series)):
         answer = ops.client.request(method, path, json=body, headers=headers)
         allowed = bool(key) and rule(frozenset(granted))
         if not key:
@@ -125,7 +139,8 @@ def test_every_route_with_every_scope(settings, book, scopes) -> None:
         if entered.status_code != expected:
             wrong.append(f"POST /ops/sign-in: {entered.status_code}")
     for path in ("/ops", "/ops/bookings", f"/ops/bookings/{stream.id}", "/ops/webhooks",
-                 f"/ops/webhooks/{foreign}"):  # fmt: skip
+                 f"/ops/webhooks/{foreign}", "/ops/series", f"/ops/series/{series}",
+                 "/ops/capacity"):  # fmt: skip
         answer = ops.client.get(path)
         expected = 200 if key and "ops" in granted else 303
         if answer.status_code != expected:

@@ -40,6 +40,7 @@ NAME_MAX = 200
 # Account and app ids go into the URL path: no slashes, dots or anything to escape.
 IDENT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 REF_MAX = 200
+MAX_START_WINDOW = 86400.0  # seconds: a start is tried at most a day after its instant
 MAX_VIDEO_SIDE = 8192
 
 _A = StartAttempt
@@ -52,6 +53,9 @@ _NO_UNCLEAR_START_CALL = ~exists().where(_A.stream_id == ScheduledStream.id, UNC
 # asking again is how ops retry it.
 _STOP_FAILED = ScheduledStream.problem == Problem.STOP_FAILED.value
 _NO_STOP_REQUESTED = or_(ScheduledStream.stop_requested_at.is_(None), _STOP_FAILED)
+# An occurrence of a series changed on its own leaves the rule: the series' edits and its
+# cancellation no longer touch it (worker.series.claims). A booking of no series stays false.
+_DETACH = ScheduledStream.series_id.is_not(None)
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,12 @@ def validate(
     """Check every field; the first problem raises BookingError naming it."""
     scheduled_at, zone_name = parse_instant(at, tz)
     window = settings.claims.start_window if start_window is None else start_window
-    if not isinstance(window, int | float) or isinstance(window, bool) or not 0 < window <= 86400:
-        raise BookingError("start_window", "must be between 0 and 86400 seconds")
+    if (
+        not isinstance(window, int | float)
+        or isinstance(window, bool)
+        or not 0 < window <= MAX_START_WINDOW
+    ):
+        raise BookingError("start_window", f"must be between 0 and {MAX_START_WINDOW:g} seconds")
     end = ending.end_instant(
         scheduled_at,
         ends_at=ends_at,
@@ -210,6 +218,7 @@ def cancel(session: Session, stream: ScheduledStream) -> ScheduledStream:
         guard=_NO_UNCLEAR_START_CALL,
         state=StreamState.CANCELLED.value,
         last_error="cancelled by ops",
+        detached=_DETACH,
     )
     outbox.after(ok, session, EventType.BOOKING_CANCELLED, stream.id, now)
     return _applied(session, stream, ok, "cancel", "scheduled or retrying", unsettled=True)
@@ -266,6 +275,7 @@ def reschedule(
         start_window=window,
         timezone=zone_name,
         ends_at=end,
+        detached=_DETACH,
     )
     return _applied(session, stream, ok, "reschedule", "scheduled or retrying", unsettled=True)
 
@@ -365,8 +375,8 @@ def _window(start_window: float | None, stream: ScheduledStream) -> float:
     """The window a new due instant gets: the one given, else the one the booking has."""
     if start_window is None:
         return stream.start_window
-    if not 0 < start_window <= 86400:
-        raise BookingError("start_window", "must be between 0 and 86400 seconds")
+    if not 0 < start_window <= MAX_START_WINDOW:
+        raise BookingError("start_window", f"must be between 0 and {MAX_START_WINDOW:g} seconds")
     return start_window
 
 

@@ -26,7 +26,10 @@ from worker.bookings.present import (
     render_stream,
     stream_dict,
 )
+from worker.capacity import forecast
+from worker.capacity.forecast import booked
 from worker.cli.api import api_key, serve
+from worker.cli.series import capacity, series, strict_option, warn
 from worker.cli.tools import (
     EXIT_FAILURE,
     P,
@@ -105,14 +108,17 @@ def db_upgrade(as_json: bool) -> None:
 )
 @click.option("--ends-at", help=ENDS_AT_HELP)
 @click.option("--duration", help=DURATION_HELP)
+@strict_option
 @json_option
 @handle_errors
-def schedule(as_json: bool, **fields: Any) -> None:
+def schedule(as_json: bool, strict: bool, **fields: Any) -> None:
     """Book a livestream to start at an instant (and, if given, to stop at another)."""
     settings = current_settings()
     with session_scope(settings) as session:
         result = booking.schedule(session, settings, **fields)
         data = stream_dict(result.stream)
+        warnings = forecast.guard(session, settings, booked(result), strict=strict)
+    warn(warnings)
     verb = "booked" if result.created else "already booked"
     emit(
         as_json, {**data, "created": result.created}, f"{verb} {data['id']}\n{render_stream(data)}"
@@ -369,6 +375,8 @@ def keygen(as_json: bool) -> None:
 cli.add_command(api_key)
 cli.add_command(serve)
 cli.add_command(webhooks)
+cli.add_command(series)
+cli.add_command(capacity)
 
 
 def main() -> None:

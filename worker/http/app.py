@@ -14,6 +14,7 @@ from worker.http import (
     pages,
     problems,
     provider_webhooks,
+    series,
     webhook_endpoints,
 )
 from worker.http.pages.render import OpsHeaders
@@ -41,6 +42,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(metrics.router)
     app.include_router(bookings.router)
+    app.include_router(series.router)
+    app.include_router(series.capacity_router)
     app.include_router(provider_webhooks.router)
     app.include_router(webhook_endpoints.router)
     pages.install(app)  # /ops: the ops web page

@@ -17,11 +17,12 @@ from worker.bookings.present import (
     stream_dict,
     stream_key_text,
 )
+from worker.capacity import forecast
 from worker.errors import BookingNotFound
 from worker.http import cursor
 from worker.http.deps import ReadKey, SessionDep, SettingsDep, StreamKeysKey, WriteKey
 from worker.http.problems import declared
-from worker.http.schemas import BookingIn, RescheduleIn, RetryIn
+from worker.http.schemas import BookingIn, RescheduleIn, RetryIn, Strict
 
 log = logging.getLogger(__name__)
 # Every route may answer these; each adds the ones only it can give.
@@ -38,17 +39,25 @@ MAX_PAGE = 500
     responses={200: {"description": "booked before, same fields"}, **declared(400, 409, 413)},
 )
 def create(
-    body: BookingIn, response: Response, session: SessionDep, settings: SettingsDep, _key: WriteKey
+    body: BookingIn,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    _key: WriteKey,
+    strict: Strict = False,
 ) -> dict[str, Any]:
-    """Book a livestream. The same `ref` again answers 200 with that booking; 409 if it differs."""
+    """Book a livestream. The same `ref` again answers 200 with that booking; 409 if it differs.
+    `warnings` names each instant the token's budget cannot start on time (with `strict`: 409,
+    nothing stored)."""
     fields = body.model_dump(exclude={"ref"}, exclude_none=True)
     result = booking.schedule(session, settings, external_ref=body.ref, **fields)
+    warnings = forecast.guard(session, settings, forecast.booked(result), strict=strict)
     data = stream_dict(result.stream)
     if result.created:
         response.headers["Location"] = f"{router.prefix}/{data['id']}"
     else:
         response.status_code = 200
-    return {**data, "created": result.created}
+    return {**data, "created": result.created, "warnings": warnings}
 
 
 @router.get("")

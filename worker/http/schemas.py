@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_validator
 
 from worker.bookings import plaintext
@@ -68,3 +69,10 @@ class RescheduleIn(Body):
 class RetryIn(Body):
     at: str | None = None
     start_window: float | None = None
+
+
+# `?strict=true` on a booking or a series: refuse instead of warning over the capacity budget.
+Strict = Annotated[
+    bool,
+    Query(description="Refuse (409, nothing stored) instead of warning when over the budget."),
+]

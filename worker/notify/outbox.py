@@ -22,6 +22,7 @@ from models import (
     DeliveryState,
     EventType,
     ScheduledStream,
+    Series,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -77,17 +78,7 @@ def emit_many(
     ids = list(stream_ids)
     if not ids:
         return
-    # Endpoints are few: read them first, so that a change nobody asked to hear of costs one
-    # small query and writes nothing.
-    endpoints = [
-        endpoint_id
-        for endpoint_id, wanted in session.execute(
-            select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-                WebhookEndpoint.enabled.is_(True)
-            )
-        )
-        if type_.value in wanted.split()
-    ]
+    endpoints = _wanting(session, type_)
     if not endpoints:
         return
     rows = session.execute(select(*_COLUMNS).where(S.id.in_(ids))).all()
@@ -111,6 +102,59 @@ def emit_many(
         insert(WebhookDelivery),
         [delivery(event["id"], endpoint_id, now) for event in events for endpoint_id in endpoints],
     )
+
+
+def emit_series(session: Session, type_: EventType, series: Series, now: datetime) -> None:
+    """Write one ``type_`` event for ``series`` (as it now stands), in the caller's
+    transaction; nothing if no endpoint wants the type."""
+    endpoints = _wanting(session, type_)
+    if not endpoints:
+        return
+    event_id = uuid.uuid4()
+    body = {
+        "id": str(event_id),
+        "type": type_.value,
+        "timestamp": now.isoformat(),
+        "data": {
+            "series_id": str(series.id),
+            "ref": series.ref,
+            "meeting_id": str(series.meeting_id),
+            "state": series.state,
+            "rule": series.rule,
+            "wall_time": series.wall_time,
+            "timezone": series.timezone,
+            "duration_seconds": series.duration,
+        },
+    }
+    session.execute(
+        insert(WebhookEvent),
+        [
+            {
+                "id": event_id,
+                "type": type_.value,
+                "series_id": series.id,
+                "payload": json.dumps(body, separators=(",", ":")),
+                "created_at": now,
+            }
+        ],
+    )
+    session.execute(
+        insert(WebhookDelivery), [delivery(event_id, endpoint_id, now) for endpoint_id in endpoints]
+    )
+
+
+def _wanting(session: Session, type_: EventType) -> list[uuid.UUID]:
+    """The enabled endpoints that want ``type_``. Endpoints are few: read first, so that a
+    change nobody asked to hear of costs one small query and writes nothing."""
+    return [
+        endpoint_id
+        for endpoint_id, wanted in session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+                WebhookEndpoint.enabled.is_(True)
+            )
+        )
+        if type_.value in wanted.split()
+    ]
 
 
 def delivery(event_id: uuid.UUID, endpoint_id: uuid.UUID, now: datetime) -> dict[str, Any]:

@@ -314,6 +314,7 @@ VARIABLES: tuple[tuple[str, str, Reader], ...] = (
     ("LIVESTREAMS_LOG_FORMAT", ".log_format", lambda env, _: log_format_from_env(env)),
     ("LIVESTREAMS_TASK_EVENTS", ".task_events", _flag),
     ("LIVESTREAMS_METRICS_PORT", ".metrics_port", lambda env, _: metrics_port_from_env(env)),
+    ("LIVESTREAMS_SERIES_HORIZON", ".series_horizon_days", _whole),
     ("CLOUDFLARE_ACCOUNT_ID", "upstream.account_id", _ident),
     ("REALTIMEKIT_APP_ID", "upstream.app_id", _ident),
     ("CLOUDFLARE_BASE_URL", "upstream.base_url", _http_url),

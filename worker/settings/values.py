@@ -54,6 +54,8 @@ DEFAULT_WEBHOOK_LEASE = 70.0
 DEFAULT_WEBHOOK_RETENTION_DAYS = 30
 # Where the provider publishes its webhook signing key, for Cloudflare's own API; for any other
 # base URL (the fake API), the same path on its origin.
+# Recurring series: occurrences are made as bookings this many days ahead (worker.series).
+DEFAULT_SERIES_HORIZON_DAYS = 30
 CLOUDFLARE_WEBHOOK_KEY_URL = "https://api.realtime.cloudflare.com/.well-known/webhooks.json"
 
 
@@ -184,6 +186,8 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object per line (worker.logformat)
     task_events: bool = False  # Celery task events, for Flower and celery-exporter
     metrics_port: int | None = None  # the worker's main process serves /metrics here
+    # Days ahead for which a series' occurrences exist as bookings.
+    series_horizon_days: int = DEFAULT_SERIES_HORIZON_DAYS
     upstream: Upstream = Upstream()
     claims: Claims = Claims()
     cadence: Cadence = Cadence()

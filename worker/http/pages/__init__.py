@@ -5,6 +5,7 @@ views     overview, list with filters, a booking's detail (and a stream key's re
 actions   cancel, retry, reschedule, stop; bulk cancel and retry; each confirmed first
 webhooks  outbound webhook endpoints: health, deliveries and attempts; replay, disable, enable
 webhook_reads  what those pages read (never a secret)
+series    every series, one with its occurrences, and the capacity forecast (read-only)
 filters   the list's filter, to and from query strings
 signing   the cookie's and tokens' HMACs
 render    templates/ and the headers of every page
@@ -18,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from worker.bookings import plaintext
 from worker.http import problems
-from worker.http.pages import actions, auth, views, webhooks
+from worker.http.pages import actions, auth, series, views, webhooks
 from worker.http.pages.render import HERE, page
 
 
@@ -66,3 +67,4 @@ def install(app: FastAPI) -> None:
     app.include_router(views.router)
     app.include_router(actions.router)
     app.include_router(webhooks.router)
+    app.include_router(series.router)

@@ -29,6 +29,7 @@ from worker.http.deps import SessionDep, SettingsDep
 from worker.http.pages.auth import Ops, OpsForm, OpsPage
 from worker.http.pages.filters import Filter
 from worker.http.pages.render import page
+from worker.http.pages.series_link import series_of
 from worker.http.pages.webhook_reads import overview_lines
 from worker.settings import Settings
 
@@ -194,6 +195,7 @@ def detail_context(
         ],
         "done": None,
         "refused": None,
+        "series": series_of(session, stream),
     }
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from models import (
     WAITING_STATES,
     ScheduledStream,
+    Series,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -143,10 +144,12 @@ def delivery_rows(
     ix_webhook_deliveries_endpoint_id_created_at), each with its event's type, its booking
     and every attempt made; ``before``: only those older than that (created_at, id)."""
     S = ScheduledStream
+    # A series event names its series, not a booking.
     query = (
-        select(D, WebhookEvent.type, S.id, S.external_ref, S.name)
+        select(D, WebhookEvent.type, S.id, S.external_ref, S.name, Series.id, Series.ref)
         .join(WebhookEvent, WebhookEvent.id == D.event_id)
-        .join(S, S.id == WebhookEvent.stream_id)
+        .outerjoin(S, S.id == WebhookEvent.stream_id)
+        .outerjoin(Series, Series.id == WebhookEvent.series_id)
         .where(D.endpoint_id == endpoint_id)
     )
     if before is not None:
@@ -157,12 +160,14 @@ def delivery_rows(
     return [
         {
             **_delivery(delivery_dict(delivery, type_, tried.get(delivery.id, []))),
-            "booking_href": f"/ops/bookings/{stream_id}",
-            "booking": ref or name or str(stream_id)[:8],
+            "booking_href": f"/ops/bookings/{stream_id}"
+            if stream_id
+            else f"/ops/series/{series_id}",
+            "booking": ref or name or (str(stream_id)[:8] if stream_id else f"series {series_ref}"),
             "replay_href": f"{href(endpoint_id)}/deliveries/{delivery.id}/replay",
             "cursor_key": (delivery.created_at, delivery.id),
         }
-        for delivery, type_, stream_id, ref, name in found
+        for delivery, type_, stream_id, ref, name, series_id, series_ref in found
     ]
 
 
