@@ -17,6 +17,10 @@ from tests.lifecycle_rows import follow
 from tests.ops_page import OpsPage
 from tests.ops_rows import fail
 
+SEARCH_LABEL = (
+    "Search: the id of a booking, its livestream or its meeting; a ref or name, or how it starts"
+)
+
 
 @pytest.fixture
 def ops(settings) -> OpsPage:
@@ -85,7 +89,7 @@ def test_the_header_search_box_and_the_list_say_what_it_takes(ops) -> None:
     html = ops.client.get("/ops").text
     assert '<form method="get" action="/ops/bookings" class="search" role="search">' in html
     listed = ops.client.get("/ops/bookings").text
-    assert "Booking id, livestream id, meeting id, or a ref or name (or its start)" in listed
+    assert SEARCH_LABEL in listed
 
 
 def test_the_overview_charts_the_calls_of_the_last_hour(ops, book, env) -> None:
