@@ -25,21 +25,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def _lower(column: str) -> sa.TextClause:
+    pattern_ops = " text_pattern_ops" if op.get_bind().dialect.name == "postgresql" else ""
+    return sa.text(f"lower({column}){pattern_ops}")
+
+
 def upgrade() -> None:
-    op.create_index(
-        "ix_scheduled_streams_ref_lower",
-        "scheduled_streams",
-        [sa.text("lower(external_ref) text_pattern_ops")]
-        if op.get_bind().dialect.name == "postgresql"
-        else [sa.text("lower(external_ref)")],
-    )
-    op.create_index(
-        "ix_scheduled_streams_name_lower",
-        "scheduled_streams",
-        [sa.text("lower(name) text_pattern_ops")]
-        if op.get_bind().dialect.name == "postgresql"
-        else [sa.text("lower(name)")],
-    )
+    op.create_index("ix_scheduled_streams_ref_lower", "scheduled_streams", [_lower("external_ref")])
+    op.create_index("ix_scheduled_streams_name_lower", "scheduled_streams", [_lower("name")])
     op.create_index(
         "ix_scheduled_streams_started_at", "scheduled_streams", ["started_at", "scheduled_at"]
     )

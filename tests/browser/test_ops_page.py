@@ -13,7 +13,7 @@ import pytest
 from models.db import get_sessionmaker
 from tests.browser.conftest import PHONE, sign_in
 from tests.lifecycle_rows import follow
-from tests.ops_rows import RAY, REFUSAL, fail
+from tests.ops_rows import RAY, REFUSAL, busy_hour, fail
 from worker.http import apikeys
 
 SEARCH_LABEL = (
@@ -37,12 +37,19 @@ def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page, screenshots
     meeting = str(uuid.uuid4())
     batch = [served.book(meeting_id=meeting, external_ref=f"evt-batch-{i}") for i in range(3)]
     assert town_hall
+    busy = [served.book(external_ref=f"evt-earlier-{i}") for i in range(5)]
+    checks = busy_hour(url, [b.id for b in busy])
 
     sign_in(page, served.base, served.key)
     attention = page.get_by_role("region", name="Needs a look")
     expect(attention.get_by_role("link", name="1 failed")).to_be_visible()
     expect(attention.get_by_role("link", name="1 problem: not_live")).to_be_visible()
     expect(page.get_by_role("cell", name="evt-2031-town-hall")).to_be_visible()
+    # The last hour: the five starts and their checks, the refusal, five lateness of 2 s.
+    expect(page.locator('[data-series="starts"] .total')).to_have_text("6")
+    expect(page.locator('[data-series="failures"] .total')).to_have_text("1")
+    expect(page.locator('[data-series="checks"] .total')).to_have_text(str(checks))
+    expect(page.locator('[data-series="lateness"] .total')).to_have_text("5")
     page.screenshot(path=str(screenshots / "ops-overview.png"), full_page=True)
 
     # Filter: the failed ones.
