@@ -213,7 +213,9 @@ def init_process(**_: Any) -> None:
     global _current
     with _lock:
         _current = Runtime.from_env()
-    _current.beat_now()
+    # Off the child's start-up: Celery gives a new child a few seconds to report ready, and a
+    # slow database must not cost it that (the runtime's lock orders it before any claim).
+    threading.Thread(target=_current.beat_now, name="livestreams-first-beat", daemon=True).start()
 
 
 def note_lane(sender: Any = None, instance: Any = None, **_: Any) -> None:

@@ -30,9 +30,7 @@ def _refused_by_csp(page) -> list[str]:
     return seen
 
 
-def test_find_by_livestream_id_and_ref_prefix_and_see_a_failure_arrive_live(
-    served, page, screenshots
-) -> None:
+def test_find_by_livestream_id_and_ref_prefix_and_see_a_failure_arrive_live(served, page) -> None:
     from playwright.sync_api import expect
 
     url = served.settings.database_url
@@ -78,7 +76,6 @@ def test_find_by_livestream_id_and_ref_prefix_and_see_a_failure_arrive_live(
     expect(page.locator('[data-series="starts"] .total')).to_have_text("1")
     assert page.evaluate("window.notReloaded") is True
     assert page.evaluate("window.scrollY") == 400
-    page.screenshot(path=str(screenshots / "ops-overview-live.png"), full_page=True)
 
     # Paused, the chart stays as it is; resumed, it catches up at once.
     pause = page.get_by_role("button", name="Pause live updates")
