@@ -8,6 +8,7 @@ import logging
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 
@@ -205,8 +206,18 @@ def test_the_overview_counts_flags_and_links_to_each_list(ops, book, env) -> Non
     fail(url, failed.id)
     follow(url, flagged.id, "started", problem="not_live")
     html = ops.client.get("/ops").text
-    assert '<meta http-equiv="refresh"' in html
-    assert re.search(r'href="/ops/bookings\?state=failed"><span class="n">1</span> failed', html)
+    assert '<noscript><meta http-equiv="refresh"' in html
+    # The failure was due a day ago: not in the last hour, in the last 7 days, whose link
+    # lists the failed bookings due from the range's start to now.
+    assert re.search(r'<span class="n">0</span> failed, due in the last hour', html)
+    week = ops.client.get("/ops?range=7d").text
+    tile = re.search(
+        r'href="(/ops/bookings\?state=failed&amp;from=[^"]+)"><span class="n">1</span> failed, due',
+        week,
+    )
+    assert tile, week
+    listed_failed = ops.client.get(unescape(tile[1])).text
+    assert len(re.findall(r"/ops/bookings/[0-9a-f-]{36}\"", listed_failed)) == 1
     assert re.search(
         r'href="/ops/bookings\?problem=not_live"><span class="n">1</span> problem: not_live', html
     )

@@ -24,6 +24,7 @@ from models import (
     DispatcherHeartbeat,
     ScheduledStream,
     StartAttempt,
+    StreamState,
     UpstreamPause,
     WebhookAttempt,
     WorkerHeartbeat,
@@ -102,6 +103,25 @@ def read(session: Session, settings: Settings, win: Window, now: datetime) -> Ac
     )
 
 
+def states_between(session: Session, start: datetime, end: datetime) -> dict[str, int]:
+    """Bookings due (booked to start) from ``start`` to ``end``, per state: a range of
+    ix_scheduled_streams_scheduled_at, not every booking ever made."""
+    counts = {state.value: 0 for state in StreamState}
+    query = (
+        select(S.state, func.count())
+        .where(S.scheduled_at >= start, S.scheduled_at < end)
+        .group_by(S.state)
+    )
+    for state, count in session.execute(query):
+        counts[state] = int(count)
+    return counts
+
+
+def live_now(session: Session) -> int:
+    """Bookings whose livestream is live (ix_scheduled_streams_state_due_at, one state)."""
+    return session.scalar(select(func.count()).where(S.state == StreamState.LIVE.value)) or 0
+
+
 def _lateness(session: Session, win: Window, dialect: str) -> list[int]:
     """Starts recorded in the window, by how long after the booked instant (started_at, as
     `livestreams show` reports a booking's lateness)."""
@@ -128,7 +148,9 @@ def _epoch(column: Any, dialect: str) -> ColumnElement[Any]:
     """Seconds since the epoch of a stored instant: PostgreSQL's timestamptz, or SQLite's
     naive UTC text (worker's UTCDateTime)."""
     if dialect == "postgresql":
-        return func.extract("epoch", column)
+        # date_part, not EXTRACT: EXTRACT returns numeric since PostgreSQL 14, whose
+        # arithmetic costs several times more over the 100,000 rows of a busy hour.
+        return func.date_part("epoch", column)
     return (func.julianday(column) - 2440587.5) * 86400.0
 
 

@@ -88,8 +88,9 @@ _CHART_TITLES = {
 }
 
 
-def _charts(session: Session, settings: Settings, now: datetime, chosen: charts.Range) -> Any:
-    win = charts.window(chosen, now)
+def _charts(
+    session: Session, settings: Settings, now: datetime, chosen: charts.Range, win: charts.Window
+) -> Any:
     seen = activity.read(session, settings, win, now)
     drawn = [
         {"key": key, "title": _CHART_TITLES[key], "chart": charts.bar_chart(counts, win)}
@@ -127,25 +128,32 @@ def _charts(session: Session, settings: Settings, now: datetime, chosen: charts.
 @router.get("")
 def overview(request: Request, ops: OpsPage, session: SessionDep, settings: SettingsDep) -> Any:
     """The last hour (or day, or week) in charts, what is live now, the rate budget and any
-    pause; counts per state, what needs a look (each linking to its list), the next 24 hours."""
-    health = check(session, settings)
+    pause; what needs a look and the bookings due in that range per state (each linking to
+    its list); the next 24 hours. Nothing here reads every booking: it runs on every refresh."""
+    health = check(session, settings, count_states=False)
     data = health.as_dict()
+    chosen = charts.pick_range(request.query_params.get("range"))
+    win = charts.window(chosen, health.now)
+    # Due in the range so far: from its start to now (the list's filter takes the same).
+    since = Filter(start=_z(win.start), end=_z(health.now))
+    counts = activity.states_between(session, win.start, health.now)
     upcoming = Filter(start=_z(health.now), end=_z(health.now + UPCOMING))
     rows = listing.list_streams(session, limit=PAGE_SIZE + 1, **upcoming.listing())
     age = data["last_tick_age_seconds"]
     overdue = data["oldest_overdue"]
     attention = [
-        _item("failed", health.counts["failed"], Filter(states=("failed",))),
-        _item("missed", health.counts["missed"], Filter(states=("missed",))),
+        _item(f"failed, due in the {chosen.label}", counts["failed"], since, "failed"),
+        _item(f"missed, due in the {chosen.label}", counts["missed"], since, "missed"),
         *(
             _item(f"problem: {p.value}", health.problem_counts[p.value], Filter(problems=(p,)))
             for p in Problem
         ),
-        _item("stuck in starting past the lease", health.stuck, Filter(states=("starting",))),
+        _item("stuck in starting past the lease", health.stuck, Filter(), StreamState.STARTING),
         _item(
             "starting past the start deadline",
             health.starting_past_deadline,
-            Filter(states=("starting",)),
+            Filter(),
+            StreamState.STARTING,
         ),
     ]
     context = {
@@ -153,16 +161,14 @@ def overview(request: Request, ops: OpsPage, session: SessionDep, settings: Sett
         "ops": ops,
         "refresh": REFRESH_SECONDS,
         "now": _z(health.now),
-        **_charts(
-            session, settings, health.now, charts.pick_range(request.query_params.get("range"))
-        ),
-        "live": health.counts["live"],
+        **_charts(session, settings, health.now, chosen, win),
+        "live": activity.live_now(session),
         "live_href": "/ops/bookings?" + Filter(states=("live",)).query(),
         "healthy": health.healthy,
         "health_problems": health.problems,
         "counts": [
-            {"state": s, "count": n, "href": "/ops/bookings?" + Filter(states=(s,)).query()}
-            for s, n in health.counts.items()
+            {"state": s, "count": n, "href": "/ops/bookings?" + replace(since, states=(s,)).query()}
+            for s, n in counts.items()
         ],
         "attention": attention,
         "tick": "never" if age is None else f"{age:.1f} s ago",
@@ -182,7 +188,10 @@ def overview(request: Request, ops: OpsPage, session: SessionDep, settings: Sett
     return page(request, "overview.html", context)
 
 
-def _item(label: str, count: int, where: Filter) -> dict[str, Any]:
+def _item(label: str, count: int, where: Filter, state: str = "") -> dict[str, Any]:
+    """A tile of "Needs a look": its count, and its link to the list (narrowed to ``state``)."""
+    if state:
+        where = replace(where, states=(state,))
     return {"label": label, "count": count, "href": "/ops/bookings?" + where.query()}
 
 
