@@ -111,3 +111,23 @@ def test_presets_are_instants_with_z() -> None:
         ("Today (UTC)", "2031-03-01T00:00:00Z", "2031-03-02T00:00:00Z"),
         ("Next 24 hours", "2031-03-01T18:42:17Z", "2031-03-02T18:42:17Z"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("action", "outcome", "status", "series"),
+    [
+        ("start", "started", 201, ("starts",)),
+        ("start", None, None, ("starts",)),  # in flight: not (yet) a failure
+        ("start", "fatal", 422, ("starts", "failures")),
+        ("start", "ambiguous", 503, ("starts", "failures")),
+        ("start", "retryable", 429, ("starts", "pauses")),
+        ("status", "observed", 200, ("checks",)),
+        ("status", "retryable", 429, ("checks", "pauses")),
+        ("status", "ambiguous", None, ("checks", "failures")),
+        ("reconcile", "adopted", 200, ()),
+        ("stop", "fatal", 404, ("failures",)),
+        ("fetch_key", "fetched", 200, ()),
+    ],
+)
+def test_each_call_counts_in_its_series(action, outcome, status, series) -> None:
+    assert charts.call_series(action, outcome, status) == series

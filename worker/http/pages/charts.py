@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from models import AttemptAction, AttemptOutcome
+
 
 @dataclass(frozen=True)
 class Range:
@@ -58,6 +60,29 @@ def window(chosen: Range, now: datetime) -> Window:
     epoch = datetime(1970, 1, 1, tzinfo=now.tzinfo)
     end = epoch + timedelta(seconds=(math.floor((now - epoch).total_seconds() / step) + 1) * step)
     return Window(end - chosen.span, end, chosen.step)
+
+
+# Outcomes of a call that did not do what it was for (a 429 is counted as a pause instead).
+_FAILED = frozenset({AttemptOutcome.FATAL, AttemptOutcome.RETRYABLE, AttemptOutcome.AMBIGUOUS})
+TOO_MANY_REQUESTS = 429
+
+
+_CALL_SERIES: dict[str, tuple[str, ...]] = {
+    AttemptAction.START: ("starts",),
+    AttemptAction.STATUS: ("checks",),
+}
+
+
+def call_series(action: str, outcome: str | None, status: int | None) -> tuple[str, ...]:
+    """Which of the overview's series one call to the API counts in: a start call in
+    ``starts``, a status check in ``checks``, and either also in ``pauses`` when answered
+    429 or in ``failures`` when it failed otherwise (a call still in flight is neither)."""
+    found: tuple[str, ...] = _CALL_SERIES.get(action, ())
+    if status == TOO_MANY_REQUESTS:
+        return (*found, "pauses")
+    if outcome in _FAILED:
+        return (*found, "failures")
+    return found
 
 
 @dataclass(frozen=True)
