@@ -12,6 +12,7 @@ import pytest
 
 from models.db import get_sessionmaker
 from tests.browser.conftest import PHONE, sign_in
+from tests.conftest import make_due
 from tests.lifecycle_rows import follow
 from tests.ops_rows import RAY, REFUSAL, busy_hour, fail
 from worker.http import apikeys
@@ -31,6 +32,7 @@ def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page, screenshots
         at=datetime.now(UTC) + timedelta(hours=2), duration="1h30m",
     )  # fmt: skip
     refused = served.book(external_ref="evt-refused", name="keynote", tz="America/New_York")
+    make_due(url, refused.id, timedelta(minutes=-10))  # due, and refused, in the last hour
     fail(url, refused.id)
     flagged = served.book(external_ref="evt-quiet-room", tz="Asia/Tokyo")
     follow(url, flagged.id, "started", seen=[("INVOKED", "start", 2)], problem="not_live")
@@ -42,7 +44,7 @@ def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page, screenshots
 
     sign_in(page, served.base, served.key)
     attention = page.get_by_role("region", name="Needs a look")
-    expect(attention.get_by_role("link", name="1 failed")).to_be_visible()
+    expect(attention.get_by_role("link", name="1 failed, due in the last hour")).to_be_visible()
     expect(attention.get_by_role("link", name="1 problem: not_live")).to_be_visible()
     expect(page.get_by_role("cell", name="evt-2031-town-hall")).to_be_visible()
     # The last hour: the five starts and their checks, the refusal, five lateness of 2 s.
