@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         "tracking": "tracking:run",
         "metrics": "metrics_cost:run",
         "webhooks": "webhooks:run",
+        "ops": "ops_page:run",
     }
 
     def case(name: str) -> Callable[[Bench], list[Figure]]:

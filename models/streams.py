@@ -19,6 +19,8 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -123,6 +125,20 @@ class ScheduledStream(Base):
         Index("ix_scheduled_streams_name", "name"),
         # A series' occurrences, by date: its page and its edits read them so.
         Index("ix_scheduled_streams_series_id_series_date", "series_id", "series_date"),
+        # ... and by a prefix of either in any case: lower() of each, with text_pattern_ops on
+        # PostgreSQL so that LIKE 'prefix%' reads the index whatever the database's collation.
+        Index(
+            "ix_scheduled_streams_ref_lower",
+            func.lower(text("external_ref")).label("ref_lower"),
+            postgresql_ops={"ref_lower": "text_pattern_ops"},
+        ),
+        Index(
+            "ix_scheduled_streams_name_lower",
+            func.lower(text("name")).label("name_lower"),
+            postgresql_ops={"name_lower": "text_pattern_ops"},
+        ),
+        # The ops overview's start lateness over the last hour (or day) reads only these two.
+        Index("ix_scheduled_streams_started_at", "started_at", "scheduled_at"),
         CheckConstraint(_check_in("state", StreamState), name="state"),
         CheckConstraint("attempts >= 0", name="attempts"),
         CheckConstraint(
@@ -289,8 +305,10 @@ class DispatcherHeartbeat(Base):
 
 
 class WorkerHeartbeat(Base):
-    """A process that runs start tasks, alive while ``beat_at`` is fresh
-    (worker.lease.heartbeat)."""
+    """A worker process (or beat), alive while ``beat_at`` is fresh (worker.lease.heartbeat).
+
+    A claim names the process that holds it by this row's id; the ops page lists the rows.
+    """
 
     __tablename__ = "worker_heartbeats"
 
@@ -298,6 +316,11 @@ class WorkerHeartbeat(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The queues it consumes ("livestreams.start,livestreams.dispatch"), or "beat"; NULL in
+    # rows written before it was kept.
+    lane: Mapped[str | None] = mapped_column(String(255))
+    # What it was doing at its last beat ("launch of 3 starts", "idle"), for people only.
+    doing: Mapped[str | None] = mapped_column(String(200))
 
 
 class UpstreamPause(Base):

@@ -153,7 +153,11 @@ class WebhookAttempt(Base):
     """One POST of a delivery: written before it is sent, finished after (NULL: died in it)."""
 
     __tablename__ = "webhook_attempts"
-    __table_args__ = (Index("ix_webhook_attempts_delivery_id", "delivery_id"),)
+    __table_args__ = (
+        Index("ix_webhook_attempts_delivery_id", "delivery_id"),
+        # The ops overview counts deliveries per minute over the last hour (or day).
+        Index("ix_webhook_attempts_sent_at", "sent_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_deliveries.id"))

@@ -45,3 +45,32 @@ def fail(url: str, stream_id: uuid.UUID, *, state: str = "failed") -> None:
                 updated_at=now,
             )
         )
+
+
+def busy_hour(url: str, stream_ids: list[uuid.UUID]) -> int:
+    """The bookings as started over the last hour, each a start call then a status check
+    every 3 minutes since: what the overview's charts draw. Returns the checks written."""
+    from tests.conftest import make_due
+    from tests.lifecycle_rows import follow
+
+    checks = 0
+    for k, stream_id in enumerate(stream_ids):
+        booked = make_due(url, stream_id, timedelta(minutes=-(55 - 12 * k)))
+        follow(url, stream_id, "live", seen=[("LIVE", "poll", 3)])
+        with get_sessionmaker(url).begin() as s:
+            now = db_now(s)
+            calls = [("start", booked, "started", 201)]
+            at = booked + timedelta(minutes=3)
+            while at < now:
+                calls.append(("status", at, "observed", 200))
+                at += timedelta(minutes=3)
+            for number, (action, sent, outcome, status) in enumerate(calls, start=1):
+                s.add(
+                    StartAttempt(
+                        stream_id=stream_id, number=number, action=action, sent_at=sent,
+                        finished_at=sent + timedelta(seconds=0.3), outcome=outcome,
+                        http_status=status, duration=0.3,
+                    )
+                )  # fmt: skip
+            checks += len(calls) - 1
+    return checks

@@ -15,6 +15,10 @@ from celery import Celery  # noqa: E402
 from celery.signals import (  # noqa: E402
     after_setup_logger,
     after_setup_task_logger,
+    beat_init,
+    celeryd_after_setup,
+    task_postrun,
+    task_prerun,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -69,6 +73,11 @@ worker_init.connect(runtime.refuse_to_start, weak=False)
 # A prefork child must not reuse the parent's pooled database connections or HTTP sockets.
 worker_process_init.connect(runtime.init_process, weak=False)
 worker_process_shutdown.connect(runtime.shutdown_process, weak=False)
+# What the ops page's processes say: each worker's lane, what it runs now, and beat's own row.
+celeryd_after_setup.connect(runtime.note_lane, weak=False)
+task_prerun.connect(runtime.task_began, weak=False)
+task_postrun.connect(runtime.task_ended, weak=False)
+beat_init.connect(runtime.beat_started, weak=False)
 
 
 def _json_logs(logger: logging.Logger, **_: object) -> None:

@@ -75,24 +75,33 @@ class Health:
         }
 
 
-def check(session: Session, settings: Settings) -> Health:
-    """Read the health of the pipeline; every query here is an index range or a tiny table."""
+def check(session: Session, settings: Settings, *, count_states: bool = True) -> Health:
+    """Read the health of the pipeline; every query here is an index range or a tiny table,
+    except the bookings per state (``count_states``), which reads every booking: the ops
+    page's overview counts those of its time range instead, on every refresh."""
     now = db_now(session)
     stale = timedelta(seconds=settings.claims.stale_after)
     counts = {s.value: 0 for s in StreamState}
-    for state, count in session.execute(select(S.state, func.count()).group_by(S.state)):
-        counts[state] = count
+    if count_states:
+        for state, count in session.execute(select(S.state, func.count()).group_by(S.state)):
+            counts[state] = count
     flagged = {p.value: 0 for p in Problem}
     query = select(S.problem, func.count()).where(S.problem.is_not(None)).group_by(S.problem)
     for problem, count in session.execute(query):  # ix_scheduled_streams_problem
         flagged[problem] = count
     tick = last_tick(session)
-    overdue = session.scalars(
-        select(S)
-        .where(S.state.in_([s.value for s in CLAIMABLE_STATES]), S.due_at < now - stale)
-        .order_by(S.due_at)
-        .limit(1)
-    ).first()
+    # One probe of ix_scheduled_streams_state_due_at per state, the earliest of them: with
+    # IN (both states) PostgreSQL sorted every future booking to find none overdue.
+    oldest = [
+        session.scalars(
+            select(S)
+            .where(S.state == state.value, S.due_at < now - stale)
+            .order_by(S.due_at)
+            .limit(1)
+        ).first()
+        for state in CLAIMABLE_STATES
+    ]
+    overdue = min((o for o in oldest if o is not None), key=lambda o: o.due_at, default=None)
     stuck = (
         session.scalar(
             select(func.count()).where(

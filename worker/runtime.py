@@ -11,6 +11,7 @@ Tests build a runtime around their own settings and client and ``install`` it.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import threading
@@ -34,6 +35,7 @@ from worker.start.timer import LaunchTimer
 from worker.upstream.realtimekit import RealtimeKitClient
 
 LAUNCH_SWITCH_INTERVAL = 0.001  # seconds
+log = logging.getLogger(__name__)
 
 
 class Runtime:
@@ -122,9 +124,26 @@ class Runtime:
 
     def _beating(self) -> uuid.UUID:
         if self._heartbeat is None:
-            self._heartbeat = Heartbeat(self.sessions, self.settings.claims.heartbeat_interval)
+            self._heartbeat = Heartbeat(
+                self.sessions, self.settings.claims.heartbeat_interval, lane=_lane
+            )
             self._heartbeat.start()
         return self._heartbeat.id
+
+    def beat_now(self) -> None:
+        """Start beating before any start or check: the ops page then lists this process
+        from its first moment. A database that is down only delays it to the first claim."""
+        with self._lock:
+            try:
+                self._beating()
+            except Exception:  # the first start or check tries again, and fails loudly there
+                self._heartbeat = None
+                log.warning("heartbeat not started yet", exc_info=True)
+
+    def doing(self, what: str) -> None:
+        """What this process is doing, said at its next beat (the ops page's processes)."""
+        if self._heartbeat is not None:
+            self._heartbeat.doing = what
 
     def close(self) -> None:
         """Send what this process prepared, then stop beating and close the API client's
@@ -147,6 +166,8 @@ class Runtime:
 
 _lock = threading.Lock()
 _current: Runtime | None = None
+# The queues this worker consumes, set in the main process before its children are forked.
+_lane: str | None = None
 
 
 def current() -> Runtime:
@@ -195,10 +216,59 @@ def shutdown_process(**_: Any) -> None:
 
 
 def init_process(**_: Any) -> None:
-    """``worker_process_init``: a prefork child builds its own runtime.
+    """``worker_process_init``: a prefork child builds its own runtime, and beats.
 
     What it inherited is the parent's: its sockets are left alone, never closed here.
     """
     global _current
     with _lock:
         _current = Runtime.from_env()
+    # Off the child's start-up: Celery gives a new child a few seconds to report ready, and a
+    # slow database must not cost it that (the runtime's lock orders it before any claim).
+    threading.Thread(target=_current.beat_now, name="livestreams-first-beat", daemon=True).start()
+
+
+def note_lane(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    """``celeryd_after_setup``: remember the queues this worker consumes (its lane)."""
+    global _lane
+    try:
+        names = sorted(instance.app.amqp.queues.consume_from)
+    except AttributeError:  # not a worker as Celery builds one; no lane to say
+        return
+    _lane = ",".join(names)
+
+
+def task_began(sender: Any = None, **_: Any) -> None:
+    """``task_prerun``: the process is running this task now."""
+    with _lock:
+        here = _current
+    if here is not None and sender is not None:
+        here.doing(f"running {sender.name}")
+
+
+def task_ended(**_: Any) -> None:
+    """``task_postrun``: nothing running (a launch's thread may still be sending)."""
+    with _lock:
+        here = _current
+    if here is not None:
+        here.doing("idle")
+
+
+_beat_heartbeat: Heartbeat | None = None
+
+
+def beat_started(**_: Any) -> None:
+    """``beat_init``: beat keeps a heartbeat row of its own, lane "beat", for the ops page
+    (it holds no claim, so nothing is ever taken back for its silence)."""
+    global _beat_heartbeat
+    settings = Settings.from_env()
+    beating = Heartbeat(
+        get_sessionmaker(settings.database_url), settings.claims.heartbeat_interval, lane="beat"
+    )
+    beating.doing = "sending the dispatch tick every dispatch interval"
+    try:
+        beating.start()
+    except Exception:  # beat must run without it: the ops page then lists no beat
+        log.warning("beat's heartbeat not started", exc_info=True)
+        return
+    _beat_heartbeat = beating

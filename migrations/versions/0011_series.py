@@ -9,7 +9,7 @@ events in the webhook outbox.
   not a booking; the ``type`` check admits ``series.created|updated|cancelled``.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-04 18:10:00.000000
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -77,6 +77,7 @@ def upgrade() -> None:
         batch_op.create_foreign_key(
             batch_op.f("fk_scheduled_streams_series_id_series"), "series", ["series_id"], ["id"]
         )
+    _keep_lower_indexes()
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("series_id", sa.Uuid(), nullable=True))
         batch_op.alter_column("stream_id", existing_type=sa.Uuid(), nullable=True)
@@ -112,6 +113,20 @@ def downgrade() -> None:
         batch_op.drop_column("detached")
         batch_op.drop_column("series_date")
         batch_op.drop_column("series_id")
+    _keep_lower_indexes()
     with op.batch_alter_table("series", schema=None) as batch_op:
         batch_op.drop_index("ix_series_state_made_until")
     op.drop_table("series")
+
+
+def _keep_lower_indexes() -> None:
+    """SQLite rebuilds scheduled_streams for the batch above and cannot carry over the
+    expression indexes of 0010 (it cannot reflect them): made again, as 0010 made them."""
+    if op.get_bind().dialect.name != "sqlite":
+        return
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS ix_scheduled_streams_ref_lower ON scheduled_streams (lower(external_ref))"
+    )
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS ix_scheduled_streams_name_lower ON scheduled_streams (lower(name))"
+    )

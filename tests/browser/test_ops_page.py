@@ -12,10 +12,14 @@ import pytest
 
 from models.db import get_sessionmaker
 from tests.browser.conftest import PHONE, sign_in
+from tests.conftest import make_due
 from tests.lifecycle_rows import follow
-from tests.ops_rows import RAY, REFUSAL, fail
+from tests.ops_rows import RAY, REFUSAL, busy_hour, fail
 from worker.http import apikeys
 
+SEARCH_LABEL = (
+    "Search: the id of a booking, its livestream or its meeting; a ref or name, or how it starts"
+)
 pytestmark = pytest.mark.slow
 
 
@@ -28,18 +32,26 @@ def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page, screenshots
         at=datetime.now(UTC) + timedelta(hours=2), duration="1h30m",
     )  # fmt: skip
     refused = served.book(external_ref="evt-refused", name="keynote", tz="America/New_York")
+    make_due(url, refused.id, timedelta(minutes=-10))  # due, and refused, in the last hour
     fail(url, refused.id)
     flagged = served.book(external_ref="evt-quiet-room", tz="Asia/Tokyo")
     follow(url, flagged.id, "started", seen=[("INVOKED", "start", 2)], problem="not_live")
     meeting = str(uuid.uuid4())
     batch = [served.book(meeting_id=meeting, external_ref=f"evt-batch-{i}") for i in range(3)]
     assert town_hall
+    busy = [served.book(external_ref=f"evt-earlier-{i}") for i in range(5)]
+    checks = busy_hour(url, [b.id for b in busy])
 
     sign_in(page, served.base, served.key)
     attention = page.get_by_role("region", name="Needs a look")
-    expect(attention.get_by_role("link", name="1 failed")).to_be_visible()
+    expect(attention.get_by_role("link", name="1 failed, due in the last hour")).to_be_visible()
     expect(attention.get_by_role("link", name="1 problem: not_live")).to_be_visible()
     expect(page.get_by_role("cell", name="evt-2031-town-hall")).to_be_visible()
+    # The last hour: the five starts and their checks, the refusal, five lateness of 2 s.
+    expect(page.locator('[data-series="starts"] .total')).to_have_text("6")
+    expect(page.locator('[data-series="failures"] .total')).to_have_text("1")
+    expect(page.locator('[data-series="checks"] .total')).to_have_text(str(checks))
+    expect(page.locator('[data-series="lateness"] .total')).to_have_text("5")
     page.screenshot(path=str(screenshots / "ops-overview.png"), full_page=True)
 
     # Filter: the failed ones.
@@ -73,7 +85,7 @@ def test_sign_in_filter_open_a_booking_and_bulk_cancel(served, page, screenshots
 
     # Keyboard: the filter form works without a mouse.
     page.goto(f"{served.base}/ops/bookings")
-    page.get_by_label("Ref or name (exact)").fill("keynote")
+    page.get_by_label(SEARCH_LABEL).fill("keynote")
     page.keyboard.press("Enter")
     expect(page.get_by_role("table").get_by_role("row")).to_have_count(2)
 

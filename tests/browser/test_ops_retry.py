@@ -1,5 +1,6 @@
 """Retrying a failed booking from the ops page starts it: chromium against a real `livestreams
-serve`, with real `celery worker` and `celery beat` processes and the fake API."""
+serve`, with real `celery worker` and `celery beat` processes and the fake API; the processes
+page lists those processes from their own heartbeats."""
 
 from __future__ import annotations
 
@@ -51,3 +52,13 @@ def test_retry_a_failed_booking_and_see_it_start(tmp_path: Path, page) -> None:
         expect(outcomes).to_have_count(3)  # the header, the refusal, the start that worked
         expect(outcomes.nth(2)).to_contain_text("started")
         assert len(pipeline.created_for(booked.meeting_id)) == 1
+
+        # The worker's two pool processes and beat, each from its own heartbeat row, alive.
+        page.get_by_role("link", name="Processes").click()
+        processes = page.get_by_role("row").filter(has_text=" pid ")
+        expect(processes).to_have_count(3)
+        expect(processes.filter(has_text="beat")).to_have_count(1)
+        workers = processes.filter(has_text="livestreams.start")
+        expect(workers).to_have_count(2)
+        expect(workers.first).to_contain_text("livestreams.follow")
+        expect(page.get_by_text("dead", exact=True)).to_have_count(0)

@@ -8,6 +8,7 @@ import logging
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 
@@ -160,17 +161,29 @@ def test_the_list_filters_and_pages(ops, book, env) -> None:
     for i in range(55):
         book(at=start + timedelta(minutes=i), external_ref=f"evt-{i:02d}", meeting_id=meeting)
     book(at=start, external_ref="elsewhere", name="town-hall")
+    # The latest start first, 50 a page.
     first = ops.client.get(f"/ops/bookings?meeting_id={meeting}")
     refs = _refs(first.text)
-    assert refs == [f"evt-{i:02d}" for i in range(50)]
+    assert refs == [f"evt-{i:02d}" for i in range(54, 4, -1)]
     next_href = re.search(r'href="([^"]+)" rel="next"', first.text)[1].replace("&amp;", "&")
     second = ops.client.get(next_href)
-    assert _refs(second.text) == [f"evt-{i:02d}" for i in range(50, 55)]
+    assert _refs(second.text) == [f"evt-{i:02d}" for i in range(4, -1, -1)]
     assert 'rel="next"' not in second.text
+    # The earliest first, when the Starts column is clicked.
+    sort_href = re.search(r'<a href="([^"]+)" aria-label="Starts, sorted', first.text)[1]
+    oldest = ops.client.get(sort_href.replace("&amp;", "&"))
+    assert _refs(oldest.text) == [f"evt-{i:02d}" for i in range(50)]
+    next_href = re.search(r'href="([^"]+)" rel="next"', oldest.text)[1].replace("&amp;", "&")
+    assert _refs(ops.client.get(next_href).text) == [f"evt-{i:02d}" for i in range(50, 55)]
     ranged = ops.client.get(
-        "/ops/bookings", params={"from": "2031-03-01T12:10:00Z", "to": "2031-03-01 12:13"}
+        "/ops/bookings", params={"from": "2031-03-01T12:10:00Z", "to": "2031-03-01T13:13:00+01:00"}
     )
-    assert _refs(ranged.text) == ["evt-10", "evt-11", "evt-12"]
+    assert _refs(ranged.text) == ["evt-12", "evt-11", "evt-10"]
+    # A time without an offset, or a date, is refused as `livestreams list` refuses it.
+    for naive in ("2031-03-01 12:13", "2031-03-01"):
+        refused = ops.client.get("/ops/bookings", params={"from": naive})
+        assert refused.status_code == 422
+        assert alerts(refused.text)[0].startswith(f"from: '{naive}' has no UTC offset")
     assert _refs(ops.client.get("/ops/bookings?q=town-hall").text) == ["elsewhere"]
     assert _refs(ops.client.get("/ops/bookings?q=evt-07").text) == ["evt-07"]
     assert _refs(ops.client.get("/ops/bookings?state=failed").text) == []
@@ -193,8 +206,18 @@ def test_the_overview_counts_flags_and_links_to_each_list(ops, book, env) -> Non
     fail(url, failed.id)
     follow(url, flagged.id, "started", problem="not_live")
     html = ops.client.get("/ops").text
-    assert '<meta http-equiv="refresh"' in html
-    assert re.search(r'href="/ops/bookings\?state=failed"><span class="n">1</span> failed', html)
+    assert '<noscript><meta http-equiv="refresh"' in html
+    # The failure was due a day ago: not in the last hour, in the last 7 days, whose link
+    # lists the failed bookings due from the range's start to now.
+    assert re.search(r'<span class="n">0</span> failed, due in the last hour', html)
+    week = ops.client.get("/ops?range=7d").text
+    tile = re.search(
+        r'href="(/ops/bookings\?state=failed&amp;from=[^"]+)"><span class="n">1</span> failed, due',
+        week,
+    )
+    assert tile, week
+    listed_failed = ops.client.get(unescape(tile[1])).text
+    assert len(re.findall(r"/ops/bookings/[0-9a-f-]{36}\"", listed_failed)) == 1
     assert re.search(
         r'href="/ops/bookings\?problem=not_live"><span class="n">1</span> problem: not_live', html
     )

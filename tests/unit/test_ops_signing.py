@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from starlette.datastructures import QueryParams
 
+from worker.bookings.timeparse import parse_instant
 from worker.crypto import new_key
 from worker.errors import BookingError
 from worker.http.pages.filters import Filter
@@ -92,13 +93,17 @@ def test_a_filter_goes_to_a_query_string_and_back() -> None:
     assert listed["start"] == datetime(2031, 1, 1, tzinfo=UTC) and listed["end"] is None
 
 
-def test_a_wall_time_in_the_filter_is_read_as_utc_and_a_bad_one_names_its_field() -> None:
-    assert Filter(start="2031-01-01 10:00").listing()["start"] == datetime(
+@pytest.mark.parametrize("value", ["2031-01-01 10:00", "2031-01-01", "soon"])
+def test_the_filter_takes_instants_with_an_offset_only_as_the_cli_does(value) -> None:
+    assert Filter(start="2031-01-01T11:00:00+01:00").listing()["start"] == datetime(
         2031, 1, 1, 10, tzinfo=UTC
     )
     with pytest.raises(BookingError) as refused:
-        Filter(end="soon").listing()
+        Filter(end=value).listing()
     assert refused.value.field == "to"
+    with pytest.raises(BookingError) as in_listing:  # what `livestreams list --to` says
+        parse_instant(value, None, "to")
+    assert in_listing.value.problem == refused.value.problem
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Listing bookings: filters, and keyset pages ordered by (scheduled_at, id).
+"""Listing bookings: filters, and keyset pages ordered by (scheduled_at, id), either way.
 
 A page after a cursor starts strictly after that (scheduled_at, id), so rows inserted or
 cancelled while a caller pages neither repeat nor shift rows that existed before (an OFFSET
@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models import Problem, ScheduledStream, StreamState
@@ -37,12 +37,14 @@ def list_streams(
     search: str | None = None,
     after: tuple[datetime, uuid.UUID] | None = None,
     limit: int = 100,
+    newest_first: bool = False,
 ) -> list[ScheduledStream]:
-    """Bookings ordered by start time (then id), filtered by state, problem flag, meeting,
-    start-time range, external reference, and ``search`` (the exact ref or name); with
-    ``after``, only those after that (scheduled_at, id)."""
+    """Bookings ordered by start time (then id; ``newest_first``: the latest first), filtered
+    by state, problem flag, meeting, start-time range, external reference, and ``search`` (see
+    :func:`matching`); with ``after``, only those after that (scheduled_at, id) in that order."""
     query = _filtered(
         select(S),
+        _dialect(session),
         states=states,
         problems=problems,
         meeting_id=meeting_id,
@@ -53,20 +55,66 @@ def list_streams(
     )
     if after is not None:
         at, last_id = after
-        query = query.where(or_(S.scheduled_at > at, and_(S.scheduled_at == at, S.id > last_id)))
+        if newest_first:
+            later = or_(S.scheduled_at < at, and_(S.scheduled_at == at, S.id < last_id))
+        else:
+            later = or_(S.scheduled_at > at, and_(S.scheduled_at == at, S.id > last_id))
+        query = query.where(later)
     if not 1 <= limit <= MAX_LIMIT:
         raise BookingError("limit", f"must be between 1 and {MAX_LIMIT}")
-    query = query.order_by(S.scheduled_at, S.id).limit(limit)
-    return list(session.scalars(query))
+    order = (S.scheduled_at.desc(), S.id.desc()) if newest_first else (S.scheduled_at, S.id)
+    return list(session.scalars(query.order_by(*order).limit(limit)))
 
 
 def count_streams(session: Session, **filters: Any) -> int:
     """How many bookings ``list_streams``' filters (no cursor, no limit) select."""
-    return session.scalar(_filtered(select(func.count()).select_from(S), **filters)) or 0
+    query = _filtered(select(func.count()).select_from(S), _dialect(session), **filters)
+    return session.scalar(query) or 0
+
+
+def matching(text: str, dialect: str) -> ColumnElement[bool]:
+    """What one search box finds: a booking by its id, its meeting's id, its livestream id,
+    or a ref or name that starts with ``text`` in any case (so also the exact one).
+
+    Each part is an index probe or range (on a million rows the search reads only what it
+    finds): the primary key, ix_scheduled_streams_meeting_id, _livestream_id, and lower() of
+    the ref and of the name (_ref_lower, _name_lower). PostgreSQL reads a LIKE 'prefix%' off
+    those with their text_pattern_ops; SQLite reads the same range written out, in its
+    byte order.
+    """
+    prefix = text.lower()
+    found: list[ColumnElement[bool]] = [S.livestream_id == text]
+    for column in (S.external_ref, S.name):
+        lowered = func.lower(column)
+        if dialect == "postgresql":
+            found.append(lowered.like(_escape_like(prefix) + "%", escape="\\"))
+        else:
+            found.append(and_(lowered >= prefix, lowered < prefix + _LAST_CHARACTER))
+    try:
+        as_uuid = uuid.UUID(text)
+    except ValueError:
+        pass
+    else:
+        found += [S.id == as_uuid, S.meeting_id == as_uuid]
+    return or_(*found)
+
+
+# Greater than any character that can follow a prefix: p <= s < p + this holds for every s
+# that starts with p, in code point (and UTF-8 byte) order.
+_LAST_CHARACTER = "\U0010ffff"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def _filtered(
     query: Select[Any],
+    dialect: str,
     *,
     states: Sequence[str] = (),
     problems: Sequence[str] = (),
@@ -93,10 +141,10 @@ def _filtered(
         # read as "the database is unavailable" (503) for what is the caller's input.
         query = query.where(S.external_ref == parse_ref(ref))
     if search is not None:
-        # Exact, not a substring: the ref is found by its unique index, so a search stays an
-        # index probe on a million rows (a LIKE '%...%' would read them all).
+        # A prefix, not a substring: a LIKE '%...%' would read every row of a million.
         text = parse_ref(search)
-        query = query.where(or_(S.external_ref == text, S.name == text))
+        assert text is not None
+        query = query.where(matching(text, dialect))
     return query
 
 

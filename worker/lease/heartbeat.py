@@ -34,11 +34,20 @@ FORGET_AFTER = timedelta(hours=1)
 
 
 class Heartbeat:
-    """Beats for this process every ``interval`` seconds once started; ``id`` names it."""
+    """Beats for this process every ``interval`` seconds once started; ``id`` names it.
 
-    def __init__(self, factory: sessionmaker[Session], interval: float) -> None:
+    Each beat also says the process's ``lane`` (the queues it consumes, or "beat") and what it
+    is ``doing`` right now, for the ops page's processes: people read them, nothing decides
+    on them.
+    """
+
+    def __init__(
+        self, factory: sessionmaker[Session], interval: float, *, lane: str | None = None
+    ) -> None:
         self.id = uuid.uuid4()
         self.pid = os.getpid()
+        self.lane = lane
+        self.doing = "idle"
         self._factory = factory
         self._interval = interval
         self._stop = threading.Event()
@@ -94,4 +103,6 @@ class Heartbeat:
             hostname=socket.gethostname()[:255],
             pid=self.pid,
             beat_at=db_now(session),
+            lane=self.lane[:255] if self.lane else None,
+            doing=self.doing[:200],
         )

@@ -1,7 +1,10 @@
 """The ops web page under /ops: server-rendered (Jinja2), no front-end build step.
 
 auth      sign-in with an ops API key, the session cookie, CSRF on every form
-views     overview, list with filters, a booking's detail (and a stream key's reveal)
+views     overview, list with filters, a booking's detail (and a stream key's reveal),
+          processes
+charts    the overview's charts and the list's times, decided without the database
+activity  what the charts and the processes read
 actions   cancel, retry, reschedule, stop; bulk cancel and retry; each confirmed first
 webhooks  outbound webhook endpoints: health, deliveries and attempts; replay, disable, enable
 webhook_reads  what those pages read (never a secret)
@@ -13,8 +16,8 @@ render    templates/ and the headers of every page
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from worker.bookings import plaintext
@@ -54,6 +57,27 @@ async def _control_characters(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", {"title": "Refused", "message": message}, 422)
 
 
+_fallback = APIRouter(include_in_schema=False)
+
+
+@_fallback.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """Browsers ask for it at the root whatever the page says; the same picture as the page's
+    own icon link."""
+    return FileResponse(
+        HERE / "static" / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "max-age=86400"},
+    )
+
+
+@_fallback.api_route("/ops/{rest:path}", methods=["GET", "HEAD"])
+def no_such_page(request: Request, rest: str) -> HTMLResponse:
+    """Any other path under /ops: a page that says so, not the API's problem JSON."""
+    message = f"There is no page at {request.url.path}."
+    return page(request, "error.html", {"title": "Not found", "message": message}, 404)
+
+
 def install(app: FastAPI) -> None:
     """Add the ops page's routes, its static files and its four answers without a page (sign
     in first, a forged form, no such booking or endpoint, no webhooks:manage) to ``app``."""
@@ -68,3 +92,4 @@ def install(app: FastAPI) -> None:
     app.include_router(actions.router)
     app.include_router(webhooks.router)
     app.include_router(series.router)
+    app.include_router(_fallback)  # last: every route above comes first

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from models import ScheduledStream, StreamState
+from models.db import db_now
 from worker.bookings import booking, listing
 from worker.errors import BookingConflict, BookingError, InputError
 from worker.http.deps import SessionDep, SettingsDep
@@ -31,6 +32,8 @@ Action = Literal["cancel", "retry", "reschedule", "stop"]
 BulkAction = Literal["cancel", "retry"]
 # A bulk action acts on at most this many rows in one request; more asks for a narrower filter.
 BULK_MAX = 1000
+# The confirm page lists this many of the bookings it will touch, beside their count.
+PREVIEW = 50
 # The states each bulk action can change: the filter is narrowed to them.
 BULK_STATES: dict[str, tuple[str, ...]] = {
     "cancel": (StreamState.SCHEDULED, StreamState.RETRYING),
@@ -125,18 +128,25 @@ def _bulk_filter(request_filter: Filter, action: str) -> Filter | None:
 def bulk_confirm(
     request: Request, action: BulkAction, ops: OpsPage, session: SessionDep
 ) -> HTMLResponse:
-    """How many bookings the filter selects that the action can change, before it acts."""
+    """How many bookings the filter selects that the action can change, and the first
+    PREVIEW of them, before it acts."""
     asked = Filter.read(request.query_params)
     narrowed = _bulk_filter(asked, action)
-    error = None
+    error, preview = None, []
     try:
         asked.listing()  # the whole filter is checked, also what the action narrows away
-        count = 0 if narrowed is None else listing.count_streams(session, **narrowed.listing())
+        if narrowed is not None:
+            count = listing.count_streams(session, **narrowed.listing())
+            preview = listing.list_streams(session, limit=PREVIEW, **narrowed.listing())
+        else:
+            count = 0
     except InputError as exc:
         count, error = 0, f"{exc.field}: {exc.problem}"
     if count > BULK_MAX:
         error = f"{count} bookings: at most {BULK_MAX} at once; narrow the filter"
-    return _bulk_page(request, ops, action, asked, count, error, result=None)
+    now = db_now(session)
+    shown = [row(s, now) for s in preview]
+    return _bulk_page(request, ops, action, asked, count, error, result=None, preview=shown)
 
 
 @router.post("/bulk/{action}")
@@ -192,6 +202,7 @@ def _bulk_page(
     error: str | None,
     *,
     result: dict[str, Any] | None,
+    preview: list[dict[str, Any]] | None = None,
 ) -> HTMLResponse:
     """The bulk page: what the filter selects before the action, or what it did after."""
     context = {
@@ -206,5 +217,7 @@ def _bulk_page(
         "error": error,
         "back": "/ops/bookings?" + asked.query(),
         "result": result,
+        "preview": preview or [],
+        "preview_max": PREVIEW,
     }
     return page(request, "bulk.html", context, 422 if error else 200)

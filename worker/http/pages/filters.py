@@ -17,8 +17,9 @@ from worker.errors import BookingError
 
 @dataclass(frozen=True)
 class Filter:
-    """What the list shows: any of ``states`` and of ``problems``, a start-time range (an
-    instant with an offset, or a wall time read as UTC), a meeting, the exact ref or name."""
+    """What the list shows: any of ``states`` and of ``problems``, a start-time range (instants
+    with an offset, as the CLI and the API take them), a meeting, what the search box finds
+    (worker.bookings.listing.matching), and the order: the latest start first, or ``oldest``."""
 
     states: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
@@ -26,6 +27,11 @@ class Filter:
     end: str = ""
     meeting_id: str = ""
     search: str = ""
+    order: str = ""
+
+    @property
+    def newest_first(self) -> bool:
+        return self.order != "oldest"
 
     @classmethod
     def read(cls, params: QueryParams | FormData) -> Filter:
@@ -43,6 +49,7 @@ class Filter:
             end=one("to"),
             meeting_id=one("meeting_id"),
             search=one("q"),
+            order="oldest" if one("order") == "oldest" else "",
         )
 
     def listing(self) -> dict[str, Any]:
@@ -64,6 +71,7 @@ class Filter:
             ("to", self.end),
             ("meeting_id", self.meeting_id),
             ("q", self.search),
+            ("order", self.order),
         ):
             if value:
                 out.append((name, value))
@@ -91,4 +99,6 @@ def _known(field: str, values: tuple[str, ...], kind: type[StrEnum]) -> tuple[st
 
 
 def _instant(value: str, field: str) -> datetime | None:
-    return parse_instant(value, "UTC", field)[0] if value else None
+    # No zone to read a wall time in, as for `livestreams list --from` and GET /v1/bookings:
+    # a date or a time without an offset is refused, not read as UTC here and refused there.
+    return parse_instant(value, None, field)[0] if value else None

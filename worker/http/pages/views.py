@@ -1,10 +1,12 @@
-"""The ops page's read-only views: the overview, the list, a booking's detail (and the reveal
-of its stream key, which is a POST: it is logged, and no prefetch may trigger it)."""
+"""The ops page's read-only views: the overview (with its charts), the list, a booking's
+detail (and the reveal of its stream key, which is a POST: it is logged, and no prefetch may
+trigger it), and the processes."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from models import Problem, ScheduledStream, StreamState
+from models.db import db_now
 from worker.bookings import booking, listing, observe
 from worker.bookings.present import (
     attempt_dict,
@@ -26,6 +29,7 @@ from worker.errors import InputError
 from worker.health import check
 from worker.http import cursor
 from worker.http.deps import SessionDep, SettingsDep
+from worker.http.pages import activity, charts
 from worker.http.pages.auth import Ops, OpsForm, OpsPage
 from worker.http.pages.filters import Filter
 from worker.http.pages.render import page
@@ -66,32 +70,91 @@ def find(session: Session, stream_id: str) -> ScheduledStream:
         raise NotFoundPage(exc.problem) from None
 
 
-def row(stream: ScheduledStream) -> dict[str, Any]:
-    """A booking as a list row: the JSON API's fields plus its page."""
-    return {**stream_dict(stream), "href": f"/ops/bookings/{stream.id}"}
+def row(stream: ScheduledStream, now: datetime | None = None) -> dict[str, Any]:
+    """A booking as a list row: the JSON API's fields plus its page, and its start said
+    relative to ``now`` ("in 3 h")."""
+    return {
+        **stream_dict(stream),
+        "href": f"/ops/bookings/{stream.id}",
+        "starts_relative": charts.relative(now, stream.scheduled_at) if now else "",
+    }
+
+
+_CHART_TITLES = {
+    "starts": "Starts",
+    "failures": "Failed calls",
+    "pauses": "429 answers (pauses)",
+    "checks": "Status checks",
+    "deliveries": "Webhook deliveries",
+}
+
+
+def _charts(
+    session: Session, settings: Settings, now: datetime, chosen: charts.Range, win: charts.Window
+) -> Any:
+    seen = activity.read(session, settings, win, now)
+    drawn = [
+        {"key": key, "title": _CHART_TITLES[key], "chart": charts.bar_chart(counts, win)}
+        for key, counts in seen.series.items()
+    ]
+    paused = seen.paused_until
+    lateness = charts.histogram(seen.lateness)
+    most = max(lateness.counts, default=0) or 1
+    return {
+        "range": chosen,
+        "ranges": [
+            {"key": r.key, "label": r.label, "href": f"/ops?range={r.key}", "current": r == chosen}
+            for r in charts.RANGES
+        ],
+        "charts": drawn,
+        "chart_width": charts.WIDTH,
+        "chart_height": charts.HEIGHT,
+        "lateness": lateness,
+        "lateness_rows": [
+            (label, {"count": n, "width": round(100 * n / most, 1)})
+            for label, n in zip(lateness.labels, lateness.counts, strict=True)
+        ],
+        "budget": {
+            "used": seen.budget_used,
+            "limit": seen.budget_limit,
+            "window": f"{seen.budget_window:g} s",
+            "percent": min(100, round(100 * seen.budget_used / max(seen.budget_limit, 1))),
+        },
+        "paused": None
+        if paused is None
+        else {"until": _z(paused), "relative": charts.relative(now, paused)},
+    }
 
 
 @router.get("")
 def overview(request: Request, ops: OpsPage, session: SessionDep, settings: SettingsDep) -> Any:
-    """Counts per state, what needs a look (each linking to its list), the next 24 hours."""
-    health = check(session, settings)
+    """The last hour (or day, or week) in charts, what is live now, the rate budget and any
+    pause; what needs a look and the bookings due in that range per state (each linking to
+    its list); the next 24 hours. Nothing here reads every booking: it runs on every refresh."""
+    health = check(session, settings, count_states=False)
     data = health.as_dict()
+    chosen = charts.pick_range(request.query_params.get("range"))
+    win = charts.window(chosen, health.now)
+    # Due in the range so far: from its start to now (the list's filter takes the same).
+    since = Filter(start=_z(win.start), end=_z(health.now))
+    counts = activity.states_between(session, win.start, health.now)
     upcoming = Filter(start=_z(health.now), end=_z(health.now + UPCOMING))
     rows = listing.list_streams(session, limit=PAGE_SIZE + 1, **upcoming.listing())
     age = data["last_tick_age_seconds"]
     overdue = data["oldest_overdue"]
     attention = [
-        _item("failed", health.counts["failed"], Filter(states=("failed",))),
-        _item("missed", health.counts["missed"], Filter(states=("missed",))),
+        _item(f"failed, due in the {chosen.label}", counts["failed"], since, "failed"),
+        _item(f"missed, due in the {chosen.label}", counts["missed"], since, "missed"),
         *(
             _item(f"problem: {p.value}", health.problem_counts[p.value], Filter(problems=(p,)))
             for p in Problem
         ),
-        _item("stuck in starting past the lease", health.stuck, Filter(states=("starting",))),
+        _item("stuck in starting past the lease", health.stuck, Filter(), StreamState.STARTING),
         _item(
             "starting past the start deadline",
             health.starting_past_deadline,
-            Filter(states=("starting",)),
+            Filter(),
+            StreamState.STARTING,
         ),
     ]
     context = {
@@ -99,11 +162,14 @@ def overview(request: Request, ops: OpsPage, session: SessionDep, settings: Sett
         "ops": ops,
         "refresh": REFRESH_SECONDS,
         "now": _z(health.now),
+        **_charts(session, settings, health.now, chosen, win),
+        "live": activity.live_now(session),
+        "live_href": "/ops/bookings?" + Filter(states=("live",)).query(),
         "healthy": health.healthy,
         "health_problems": health.problems,
         "counts": [
-            {"state": s, "count": n, "href": "/ops/bookings?" + Filter(states=(s,)).query()}
-            for s, n in health.counts.items()
+            {"state": s, "count": n, "href": "/ops/bookings?" + replace(since, states=(s,)).query()}
+            for s, n in counts.items()
         ],
         "attention": attention,
         "tick": "never" if age is None else f"{age:.1f} s ago",
@@ -116,14 +182,17 @@ def overview(request: Request, ops: OpsPage, session: SessionDep, settings: Sett
             "late": f"{overdue['overdue_seconds']:.0f} s",
         },
         "webhook_lines": overview_lines(session, health.now, health.failing_endpoints),
-        "upcoming": [row(s) for s in rows[:PAGE_SIZE]],
+        "upcoming": [row(s, health.now) for s in rows[:PAGE_SIZE]],
         "upcoming_more": len(rows) > PAGE_SIZE,
         "upcoming_href": "/ops/bookings?" + upcoming.query(),
     }
     return page(request, "overview.html", context)
 
 
-def _item(label: str, count: int, where: Filter) -> dict[str, Any]:
+def _item(label: str, count: int, where: Filter, state: str = "") -> dict[str, Any]:
+    """A tile of "Needs a look": its count, and its link to the list (narrowed to ``state``)."""
+    if state:
+        where = replace(where, states=(state,))
     return {"label": label, "count": count, "href": "/ops/bookings?" + where.query()}
 
 
@@ -135,6 +204,7 @@ def _z(value: Any) -> str:
 def bookings(request: Request, ops: OpsPage, session: SessionDep) -> Any:
     """The list: filters, a page of PAGE_SIZE, and a link to the next page (keyset)."""
     shown = Filter.read(request.query_params)
+    now = db_now(session)
     error, rows, next_href = None, [], None
     try:
         after = request.query_params.get("cursor")
@@ -142,12 +212,13 @@ def bookings(request: Request, ops: OpsPage, session: SessionDep) -> Any:
             session,
             after=cursor.decode(after) if after else None,
             limit=PAGE_SIZE + 1,
+            newest_first=shown.newest_first,
             **shown.listing(),
         )
     except InputError as exc:
         error = f"{exc.field}: {exc.problem}"
     else:
-        rows = [row(s) for s in found[:PAGE_SIZE]]
+        rows = [row(s, now) for s in found[:PAGE_SIZE]]
         if len(found) > PAGE_SIZE:
             last = found[PAGE_SIZE - 1]
             next_href = "/ops/bookings?" + shown.query(
@@ -161,6 +232,18 @@ def bookings(request: Request, ops: OpsPage, session: SessionDep) -> Any:
         "problems": [p.value for p in Problem],
         "rows": rows,
         "error": error,
+        "refresh": REFRESH_SECONDS,
+        "now": _z(now),
+        "presets": [
+            {
+                "label": p.label,
+                "href": "/ops/bookings?" + replace(shown, start=p.start, end=p.end).query(),
+            }
+            for p in charts.presets(now)
+        ],
+        "sort_href": "/ops/bookings?"
+        + replace(shown, order="" if not shown.newest_first else "oldest").query(),
+        "sort": "descending" if shown.newest_first else "ascending",
         "next_href": next_href,
         "first_href": "/ops/bookings?" + shown.query()
         if request.query_params.get("cursor")
@@ -208,7 +291,29 @@ def detail(
     stream = find(session, stream_id)
     context = detail_context(session, settings, ops, stream, reveal=False)
     context["done"] = _DONE.get(request.query_params.get("done", ""))
+    context["refresh"] = REFRESH_SECONDS
+    context["now"] = _z(db_now(session))
     return page(request, "detail.html", context)
+
+
+@router.get("/processes")
+def processes(request: Request, ops: OpsPage, session: SessionDep, settings: SettingsDep) -> Any:
+    """Every worker process and beat with its lane, its last heartbeat and what it is doing,
+    and the dispatcher's last tick; the silent ones marked dead."""
+    now = db_now(session)
+    found = [
+        {**vars(p), "beat_at": _z(p.beat_at), "ago": charts.relative(now, p.beat_at)}
+        for p in activity.processes(session, settings, now)
+    ]
+    context = {
+        "title": "Processes",
+        "ops": ops,
+        "refresh": REFRESH_SECONDS,
+        "now": _z(now),
+        "processes": found,
+        "dead_after": f"{settings.claims.owner_timeout:g} s",
+    }
+    return page(request, "processes.html", context)
 
 
 _DONE = {
