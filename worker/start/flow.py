@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from worker.start.results import Results
 
 log = logging.getLogger(__name__)
+# Seconds of a pause begun here within which a prepared start still leaves: the skew between
+# the database's clock, by which retries are due, and this process's monotonic clock.
+PAUSE_SLACK = 0.5
+
 T = TypeVar("T")
 
 
@@ -85,7 +89,9 @@ class Starter:
         """
         with logformat.context(stream_id=str(job.stream_id)):
             paused = self.record.paused_here_until - time.monotonic()
-            if paused > 0:
+            # A retry due at the pause's end (by the database's clock) may come a few ms
+            # before it on this clock: that one is the retry the pause was waiting for.
+            if paused > PAUSE_SLACK:
                 held = RetryableError(
                     f"not sent: the API token is paused for {paused:.1f} s more (a 429 answered"
                     " another start)",
