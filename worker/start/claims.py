@@ -160,6 +160,30 @@ def reap(
     return sorted([*again, *taken], key=lambda c: c.due_at)
 
 
+# What makes a start plain, besides its claim: the start deadline has not passed, no earlier
+# start call of the booking may have created a livestream, and the API token is not paused.
+_PLAIN = (
+    S.start_deadline >= bindparam("now"),
+    ~exists().where(A.stream_id == S.id, UNCLEAR_START_CALL),
+    ~exists().where(
+        UpstreamPause.token_hash == bindparam("token_key"),
+        UpstreamPause.paused_until > bindparam("now"),
+    ),
+)
+# What a start call needs of its booking: a plain confirmation returns it, so the run reads
+# nothing else.
+_START_FIELDS = (
+    S.attempts,
+    S.account_id,
+    S.app_id,
+    S.meeting_id,
+    S.name,
+    S.video_width,
+    S.video_height,
+    S.start_deadline,
+    S.scheduled_at,
+)
+
 _HELD = (
     S.id.in_(bindparam("p_ids", expanding=True)),
     S.state == StreamState.STARTING.value,
@@ -173,41 +197,14 @@ _HELD = (
 # it takes the single-start path at its instant, which looks closer (worker.start.flow).
 # The lease runs from the end of the lead, so it covers every instant of the launch plus its
 # longest call. The new token is one per launch, as a claim's token is one per statement.
-_CONFIRM_LAUNCH = (
-    update(S)
-    .where(
-        *_HELD,
-        S.due_at <= bindparam("p_until"),
-        S.start_deadline >= S.due_at,
-        S.start_deadline >= bindparam("now"),
-        ~exists().where(A.stream_id == S.id, UNCLEAR_START_CALL),
-        ~exists().where(
-            UpstreamPause.token_hash == bindparam("token_key"),
-            UpstreamPause.paused_until > bindparam("now"),
-        ),
-    )
-    .values(
-        attempts=S.attempts + 1,
-        claim_token=bindparam("renewed"),
-        claim_owner=bindparam("owner"),
-        lease_expires_at=bindparam("lease_until"),
-        updated_at=bindparam("now"),
-    )
-    .returning(
-        S.id,
-        S.attempts,
-        S.due_at,
-        S.account_id,
-        S.app_id,
-        S.meeting_id,
-        S.name,
-        S.video_width,
-        S.video_height,
-        S.start_deadline,
-        S.scheduled_at,
-    )
-    .execution_options(synchronize_session=False)
-)
+_CONFIRM_LAUNCH = leasing.confirm_statement(
+    S,
+    and_(*_HELD),
+    S.due_at <= bindparam("p_until"),
+    S.start_deadline >= S.due_at,
+    *_PLAIN,
+    returning=[S.id, S.due_at, *_START_FIELDS],
+).execution_options(synchronize_session=False)
 
 _STILL_HELD = select(S.id, S.due_at).where(*_HELD)
 
@@ -362,26 +359,7 @@ def confirm_claim(
 # earlier start call of this booking may have created a livestream, and the API token is not
 # paused. It returns what the call needs, so the run reads nothing else.
 _CONFIRM_PLAIN_START = leasing.confirm_statement(
-    S,
-    CLAIM_HELD,
-    _NOT_EARLY,
-    S.start_deadline >= bindparam("now"),
-    ~exists().where(A.stream_id == S.id, UNCLEAR_START_CALL),
-    ~exists().where(
-        UpstreamPause.token_hash == bindparam("token_key"),
-        UpstreamPause.paused_until > bindparam("now"),
-    ),
-    returning=[
-        S.attempts,
-        S.account_id,
-        S.app_id,
-        S.meeting_id,
-        S.name,
-        S.video_width,
-        S.video_height,
-        S.start_deadline,
-        S.scheduled_at,
-    ],
+    S, CLAIM_HELD, _NOT_EARLY, *_PLAIN, returning=_START_FIELDS
 )
 
 
